@@ -1,0 +1,239 @@
+"""``create_app(settings)``: routes, start-up checks and the shared state of one hub process."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import date
+from urllib.parse import parse_qs, unquote
+
+from graphql import GraphQLSchema
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from hub.audit.log import AuditLog
+from hub.auth.actor import Actor
+from hub.auth.keys import KeyRing
+from hub.auth.tokens import issue_token, verify_token
+from hub.db import hub_engine, upgrade
+from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
+from hub.errors import AuthenticationError
+from hub.gateway import handle
+from hub.limits import Limits
+from hub.policy.loader import CatalogEntry, load_policies
+from hub.policy.model import PolicySet
+from hub.schema import build_schema, catalog_of
+from hub.settings import Settings
+from hub.sources.sql import SqlSource
+from hub.store.authorizations import AuthorizationStore
+from hub.store.clients import ClientStore
+
+log = logging.getLogger("hub")
+
+
+def load_policy_set(settings: Settings, catalog: dict[str, CatalogEntry] | None = None) -> PolicySet:
+    if catalog is None:
+        catalog = catalog_of(build_schema())
+    return load_policies(settings.policy_dir, DEPARTMENTS, catalog, date.today())
+
+
+class HubState:
+    """Everything one hub process shares between requests. Built at start-up; refuses to start if invalid."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.schema = build_schema()
+        self.graphql_schema: GraphQLSchema = self.schema._schema
+        self.catalog = catalog_of(self.schema)
+        self.policy = load_policy_set(settings, self.catalog)
+        self.limits = Limits(
+            settings.max_depth, settings.max_aliases, settings.max_root_fields, settings.max_directives
+        )
+        self.keys = KeyRing(settings.key_dir)
+        self.keys.ensure()
+        upgrade(settings.database_url)
+        self.engine = hub_engine(settings.database_url)
+        self.clients = ClientStore(self.engine)
+        self.authorizations = AuthorizationStore(self.engine)
+        self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key())
+        self.sources = {
+            code: SqlSource(code, settings.department_url(code), timeout=settings.source_timeout)
+            for code in SOURCE_DEPARTMENTS
+        }
+
+    def authenticate(self, token: str) -> Actor:
+        s = self.settings
+        claims = verify_token(self.keys, token, issuer=s.issuer, audience=s.audience)
+        client = self.clients.get(str(claims["client_id"]))
+        if client is None:
+            raise AuthenticationError("the token's client is not registered", code="CLIENT_UNKNOWN")
+        if not client.active:
+            raise AuthenticationError(f"client {client.client_id} is disabled", code="CLIENT_DISABLED")
+        # The registry is the authority: a purpose removed since the token was issued no longer counts.
+        purposes = tuple(p for p in claims["purposes"] if p in client.purposes)
+        return Actor(
+            client_id=client.client_id,
+            department=client.department,
+            area=client.area,
+            purposes=purposes,
+            roles=client.roles,
+            token_id=str(claims.get("jti", "")),
+        )
+
+    def close(self) -> None:
+        for source in self.sources.values():
+            source.close()
+        self.engine.dispose()
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
+    headers = {"cache-control": "no-store"}
+    if status == 401:
+        headers["www-authenticate"] = 'Basic realm="hub"'
+    return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
+
+
+async def token_endpoint(request: Request) -> Response:
+    """OAuth 2.0 token endpoint, client credentials grant only (RFC 6749 §4.4)."""
+    state: HubState = request.app.state.hub
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        return _oauth_error("invalid_request", "send application/x-www-form-urlencoded parameters")
+    raw = await request.body()
+    if len(raw) > 8192:
+        return _oauth_error("invalid_request", "request too large")
+    try:
+        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), strict_parsing=False).items()}
+    except UnicodeDecodeError:
+        return _oauth_error("invalid_request", "parameters must be UTF-8")
+    client_id = secret = None
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
+            cid, _, sec = decoded.partition(":")
+            client_id, secret = unquote(cid), unquote(sec)
+        except (ValueError, UnicodeDecodeError):
+            return _oauth_error("invalid_client", "malformed Basic credentials", 401)
+    elif "client_id" in form:
+        client_id, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+    if form.get("grant_type") != "client_credentials":
+        return _oauth_error("unsupported_grant_type", "only client_credentials is supported")
+    if not client_id or secret is None:
+        return _oauth_error("invalid_client", "client authentication is required", 401)
+    client = await asyncio.to_thread(state.clients.authenticate, client_id, secret)
+    if client is None:
+        return _oauth_error("invalid_client", "unknown client or wrong secret", 401)
+    if not client.active:
+        return _oauth_error("invalid_client", "client is disabled", 401)
+    requested = str(form.get("scope", "")).split()
+    purposes = list(client.purposes)
+    if requested:
+        unknown = [p for p in requested if p not in client.purposes]
+        if unknown:
+            return _oauth_error("invalid_scope", f"client is not registered for {', '.join(unknown)}")
+        purposes = requested
+    s = state.settings
+    token, claims = issue_token(
+        state.keys,
+        issuer=s.issuer,
+        audience=s.audience,
+        ttl=s.token_ttl,
+        client_id=client.client_id,
+        department=client.department,
+        area=client.area,
+        purposes=purposes,
+        roles=list(client.roles),
+    )
+    return JSONResponse(
+        {"access_token": token, "token_type": "Bearer", "expires_in": s.token_ttl, "scope": claims["scope"]},
+        headers={"cache-control": "no-store", "pragma": "no-cache"},
+    )
+
+
+async def jwks_endpoint(request: Request) -> Response:
+    state: HubState = request.app.state.hub
+    return JSONResponse(state.keys.jwks(), headers={"cache-control": "max-age=60"})
+
+
+async def audit_key_endpoint(request: Request) -> Response:
+    state: HubState = request.app.state.hub
+    return PlainTextResponse(state.keys.audit_public_path.read_text(), media_type="application/x-pem-file")
+
+
+async def healthz(request: Request) -> Response:
+    state: HubState = request.app.state.hub
+    return JSONResponse({"status": "ok", "departments": sorted(state.sources), "grants": len(state.policy.grants)})
+
+
+GRAPHIQL = """<!doctype html><html><head><title>hub · GraphiQL</title>
+<link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css"/></head>
+<body style="margin:0"><div id="g" style="height:100vh"></div>
+<script src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
+<script src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
+<script src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
+<script>ReactDOM.createRoot(document.getElementById('g')).render(React.createElement(GraphiQL,{
+fetcher:GraphiQL.createFetcher({url:'/graphql'}),defaultEditorToolsVisibility:true,
+headers:'{"Authorization":"Bearer <token>","X-Hub-Purpose":"MON","X-Hub-Officer":"demo-officer"}'}));</script>
+</body></html>"""
+
+
+async def graphql_endpoint(request: Request) -> Response:
+    state: HubState = request.app.state.hub
+    if request.method == "GET":
+        if state.settings.dev_mode:
+            return HTMLResponse(GRAPHIQL)
+        return JSONResponse(
+            {"data": None, "errors": [{"message": "use POST", "extensions": {"code": "METHOD_NOT_ALLOWED"}}]},
+            status_code=405,
+        )
+    return await handle(state, request)
+
+
+def create_app(settings: Settings | None = None, *, sign_interval: float = 10.0) -> Starlette:
+    settings = settings or Settings.from_env()
+    state = HubState(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def sign_heads() -> None:
+            # Sign a head whenever the log grew, and at least once a minute (RFC 6962 §3.5 re-signing).
+            last_size, last_time = -1, 0.0
+            while True:
+                await asyncio.sleep(sign_interval)
+                try:
+                    if state.audit.size() != last_size or time.time() - last_time > 60:
+                        head = await asyncio.to_thread(state.audit.sign_head)
+                        last_size, last_time = head.tree_size, time.time()
+                except Exception:
+                    log.exception("signing the audit tree head failed")
+
+        task = asyncio.create_task(sign_heads())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(state.audit.sign_head)
+            state.close()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+            Route("/oauth/token", token_endpoint, methods=["POST"]),
+            Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
+            Route("/.well-known/audit-key.pem", audit_key_endpoint, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.hub = state
+    return app

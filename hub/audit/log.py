@@ -1,0 +1,196 @@
+"""``AuditLog``: the only writer of the audit tables.
+
+Appends are group-committed: concurrent requests' entries are written in one transaction, and each
+request waits until its own entry is durably committed before its response may leave (fail closed).
+Sequence numbers are gap-free leaf indexes; each entry also names the previous leaf (``prev``) so that
+``hub audit verify`` can name the first entry that was flipped, deleted, inserted or reordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import Connection, Engine, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from hub.audit.entry import GENESIS, canonical, entry_leaf, head_message, pseudonym
+from hub.audit.merkle import MerkleTree
+from hub.db import audit_entries, audit_subjects, tree_heads
+from hub.errors import AuditUnavailable
+
+log = logging.getLogger("hub.audit")
+
+ADVISORY_LOCK = 0x6875622D61756474  # "hub-audt": serialises appenders across PostgreSQL sessions
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    tree_size: int
+    root_hash: bytes
+    signed_at: datetime
+    key_id: str
+    signature: bytes
+
+
+class AuditLog:
+    def __init__(
+        self,
+        engine: Engine,
+        signing_key: ed25519.Ed25519PrivateKey,
+        pseudonym_key: bytes,
+        key_id: str = "audit-1",
+    ) -> None:
+        self.engine = engine
+        self.signing_key = signing_key
+        self.pseudonym_key = pseudonym_key
+        self.key_id = key_id
+        self._pending: list[tuple[dict[str, Any], list[str], asyncio.Future[int]]] = []
+        self._flushing = False
+        self._task: asyncio.Task[None] | None = None
+        self._tree = MerkleTree()
+
+    def pseudonym(self, id_number: str) -> str:
+        return pseudonym(self.pseudonym_key, id_number)
+
+    # -- appending --------------------------------------------------------------------------------------
+    def _lock(self, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
+
+    def write(self, records: Sequence[tuple[dict[str, Any], list[str]]]) -> list[int]:
+        """Append records (entry body, subject pseudonyms) in one durable transaction; return their seqs."""
+        for attempt in range(5):
+            try:
+                return self._write_once(records)
+            except IntegrityError:  # another process took the same seq: retry after its commit
+                if attempt == 4:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _write_once(self, records: Sequence[tuple[dict[str, Any], list[str]]]) -> list[int]:
+        with self.engine.begin() as conn:
+            self._lock(conn)
+            last = conn.execute(
+                select(audit_entries.c.seq, audit_entries.c.leaf_hash).order_by(audit_entries.c.seq.desc()).limit(1)
+            ).first()
+            seq = 0 if last is None else last.seq + 1
+            prev = GENESIS if last is None else last.leaf_hash.hex()
+            rows: list[dict[str, Any]] = []
+            subject_rows: list[dict[str, Any]] = []
+            seqs: list[int] = []
+            for body, subjects in records:
+                at = datetime.now(UTC)
+                entry = dict(body, seq=seq, prev=prev, at=at.isoformat(timespec="milliseconds"), subjects=subjects)
+                entry_text = canonical(entry).decode("utf-8")
+                leaf = entry_leaf(entry_text)
+                rows.append(
+                    {
+                        "seq": seq,
+                        "request_id": body["request_id"],
+                        "at": at,
+                        "client_id": body["client_id"],
+                        "department": body["department"],
+                        "officer": body["officer"],
+                        "purpose": body["purpose"],
+                        "case_ref": body["case_ref"],
+                        "decision": body["decision"],
+                        "entry": entry_text,
+                        "leaf_hash": leaf,
+                    }
+                )
+                subject_rows.extend({"seq": seq, "subject": s} for s in subjects)
+                seqs.append(seq)
+                prev = leaf.hex()
+                seq += 1
+            conn.execute(insert(audit_entries), rows)
+            if subject_rows:
+                conn.execute(insert(audit_subjects), subject_rows)
+        return seqs
+
+    async def append(self, body: dict[str, Any], subjects: list[str]) -> int:
+        """Append one entry and wait until it is durably committed; ``AuditUnavailable`` otherwise."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((body, subjects, fut))
+        if not self._flushing:
+            self._flushing = True
+            self._task = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    seqs = await anyio.to_thread.run_sync(self.write, [(b, s) for b, s, _ in batch])
+                except Exception:
+                    log.exception("audit append failed; %d responses withheld", len(batch))
+                    for _, _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(
+                                AuditUnavailable("the audit record could not be written; no data was released")
+                            )
+                else:
+                    for (_, _, fut), seq in zip(batch, seqs, strict=True):
+                        if not fut.done():
+                            fut.set_result(seq)
+        finally:
+            self._flushing = False
+
+    # -- the tree and its signed heads ----------------------------------------------------------------
+    def size(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit_entries)).scalar_one())
+
+    def tree(self) -> MerkleTree:
+        """The Merkle tree over the stored leaves, extended incrementally from the last call."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_entries.c.leaf_hash)
+                .where(audit_entries.c.seq >= self._tree.size)
+                .order_by(audit_entries.c.seq)
+            )
+            self._tree.extend(bytes(r[0]) for r in rows)
+        return self._tree
+
+    def sign_head(self, now: datetime | None = None) -> TreeHead:
+        """Sign a tree head over the whole log now (idempotent per size: an existing head is returned)."""
+        tree = self.tree()
+        size = tree.size
+        with self.engine.connect() as conn:
+            existing = conn.execute(select(tree_heads).where(tree_heads.c.tree_size == size)).first()
+        if existing is not None:
+            return _head(existing)
+        at = now or datetime.now(UTC)
+        at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+        root = tree.root()
+        signature = self.signing_key.sign(head_message(size, root, int(at.timestamp() * 1000)))
+        head = TreeHead(size, root, at, self.key_id, signature)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(tree_heads).values(
+                        tree_size=size, root_hash=root, signed_at=at, key_id=self.key_id, signature=signature
+                    )
+                )
+        except IntegrityError:  # another process signed the same size first
+            with self.engine.connect() as conn:
+                return _head(conn.execute(select(tree_heads).where(tree_heads.c.tree_size == size)).one())
+        return head
+
+    def heads(self) -> list[TreeHead]:
+        with self.engine.connect() as conn:
+            return [_head(r) for r in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size))]
+
+
+def _head(row: Any) -> TreeHead:
+    signed_at = row.signed_at if row.signed_at.tzinfo else row.signed_at.replace(tzinfo=UTC)
+    return TreeHead(row.tree_size, bytes(row.root_hash), signed_at, row.key_id, bytes(row.signature))

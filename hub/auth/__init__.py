@@ -1,0 +1,1 @@
+"""Department identities: OAuth2 client credentials, signed access tokens, the acting officer."""

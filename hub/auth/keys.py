@@ -1,0 +1,124 @@
+"""Signing keys, generated at first run and kept in ``<data_dir>/keys`` (never in the repository).
+
+* Token keys (ES256, P-256) sign access tokens; the newest is active. After ``hub keys rotate`` the old
+  key stays in the JWKS until every token it signed has expired, then ``prune`` drops it.
+* The audit key (Ed25519) signs audit tree heads; ``audit-public.pem`` is what offline verifiers need.
+* The pseudonym key (32 random bytes) keys the HMAC that turns ID numbers into audit pseudonyms.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from joserfc.jwk import ECKey, KeySet
+
+TOKEN_ALG = "ES256"  # noqa: S105 (an algorithm name, not a secret)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    kid: str
+    created: int
+    key: ECKey
+
+
+class KeyRing:
+    def __init__(self, key_dir: Path) -> None:
+        self.dir = key_dir
+        self.tokens_dir = key_dir / "tokens"
+
+    # -- token keys -------------------------------------------------------------------------------------
+    def token_keys(self) -> list[TokenKey]:
+        out = []
+        for pem in sorted(self.tokens_dir.glob("*.pem")):
+            created_s, _, kid = pem.stem.partition("-")
+            key = ECKey.import_key(pem.read_bytes(), parameters={"kid": kid, "use": "sig", "alg": TOKEN_ALG})
+            out.append(TokenKey(kid=kid, created=int(created_s), key=key))
+        return sorted(out, key=lambda k: k.created)
+
+    def rotate(self, now: float | None = None) -> TokenKey:
+        """Create a new active token key."""
+        created = int(now if now is not None else time.time())
+        existing = self.token_keys()
+        if existing and existing[-1].created >= created:
+            created = existing[-1].created + 1
+        kid = secrets.token_hex(8)
+        private = ec.generate_private_key(ec.SECP256R1())
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        _write_private(self.tokens_dir / f"{created:012d}-{kid}.pem", pem)
+        return self.token_keys()[-1]
+
+    def ensure(self) -> None:
+        if not self.token_keys():
+            self.rotate()
+        self.audit_private_key()
+        self.pseudonym_key()
+
+    def active(self) -> TokenKey:
+        keys = self.token_keys()
+        if not keys:
+            raise RuntimeError("no token key; run `hub keys init`")
+        return keys[-1]
+
+    def prune(self, token_ttl: int, now: float | None = None) -> list[str]:
+        """Drop retired keys whose tokens have all expired; returns the dropped kids."""
+        now = time.time() if now is None else now
+        keys = self.token_keys()
+        dropped = []
+        for old, newer in zip(keys, keys[1:], strict=False):
+            if newer.created + token_ttl + 60 < now:
+                for pem in self.tokens_dir.glob(f"*-{old.kid}.pem"):
+                    pem.unlink()
+                dropped.append(old.kid)
+        return dropped
+
+    def keyset(self) -> KeySet:
+        return KeySet([k.key for k in self.token_keys()])
+
+    def jwks(self) -> dict[str, object]:
+        return {"keys": [k.key.as_dict(private=False) for k in self.token_keys()]}
+
+    # -- audit and pseudonym keys --------------------------------------------------------------------------
+    def audit_private_key(self) -> ed25519.Ed25519PrivateKey:
+        path = self.dir / "audit-private.pem"
+        if not path.exists():
+            private = ed25519.Ed25519PrivateKey.generate()
+            _write_private(
+                path,
+                private.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                ),
+            )
+            (self.dir / "audit-public.pem").write_bytes(
+                private.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(key, ed25519.Ed25519PrivateKey)
+        return key
+
+    @property
+    def audit_public_path(self) -> Path:
+        return self.dir / "audit-public.pem"
+
+    def pseudonym_key(self) -> bytes:
+        path = self.dir / "pseudonym.key"
+        if not path.exists():
+            _write_private(path, secrets.token_bytes(32))
+        return path.read_bytes()

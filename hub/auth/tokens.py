@@ -1,0 +1,126 @@
+"""Issue and verify RFC 9068 JWT access tokens (joserfc, the JOSE library of the authlib project).
+
+Verification checks, in order, each with its own stable code: a Bearer token is present; it is a
+compact JWS; ``alg`` is on the allow-list (``none`` and HMAC are refused); ``typ`` is ``at+jwt``
+(authlib's RFC 9068 validator would accept a token with no ``typ``, RFC 9068 §4 does not); ``kid`` names
+a key in our JWKS; the signature verifies; ``iss`` and ``aud`` are exactly ours; ``exp``/``nbf``/``iat``
+hold within a small leeway; the registered claims are present.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from joserfc import jws, jwt
+from joserfc.errors import (
+    BadSignatureError,
+    DecodeError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    InvalidTokenError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwt import JWTClaimsRegistry
+
+from hub.auth.keys import TOKEN_ALG, KeyRing
+from hub.errors import AuthenticationError
+
+ALLOWED_ALGS = [TOKEN_ALG]
+LEEWAY = 30
+
+
+def issue_token(
+    ring: KeyRing,
+    *,
+    issuer: str,
+    audience: str,
+    ttl: int,
+    client_id: str,
+    department: str,
+    area: str,
+    purposes: list[str],
+    roles: list[str],
+    now: float | None = None,
+) -> tuple[str, dict[str, Any]]:
+    key = ring.active()
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": client_id,
+        "client_id": client_id,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl,
+        "jti": secrets.token_urlsafe(16),
+        "scope": " ".join(purposes),
+        "department": department,
+        "area": area,
+        "purposes": purposes,
+        "roles": roles,
+    }
+    header = {"alg": TOKEN_ALG, "typ": "at+jwt", "kid": key.kid}
+    return jwt.encode(header, claims, key.key, algorithms=ALLOWED_ALGS), claims
+
+
+def _fail(code: str, message: str) -> AuthenticationError:
+    return AuthenticationError(message, code=code)
+
+
+def verify_token(ring: KeyRing, token: str, *, issuer: str, audience: str, now: float | None = None) -> dict[str, Any]:
+    """Return the claims of a valid access token or raise ``AuthenticationError`` with a precise code."""
+    try:
+        compact = jws.extract_compact(token.encode("ascii"))
+        header = compact.headers()
+    except (JoseError, ValueError, UnicodeError, TypeError):
+        raise _fail("TOKEN_MALFORMED", "the bearer token is not a well-formed JWT") from None
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGS:
+        raise _fail("TOKEN_ALG_NOT_ALLOWED", f"token algorithm {alg!r} is not accepted (only {TOKEN_ALG})")
+    if header.get("typ") != "at+jwt":
+        raise _fail("TOKEN_WRONG_TYPE", "token typ must be at+jwt (RFC 9068)")
+    kid = header.get("kid")
+    keyset = ring.keyset()
+    if not isinstance(kid, str) or all(k.kid != kid for k in keyset.keys):
+        raise _fail("TOKEN_UNKNOWN_KEY", "token was signed with a key this hub does not know")
+    try:
+        decoded = jwt.decode(token, keyset, algorithms=ALLOWED_ALGS)
+    except BadSignatureError:
+        raise _fail("TOKEN_BAD_SIGNATURE", "token signature does not verify") from None
+    except (DecodeError, JoseError, ValueError):
+        raise _fail("TOKEN_MALFORMED", "the bearer token is not a well-formed JWT") from None
+    claims = decoded.claims
+    registry = JWTClaimsRegistry(
+        now=int(time.time() if now is None else now),
+        leeway=LEEWAY,
+        iss={"essential": True, "value": issuer},
+        aud={"essential": True, "value": audience},
+        exp={"essential": True},
+        iat={"essential": True},
+        jti={"essential": True},
+        client_id={"essential": True},
+        department={"essential": True},
+        area={"essential": True},
+        purposes={"essential": True},
+    )
+    try:
+        registry.validate(claims)
+    except ExpiredTokenError:
+        raise _fail("TOKEN_EXPIRED", "token has expired") from None
+    except InvalidTokenError:
+        raise _fail("TOKEN_NOT_YET_VALID", "token is not valid yet (nbf or iat in the future)") from None
+    except MissingClaimError as exc:
+        raise _fail("TOKEN_MISSING_CLAIM", f"token lacks a required claim ({exc.description})") from None
+    except InvalidClaimError as exc:
+        claim = str(exc.claim) if hasattr(exc, "claim") else ""
+        if "iss" in claim or "iss" in str(exc):
+            raise _fail("TOKEN_WRONG_ISSUER", "token was issued by someone else") from None
+        if "aud" in claim or "aud" in str(exc):
+            raise _fail("TOKEN_WRONG_AUDIENCE", "token is meant for another audience") from None
+        raise _fail("TOKEN_INVALID_CLAIM", f"token claim is invalid ({exc.description})") from None
+    if not isinstance(claims.get("purposes"), list):
+        raise _fail("TOKEN_INVALID_CLAIM", "token claim purposes must be a list")
+    return dict(claims)

@@ -1,0 +1,292 @@
+"""``hub`` command line: argument parsing only; every command calls a plain function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from hub.errors import HubError
+from hub.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = Settings.from_env()
+    if getattr(args, "data_dir", None):
+        s = s.replace(data_dir=Path(args.data_dir), database_url="")
+    return s
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hub.app import create_app
+
+    settings = _settings(args)
+    if args.dev:
+        settings = settings.replace(dev_mode=True)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", workers=1)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub.demo.setup import prepare_demo
+
+    data_dir = Path(args.data_dir) if args.data_dir else Path(".hub-demo")
+    settings = Settings.from_env().replace(data_dir=data_dir, database_url="", dev_mode=True)
+    info = prepare_demo(settings, residents=args.residents, seed=args.seed, base_url=f"http://{args.host}:{args.port}")
+    print(info)
+    if args.no_serve:
+        return 0
+    import uvicorn
+
+    from hub.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_schema_export(args: argparse.Namespace) -> int:
+    from hub.schema import build_schema
+
+    sdl = build_schema().as_str() + "\n"
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl, encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from hub.app import load_policy_set
+
+    policy = load_policy_set(_settings(args))
+    print(
+        f"policies OK: {len(policy.purposes)} purposes, {len(policy.grants)} grants, "
+        f"{sum(len(v) for v in policy.table.values())} (consumer, purpose, field) entries"
+    )
+    return 0
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from hub.policy.explain import explain
+
+    print(
+        explain(
+            _settings(args), args.consumer, args.purpose, date.fromisoformat(args.date) if args.date else date.today()
+        )
+    )
+    return 0
+
+
+def _clients(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from hub.db import hub_engine, upgrade
+    from hub.store.clients import ClientStore
+
+    s = _settings(args)
+    upgrade(s.database_url)
+    return ClientStore(hub_engine(s.database_url)), s
+
+
+def cmd_clients_add(args: argparse.Namespace) -> int:
+    from hub.app import load_policy_set
+
+    store, s = _clients(args)
+    known = set(load_policy_set(s).purposes)
+    client, secret = store.add(
+        args.client_id,
+        args.department,
+        args.area,
+        args.purposes.split(","),
+        roles=[r for r in (args.roles or "").split(",") if r],
+        known_purposes=known,
+    )
+    print(
+        json.dumps(
+            {
+                "client_id": client.client_id,
+                "client_secret": secret,
+                "note": "the secret is shown once; only its hash is stored",
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0
+
+
+def cmd_clients_list(args: argparse.Namespace) -> int:
+    store, _ = _clients(args)
+    for c in store.list():
+        print(
+            f"{c.client_id:32} {c.department:18} {c.area:8} {','.join(c.purposes):18} {','.join(c.roles):14} {c.status}"
+        )
+    return 0
+
+
+def cmd_clients_disable(args: argparse.Namespace) -> int:
+    store, _ = _clients(args)
+    store.disable(args.client_id)
+    print(f"disabled {args.client_id}")
+    return 0
+
+
+def cmd_clients_rotate(args: argparse.Namespace) -> int:
+    store, _ = _clients(args)
+    print(json.dumps({"client_id": args.client_id, "client_secret": store.rotate_secret(args.client_id)}))
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from hub.auth.keys import KeyRing
+
+    s = _settings(args)
+    ring = KeyRing(s.key_dir)
+    key = ring.rotate()
+    dropped = ring.prune(s.token_ttl)
+    print(f"new token key {key.kid}; retired keys dropped: {', '.join(dropped) or 'none'}")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from hub.db import upgrade
+
+    upgrade(_settings(args).database_url)
+    print("hub database is at the latest migration")
+    return 0
+
+
+def cmd_authz_add(args: argparse.Namespace) -> int:
+    from hub.db import hub_engine, upgrade
+    from hub.store.authorizations import AuthorizationStore
+
+    s = _settings(args)
+    upgrade(s.database_url)
+    a = AuthorizationStore(hub_engine(s.database_url)).record(
+        args.household,
+        args.department,
+        args.signer,
+        date.fromisoformat(args.valid_from),
+        date.fromisoformat(args.valid_to),
+        args.document_sha256,
+        args.recorded_by,
+    )
+    print(json.dumps({"id": a.id, "household_id": a.household_id, "valid_to": a.valid_to.isoformat()}))
+    return 0
+
+
+def cmd_authz_list(args: argparse.Namespace) -> int:
+    from hub.db import hub_engine, upgrade
+    from hub.store.authorizations import AuthorizationStore
+
+    s = _settings(args)
+    upgrade(s.database_url)
+    for a in AuthorizationStore(hub_engine(s.database_url)).list(args.household):
+        state = "revoked" if a.revoked else "valid"
+        print(f"{a.id:6} {a.household_id:16} {a.department:16} {a.valid_from} {a.valid_to} {state}")
+    return 0
+
+
+def cmd_authz_revoke(args: argparse.Namespace) -> int:
+    from hub.db import hub_engine, upgrade
+    from hub.store.authorizations import AuthorizationStore
+
+    s = _settings(args)
+    upgrade(s.database_url)
+    AuthorizationStore(hub_engine(s.database_url)).revoke(args.id)
+    print(f"revoked authorization {args.id}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hub", description="GraphQL data-sharing hub for social assistance")
+    p.add_argument("--data-dir", help="override HUB_DATA_DIR")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve the hub")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--dev", action="store_true", help="enable GraphiQL and introspection")
+    s.set_defaults(fn=cmd_serve)
+
+    d = sub.add_parser("demo", help="generate synthetic department databases, register demo clients, serve")
+    d.add_argument("--residents", type=int, default=10_000)
+    d.add_argument("--seed", type=int, default=20241)
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--no-serve", action="store_true", help="prepare everything, then exit")
+    d.set_defaults(fn=cmd_demo)
+
+    sc = sub.add_parser("schema", help="schema commands").add_subparsers(dest="sub", required=True)
+    e = sc.add_parser("export", help="print the schema (SDL)")
+    e.add_argument("-o", "--output", default="-")
+    e.set_defaults(fn=cmd_schema_export)
+
+    po = sub.add_parser("policy", help="policy commands").add_subparsers(dest="sub", required=True)
+    po.add_parser("check", help="validate policies/").set_defaults(fn=cmd_policy_check)
+    ex = po.add_parser("explain", help="every field and why it is or is not visible")
+    ex.add_argument("--consumer", required=True)
+    ex.add_argument("--purpose", required=True)
+    ex.add_argument("--date", help="evaluate on this date (YYYY-MM-DD); default today")
+    ex.set_defaults(fn=cmd_policy_explain)
+
+    cl = sub.add_parser("clients", help="client registry").add_subparsers(dest="sub", required=True)
+    a = cl.add_parser("add")
+    a.add_argument("client_id")
+    a.add_argument("--department", required=True)
+    a.add_argument("--area", required=True)
+    a.add_argument("--purposes", required=True, help="comma-separated purpose ids")
+    a.add_argument("--roles", help="comma-separated roles (officer, authorization_clerk)")
+    a.set_defaults(fn=cmd_clients_add)
+    cl.add_parser("list").set_defaults(fn=cmd_clients_list)
+    dis = cl.add_parser("disable")
+    dis.add_argument("client_id")
+    dis.set_defaults(fn=cmd_clients_disable)
+    rot = cl.add_parser("rotate-secret")
+    rot.add_argument("client_id")
+    rot.set_defaults(fn=cmd_clients_rotate)
+
+    k = sub.add_parser("keys", help="signing keys").add_subparsers(dest="sub", required=True)
+    k.add_parser("rotate", help="new token signing key; old one kept until its tokens expire").set_defaults(
+        fn=cmd_keys_rotate
+    )
+
+    db = sub.add_parser("db", help="hub database").add_subparsers(dest="sub", required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(fn=cmd_db_upgrade)
+
+    au = sub.add_parser("authorizations", help="household authorizations (核对授权书)").add_subparsers(
+        dest="sub", required=True
+    )
+    aa = au.add_parser("add")
+    aa.add_argument("household")
+    aa.add_argument("--department", default="civil_affairs")
+    aa.add_argument("--signer", required=True)
+    aa.add_argument("--valid-from", required=True)
+    aa.add_argument("--valid-to", required=True)
+    aa.add_argument("--document-sha256", required=True)
+    aa.add_argument("--recorded-by", required=True)
+    aa.set_defaults(fn=cmd_authz_add)
+    al = au.add_parser("list")
+    al.add_argument("--household")
+    al.set_defaults(fn=cmd_authz_list)
+    ar = au.add_parser("revoke")
+    ar.add_argument("id", type=int)
+    ar.set_defaults(fn=cmd_authz_revoke)
+
+    from hub.audit.cli import add_audit_commands
+
+    add_audit_commands(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except HubError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2

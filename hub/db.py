@@ -1,0 +1,148 @@
+"""The hub's own database: clients, household authorizations, the audit log and its signed tree heads.
+
+Nothing here is department data. The schema is created and changed only by alembic migrations
+(``migrations/``); ``target_metadata`` there is this module's ``metadata``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("department", String(40), nullable=False),
+    Column("area", String(12), nullable=False),
+    Column("purposes", Text, nullable=False),  # JSON list of purpose ids
+    Column("roles", Text, nullable=False),  # JSON list of roles
+    Column("secret_hash", String(200), nullable=False),
+    Column("status", String(10), nullable=False),  # active | disabled
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+authorizations = Table(
+    "authorizations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("household_id", String(20), nullable=False, index=True),
+    Column("department", String(40), nullable=False),  # the verification body the household authorized
+    Column("scope", Text, nullable=False),  # JSON list of provider departments covered, or ["*"]
+    Column("signer", String(80), nullable=False),  # who signed (member or guardian), as recorded on paper
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=False),
+    Column("document_sha256", String(64), nullable=False),
+    Column("recorded_by", String(80), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),  # leaf index, gap-free from 0
+    Column("request_id", String(40), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("client_id", String(64), nullable=False),
+    Column("department", String(40), nullable=False, index=True),
+    Column("officer", String(80), nullable=False, index=True),
+    Column("purpose", String(20), nullable=False),
+    Column("case_ref", String(80), nullable=False),
+    Column("decision", String(10), nullable=False),  # allow | deny | error
+    Column("entry", Text, nullable=False),  # canonical JSON; the leaf is SHA-256(0x00 || entry)
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+)
+
+audit_subjects = Table(
+    "audit_subjects",
+    metadata,
+    Column("seq", Integer, nullable=False),
+    Column("subject", String(64), nullable=False),  # keyed HMAC pseudonym of an ID number
+    Index("ix_audit_subjects_subject_seq", "subject", "seq"),
+)
+
+tree_heads = Table(
+    "tree_heads",
+    metadata,
+    Column("tree_size", Integer, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("signed_at", DateTime(timezone=True), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+)
+
+archives = Table(
+    "archives",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("first_seq", Integer, nullable=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("file", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("archived_at", DateTime(timezone=True), nullable=False),
+    Column("verified", Boolean, nullable=False),
+)
+
+
+def hub_engine(url: str) -> Engine:
+    """The hub's own engine. SQLite runs in WAL mode with full fsync so a commit is durable."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database:
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 5})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(u, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def upgrade(url: str) -> None:
+    """Bring the hub database to the latest migration."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "head")
+
+
+def alembic_config(url: str):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = Config()
+    cfg.set_main_option("script_location", str(root / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg

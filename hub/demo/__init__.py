@@ -1,0 +1,1 @@
+"""Synthetic demo data: one SQLite database per department, flagged synthetic."""

@@ -1,0 +1,95 @@
+"""``hub demo``: synthetic department databases, demo clients, a recorded authorization, instructions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+from hub.auth.keys import KeyRing
+from hub.db import hub_engine, upgrade
+from hub.demo.generate import generate
+from hub.settings import Settings
+from hub.store.authorizations import AuthorizationStore
+from hub.store.clients import ClientStore
+
+DEMO_CLIENTS = [
+    # client id, department, area, purposes, roles
+    (
+        "linping-civil-affairs",
+        "civil_affairs",
+        "330113",
+        ["VER", "MON", "CASE", "STAT"],
+        ["authorization_clerk"],
+    ),
+    ("hangzhou-civil-affairs", "civil_affairs", "3301", ["MON", "STAT"], []),
+    ("linping-medical-assistance", "medical_security", "330113", ["REF"], []),
+    ("hangzhou-utilities", "utilities", "3301", ["REF"], []),
+    ("zhejiang-privacy-officer", "audit_office", "33", ["AUDIT"], ["officer"]),
+]
+
+
+def _secrets_file(settings: Settings) -> Path:
+    return settings.data_dir / "demo-clients.json"
+
+
+def ensure_demo_clients(settings: Settings) -> dict[str, str]:
+    """Register the demo clients once; their secrets live in <data_dir>/demo-clients.json (mode 0600)."""
+    store = ClientStore(hub_engine(settings.database_url))
+    path = _secrets_file(settings)
+    secrets: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    for client_id, dept, area, purposes, roles in DEMO_CLIENTS:
+        if store.get(client_id) is None:
+            _, secrets[client_id] = store.add(client_id, dept, area, purposes, roles)
+        elif client_id not in secrets:
+            secrets[client_id] = store.rotate_secret(client_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(secrets, f, indent=2)
+    return secrets
+
+
+def prepare_demo(settings: Settings, *, residents: int, seed: int, base_url: str) -> str:
+    dept_dir = settings.data_dir / "departments"
+    marker = dept_dir / ".generated.json"
+    wanted = {"residents": residents, "seed": seed}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        golden = json.loads((dept_dir / ".golden.json").read_text())
+    else:
+        result = generate(dept_dir, residents=residents, seed=seed, progress=True)
+        golden = {"id": result.golden_id, "household": result.golden_household}
+        (dept_dir / ".golden.json").write_text(json.dumps(golden))
+        marker.write_text(json.dumps(wanted))
+    KeyRing(settings.key_dir).ensure()
+    upgrade(settings.database_url)
+    secrets = ensure_demo_clients(settings)
+    authz = AuthorizationStore(hub_engine(settings.database_url))
+    if not any(a.household_id == golden["household"] and not a.revoked for a in authz.list(golden["household"])):
+        authz.record(
+            golden["household"],
+            "civil_affairs",
+            "本人 (the applicant)",
+            date.today() - timedelta(days=30),
+            date.today() + timedelta(days=335),
+            hashlib.sha256(b"demo authorization scan").hexdigest(),
+            "demo-setup",
+        )
+    cid = "linping-civil-affairs"
+    return f"""
+Demo ready: {residents} synthetic residents in 11 department databases under {dept_dir}.
+Golden scenario: ID {golden["id"]}, household {golden["household"]} (authorization on record).
+Demo client secrets: {_secrets_file(settings)} (generated here, never committed).
+
+Get a token (OAuth2 client credentials):
+  curl -s -u {cid}:{secrets[cid]} -d grant_type=client_credentials {base_url}/oauth/token
+
+Query (replace $TOKEN):
+  curl -s {base_url}/graphql -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+    -H 'X-Hub-Purpose: CASE' -H 'X-Hub-Case: CASE-2026-0001' -H 'X-Hub-Officer: officer-wang' \\
+    -d '{{"query":"{{ person(idNumber: \\"{golden["id"]}\\") {{ name household {{ address members {{ name relationToHead }} }} civilAffairs {{ tier monthlyAmount }} disability {{ category grade changeDate }} medical {{ outOfPocket12mBand }} employment {{ pensionMonthlyBand }} tax {{ incomeBand }} vehicles {{ hasNonExemptCar }} }} }}"}}'
+
+GraphiQL: {base_url}/graphql   JWKS: {base_url}/.well-known/jwks.json
+"""

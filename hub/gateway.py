@@ -1,0 +1,301 @@
+"""The GraphQL endpoint: authenticate, limit, plan against policy, execute, audit (fail closed), respond.
+
+One function per step; ``handle`` runs them in order and turns any ``HubError`` into the one error
+shape (``errors[].extensions.code`` plus the request id). Every request, allowed, denied or failed,
+produces exactly one audit entry, and no response with data leaves before that entry is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationDefinitionNode,
+    execute,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from hub.audit.entry import canonical
+from hub.auth.actor import Actor
+from hub.errors import (
+    AuditUnavailable,
+    AuthenticationError,
+    BodyTooLarge,
+    ForbiddenError,
+    HubError,
+    PolicyDenied,
+    QueryLimitError,
+    RequestError,
+)
+from hub.limits import check_limits
+from hub.policy.model import Purpose, Scope
+from hub.policy.plan import Plan, plan_operation
+from hub.schema.context import HubContext
+
+if TYPE_CHECKING:
+    from hub.app import HubState
+
+log = logging.getLogger("hub.gateway")
+
+PURPOSE_HEADER = "x-hub-purpose"
+CASE_HEADER = "x-hub-case"
+OFFICER_HEADER = "x-hub-officer"
+
+
+@dataclass
+class Exchange:
+    """What one request accumulates on its way through; becomes the audit entry."""
+
+    request_id: str
+    started: float
+    actor: Actor | None = None
+    officer: str = ""
+    purpose: str = ""
+    case_ref: str = ""
+    operation_name: str = ""
+    operation_sha256: str = ""
+    plan: Plan | None = None
+    subjects: set[str] = field(default_factory=set)
+    upstream_failures: set[str] = field(default_factory=set)
+    decision: str = "deny"
+    reasons: list[str] = field(default_factory=list)
+    status: int = 200
+    result_sha256: str = ""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def authenticate(state: HubState, request: Request) -> Actor:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise AuthenticationError("a Bearer access token is required", code="TOKEN_MISSING")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("the Authorization header must be 'Bearer <token>'", code="TOKEN_MALFORMED")
+    return state.authenticate(token.strip())
+
+
+def request_context(state: HubState, request: Request, actor: Actor, ex: Exchange) -> Purpose:
+    ex.officer = request.headers.get(OFFICER_HEADER, "").strip()
+    ex.purpose = request.headers.get(PURPOSE_HEADER, "").strip()
+    ex.case_ref = request.headers.get(CASE_HEADER, "").strip()
+    if not ex.officer:
+        raise RequestError("the X-Hub-Officer header must name the officer acting", code="OFFICER_REQUIRED")
+    if len(ex.officer) > 80 or len(ex.case_ref) > 80:
+        raise RequestError("X-Hub-Officer and X-Hub-Case are limited to 80 characters", code="BAD_HEADER")
+    if not ex.purpose:
+        raise RequestError("the X-Hub-Purpose header must declare the purpose", code="PURPOSE_REQUIRED")
+    purpose = state.policy.purposes.get(ex.purpose)
+    if purpose is None:
+        known = ", ".join(sorted(state.policy.purposes))
+        raise RequestError(f"unknown purpose {ex.purpose!r} (known: {known})", code="UNKNOWN_PURPOSE")
+    if purpose.id not in actor.purposes:
+        raise ForbiddenError(
+            f"client {actor.client_id} is not registered for purpose {purpose.id}", code="PURPOSE_NOT_REGISTERED"
+        )
+    if purpose.requires_case and not ex.case_ref:
+        raise ForbiddenError(f"purpose {purpose.id} requires a case reference (X-Hub-Case)", code="CASE_REQUIRED")
+    return purpose
+
+
+def parse_payload(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError("the request body is not valid JSON", code="BAD_JSON") from None
+    if isinstance(payload, list):
+        raise RequestError(
+            "batched operations are not accepted; send one operation per request", code="BATCHING_REFUSED"
+        )
+    if not isinstance(payload, dict):
+        raise RequestError("the request body must be a JSON object", code="BAD_JSON")
+    query = payload.get("query")
+    variables = payload.get("variables")
+    operation_name = payload.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        raise RequestError("'query' must be a non-empty string", code="BAD_REQUEST")
+    if variables is not None and not isinstance(variables, dict):
+        raise RequestError("'variables' must be an object", code="BAD_REQUEST")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise RequestError("'operationName' must be a string", code="BAD_REQUEST")
+    return query, variables, operation_name
+
+
+def parse_document(query: str, max_tokens: int) -> DocumentNode:
+    try:
+        return parse(query, max_tokens=max_tokens, no_location=False)
+    except GraphQLError as exc:
+        if "tokens" in exc.message and "Parsing aborted" in exc.message:
+            raise QueryLimitError(f"the document has more than {max_tokens} tokens", code="MAX_TOKENS_LIMIT") from None
+        raise RequestError(f"syntax error: {exc.message}", code="GRAPHQL_PARSE_FAILED") from None
+
+
+def pick_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode:
+    ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name:
+        for op in ops:
+            if op.name and op.name.value == name:
+                return op
+        raise RequestError(f"no operation named {name!r}", code="BAD_REQUEST")
+    if len(ops) != 1:
+        raise RequestError("the document must contain exactly one operation, or name one", code="BAD_REQUEST")
+    return ops[0]
+
+
+def error_body(exc: HubError, request_id: str) -> dict[str, Any]:
+    ext: dict[str, Any] = {"code": exc.code, "requestId": request_id}
+    ext.update(exc.details)
+    return {"data": None, "errors": [{"message": exc.message, "extensions": ext}]}
+
+
+def format_error(err: GraphQLError, request_id: str) -> dict[str, Any]:
+    original = err.original_error
+    if original is None:
+        out: dict[str, Any] = err.formatted  # type: ignore[assignment]
+        out.setdefault("extensions", {})["code"] = out.get("extensions", {}).get("code", "GRAPHQL_ERROR")
+        out["extensions"]["requestId"] = request_id
+        return out
+    if isinstance(original, HubError):
+        code, message = original.code, original.message
+    else:
+        log.error("unexpected error in %s (request %s)", err.path, request_id, exc_info=original)
+        code, message = "INTERNAL_ERROR", "Unexpected error."
+    out = {"message": message, "path": err.path, "extensions": {"code": code, "requestId": request_id}}
+    if err.locations:
+        out["locations"] = [{"line": loc.line, "column": loc.column} for loc in err.locations]
+    return out
+
+
+async def handle(state: HubState, request: Request) -> Response:
+    settings = state.settings
+    ex = Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())
+    body: dict[str, Any]
+    try:
+        raw = await read_body(request, settings.max_body_bytes)
+        ex.actor = authenticate(state, request)
+        purpose = request_context(state, request, ex.actor, ex)
+        query, variables, op_name = parse_payload(raw)
+        ex.operation_sha256 = hashlib.sha256(query.encode("utf-8")).hexdigest()
+        document = parse_document(query, settings.max_tokens)
+        operation = pick_operation(document, op_name)
+        ex.operation_name = operation.name.value if operation.name else ""
+        check_limits(document, operation, state.limits)
+        rules = list(specified_rules)
+        if not settings.dev_mode:
+            rules.append(NoSchemaIntrospectionCustomRule)
+        errors = validate(state.graphql_schema, document, rules, max_errors=20)
+        if errors:
+            raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
+        today = date.today()
+        ex.plan = plan_operation(
+            state.graphql_schema,
+            document,
+            operation,
+            state.catalog,
+            state.policy,
+            ex.actor.department,
+            purpose.id,
+            today,
+        )
+        if not ex.plan.allowed:
+            denied = [{"coordinate": d.coordinate, "reason": d.reason} for d in ex.plan.denials]
+            ex.reasons = [f"{d['coordinate']}: {d['reason']}" for d in denied]
+            raise PolicyDenied(
+                f"{len(denied)} field(s) not granted to {ex.actor.department} for purpose {purpose.id}: "
+                + ", ".join(d["coordinate"] for d in denied),
+                details={"denied": denied},
+            )
+        context = HubContext(
+            actor=ex.actor,
+            purpose=purpose,
+            case_ref=ex.case_ref,
+            area_prefix=ex.actor.area if ex.plan.scope is Scope.JURISDICTION else None,
+            sources=state.sources,
+            today=today,
+            authorizations=state.authorizations,
+            max_batch=settings.max_batch,
+            catalog=state.catalog,
+        )
+        result = execute(
+            state.graphql_schema, document, context_value=context, variable_values=variables, operation_name=op_name
+        )
+        if not isinstance(result, ExecutionResult):
+            result = await result
+        ex.subjects = context.subjects
+        ex.upstream_failures = context.upstream_failures
+        body = {"data": result.data}
+        if result.errors:
+            body["errors"] = [format_error(e, ex.request_id) for e in result.errors]
+            ex.reasons = sorted({e["extensions"]["code"] for e in body["errors"]})
+        ex.decision = "allow" if result.data is not None else "error"
+        if result.data is None:
+            ex.status = 400 if any(e.original_error is None for e in result.errors or []) else 200
+    except HubError as exc:
+        ex.status = exc.status
+        if not ex.reasons:
+            ex.reasons = [exc.code]
+        ex.decision = "deny" if isinstance(exc, AuthenticationError | ForbiddenError | RequestError) else "error"
+        body = error_body(exc, ex.request_id)
+    # Fail closed: the audit entry is committed before any byte of the response is sent.
+    try:
+        ex.result_sha256 = hashlib.sha256(canonical(body.get("data"))).hexdigest()
+        await state.audit.append(audit_body(ex), sorted(state.audit.pseudonym(s) for s in ex.subjects))
+    except AuditUnavailable as exc:
+        return JSONResponse(error_body(exc, ex.request_id), status_code=exc.status)
+    headers = {"x-request-id": ex.request_id}
+    if ex.status == 401:
+        headers["www-authenticate"] = 'Bearer error="invalid_token"'
+    return JSONResponse(body, status_code=ex.status, headers=headers)
+
+
+def audit_body(ex: Exchange) -> dict[str, Any]:
+    a = ex.actor
+    fields = sorted(ex.plan.disclosures.items()) if ex.plan is not None and ex.decision != "deny" else []
+    return {
+        "v": 1,
+        "request_id": ex.request_id,
+        "client_id": a.client_id if a else "",
+        "department": a.department if a else "",
+        "area": a.area if a else "",
+        "token_id": a.token_id if a else "",
+        "officer": ex.officer,
+        "purpose": ex.purpose,
+        "case_ref": ex.case_ref,
+        "operation_name": ex.operation_name,
+        "operation_sha256": ex.operation_sha256,
+        "fields": [{"coordinate": c, "form": f.value} for c, f in fields],
+        "requested_denied": [d.coordinate for d in ex.plan.denials] if ex.plan is not None else [],
+        "subject_count": len(ex.subjects),
+        "decision": ex.decision,
+        "reasons": ex.reasons,
+        "status": ex.status,
+        "upstream_failures": sorted(ex.upstream_failures),
+        "result_sha256": ex.result_sha256,
+        "latency_ms": round((time.perf_counter() - ex.started) * 1000, 3),
+    }

@@ -1,0 +1,1 @@
+"""Purpose-bound, per-field disclosure policies: model, loader, pure engine and the operation planner."""

@@ -1,0 +1,155 @@
+"""Plan a whole operation against policy before anything executes.
+
+Every field coordinate the document can reach (through aliases, fragments, inline fragments and
+``@skip``/``@include`` alike) is looked up; one denied coordinate refuses the whole operation, and
+the refusal lists every denied coordinate with its reason. Pure: document and policy in, ``Plan`` out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    get_named_type,
+)
+
+from hub.policy.engine import evaluate
+from hub.policy.loader import CatalogEntry
+from hub.policy.model import Decision, Form, PolicySet, Scope
+
+# Metadata that is open to every authenticated client: it describes the schema, never a resident.
+META_COORDINATES = frozenset(
+    {
+        "Query.catalog",
+        "CatalogField.coordinate",
+        "CatalogField.provider",
+        "CatalogField.form",
+        "CatalogField.description",
+    }
+)
+
+
+@dataclass
+class Plan:
+    denials: list[Decision] = field(default_factory=list)
+    disclosures: dict[str, Form] = field(default_factory=dict)  # coordinate -> form
+    grants: set[str] = field(default_factory=set)
+    scope: Scope = Scope.ALL
+
+    @property
+    def allowed(self) -> bool:
+        return not self.denials
+
+
+class _Planner:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        catalog: Mapping[str, CatalogEntry],
+        policy: PolicySet,
+        consumer: str,
+        purpose: str,
+        today: date,
+    ) -> None:
+        self.schema, self.fragments, self.catalog = schema, fragments, catalog
+        self.policy, self.consumer, self.purpose, self.today = policy, consumer, purpose, today
+        self.plan = Plan()
+        self.seen: set[str] = set()
+        self.restricted = False
+
+    def deny(self, coordinate: str, reason: str) -> None:
+        if coordinate not in self.seen:
+            self.seen.add(coordinate)
+            self.plan.denials.append(Decision(False, coordinate, reason))
+
+    def walk(self, selection_set: SelectionSetNode, parent: GraphQLObjectType, stack: frozenset[str]) -> int:
+        """Check every field under ``selection_set``; return how many data fields it selects."""
+        data_fields = 0
+        for sel in selection_set.selections:
+            if isinstance(sel, FieldNode):
+                data_fields += self.field(sel, parent, stack)
+            elif isinstance(sel, InlineFragmentNode):
+                target = parent
+                if sel.type_condition is not None:
+                    t = self.schema.get_type(sel.type_condition.name.value)
+                    target = t if isinstance(t, GraphQLObjectType) else parent
+                data_fields += self.walk(sel.selection_set, target, stack)
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                frag = self.fragments.get(name)
+                if frag is None or name in stack:
+                    continue  # validation has already refused unknown and cyclic fragments
+                t = self.schema.get_type(frag.type_condition.name.value)
+                target = t if isinstance(t, GraphQLObjectType) else parent
+                data_fields += self.walk(frag.selection_set, target, stack | {name})
+        return data_fields
+
+    def field(self, node: FieldNode, parent: GraphQLObjectType, stack: frozenset[str]) -> int:
+        name = node.name.value
+        if name == "__typename":
+            return 0
+        coordinate = f"{parent.name}.{name}"
+        if name.startswith("__"):
+            return 0  # introspection: allowed or refused as a whole by the introspection setting
+        gfield = parent.fields.get(name)
+        if gfield is None:
+            self.deny(coordinate, "no such field")
+            return 0
+        if coordinate in META_COORDINATES:
+            if node.selection_set is not None:
+                target = get_named_type(gfield.type)
+                if isinstance(target, GraphQLObjectType):
+                    self.walk(node.selection_set, target, stack)
+            return 0
+        entry = self.catalog.get(coordinate)
+        if entry is not None:
+            decision = evaluate(self.policy, self.consumer, self.purpose, coordinate, entry.form, self.today)
+            if decision.allowed and decision.rule is not None:
+                self.plan.disclosures[coordinate] = entry.form
+                self.plan.grants.add(decision.rule.grant_id)
+                if decision.rule.scope is Scope.JURISDICTION:
+                    self.restricted = True
+            else:
+                self.deny(coordinate, decision.reason)
+            return 1
+        target = get_named_type(gfield.type)
+        if node.selection_set is None or not isinstance(target, GraphQLObjectType):
+            self.deny(coordinate, "field declares no disclosure form")
+            return 0
+        inner = self.walk(node.selection_set, target, stack)
+        if inner == 0:
+            self.deny(coordinate, "selects no data field; add at least one granted field beneath it")
+        return inner
+
+
+def plan_operation(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    catalog: Mapping[str, CatalogEntry],
+    policy: PolicySet,
+    consumer: str,
+    purpose: str,
+    today: date,
+) -> Plan:
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    planner = _Planner(schema, fragments, catalog, policy, consumer, purpose, today)
+    root = schema.get_root_type(operation.operation)
+    if root is None:
+        planner.deny(operation.operation.value, "operation type not supported")
+    else:
+        planner.walk(operation.selection_set, root, frozenset())
+    planner.plan.scope = Scope.JURISDICTION if planner.restricted else Scope.ALL
+    return planner.plan

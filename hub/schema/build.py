@@ -1,0 +1,90 @@
+"""Assemble the strawberry schema and derive the field catalog from its ``@disclosure`` directives."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import strawberry
+from graphql import GraphQLObjectType
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import Info
+
+from hub.errors import RequestError
+from hub.ids import id_problem
+from hub.policy.loader import CatalogEntry
+from hub.policy.model import Form
+from hub.schema.context import ctx
+from hub.schema.directives import Disclosure
+from hub.schema.people import Household, IdNumber, Person, load_household, load_person
+
+
+def check_id(value: str, where: str) -> None:
+    problem = id_problem(value)
+    if problem:
+        raise RequestError(f"{where}: {problem}", code="BAD_ID_NUMBER")
+
+
+@strawberry.type(description="One disclosed field coordinate: who provides it and in which form.")
+class CatalogField:
+    coordinate: str = strawberry.field(description="Type.field, as named in policies.")
+    provider: str = strawberry.field(description="Provider department code.")
+    form: Form = strawberry.field(description="The form in which this field discloses its value.")
+    description: str
+
+
+@strawberry.type(description="Entry points. Every field below a root is checked against policy before execution.")
+class Query:
+    @strawberry.field(description="One resident by ID number; null when not found or outside your jurisdiction.")
+    async def person(self, info: Info, id_number: IdNumber) -> Person | None:
+        check_id(id_number, "idNumber")
+        return await load_person(ctx(info), id_number)
+
+    @strawberry.field(description="Several residents by ID number (at most the configured batch size), in order.")
+    async def people(self, info: Info, id_numbers: list[str]) -> list[Person | None]:
+        c = ctx(info)
+        if len(id_numbers) > c.max_batch:
+            raise RequestError(
+                f"idNumbers: at most {c.max_batch} per request, got {len(id_numbers)}", code="BATCH_TOO_LARGE"
+            )
+        for i, v in enumerate(id_numbers):
+            check_id(v, f"idNumbers[{i}]")
+        return list(await asyncio.gather(*(load_person(c, v) for v in id_numbers)))
+
+    @strawberry.field(description="One household by household id; null when not found or outside your jurisdiction.")
+    async def household(self, info: Info, household_id: str) -> Household | None:
+        if not 1 <= len(household_id) <= 20 or not household_id.isalnum():
+            raise RequestError("householdId: 1 to 20 letters or digits", code="BAD_ARGUMENT")
+        return await load_household(ctx(info), household_id)
+
+    @strawberry.field(description="The catalog of disclosed fields (metadata only; no resident data).")
+    def catalog(self, info: Info) -> list[CatalogField]:
+        cat: dict[str, CatalogEntry] = info.context.catalog
+        return [
+            CatalogField(coordinate=e.coordinate, provider=e.provider, form=e.form, description=e.description)
+            for e in cat.values()
+        ]
+
+
+def build_schema(mutation: Any = None) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=mutation,
+        config=StrawberryConfig(disable_field_suggestions=True),
+    )
+
+
+def catalog_of(schema: strawberry.Schema) -> dict[str, CatalogEntry]:
+    """Every field carrying ``@disclosure``, keyed by coordinate ``Type.field``."""
+    out: dict[str, CatalogEntry] = {}
+    for type_name, gtype in sorted(schema._schema.type_map.items()):
+        if not isinstance(gtype, GraphQLObjectType) or type_name.startswith("__"):
+            continue
+        for field_name, gfield in gtype.fields.items():
+            definition = (gfield.extensions or {}).get("strawberry-definition")
+            for directive in getattr(definition, "directives", None) or ():
+                if isinstance(directive, Disclosure):
+                    form = directive.form if isinstance(directive.form, Form) else Form(directive.form)
+                    coordinate = f"{type_name}.{field_name}"
+                    out[coordinate] = CatalogEntry(coordinate, directive.provider, form, gfield.description or "")
+    return out

@@ -1,0 +1,111 @@
+"""Per-request context: the actor, purpose, row scope, batched loaders and what was touched (for audit)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, Row, Table
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info
+
+from hub.auth.actor import Actor
+from hub.errors import HubError, UpstreamUnavailable
+from hub.policy.model import Purpose
+from hub.sources.sql import SqlSource
+
+if TYPE_CHECKING:
+    from hub.store.authorizations import AuthorizationStore
+
+
+@dataclass
+class HubContext:
+    actor: Actor
+    purpose: Purpose
+    case_ref: str
+    area_prefix: str | None  # row scope: None means every resident the provider holds
+    sources: dict[str, SqlSource]
+    today: date
+    authorizations: AuthorizationStore | None = None
+    max_batch: int = 1000
+    catalog: dict[str, Any] = field(default_factory=dict)
+    subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
+    upstream_failures: set[str] = field(default_factory=set)
+    loaders: dict[Any, DataLoader[Any, Any]] = field(default_factory=dict)
+
+    def source(self, dept: str) -> SqlSource:
+        try:
+            return self.sources[dept]
+        except KeyError:
+            self.upstream_failures.add(dept)
+            raise UpstreamUnavailable(f"department {dept} is not configured") from None
+
+    def _loader(self, key: Any, fn: Callable[[list[Any]], Awaitable[Sequence[Any]]]) -> DataLoader[Any, Any]:
+        loader = self.loaders.get(key)
+        if loader is None:
+            loader = DataLoader(load_fn=fn, cache=True)
+            self.loaders[key] = loader
+        return loader
+
+    async def rows(
+        self,
+        dept: str,
+        table: Table,
+        key: str,
+        value: str,
+        where: ColumnElement[bool] | None = None,
+        where_name: str = "",
+    ) -> list[Row[Any]]:
+        """All rows of ``table`` in department ``dept`` whose ``key`` equals ``value``, batched per request."""
+
+        async def load(keys: list[str]) -> Sequence[list[Row[Any]]]:
+            try:
+                return await self.source(dept).rows_by(table, key, keys, where)
+            except UpstreamUnavailable:
+                self.upstream_failures.add(dept)
+                raise
+
+        result: list[Row[Any]] = await self._loader((dept, table.name, key, where_name), load).load(value)
+        return result
+
+    async def first(self, dept: str, table: Table, value: str) -> Row[Any] | None:
+        rows = await self.rows(dept, table, "id_number", value)
+        return rows[0] if rows else None
+
+    async def predicate(self, dept: str, table: Table, name: str, condition: ColumnElement[bool], value: str) -> bool:
+        """A yes/no answer computed inside the department's own query."""
+
+        async def load(keys: list[str]) -> Sequence[bool]:
+            try:
+                return await self.source(dept).predicate(table, "id_number", keys, condition)
+            except UpstreamUnavailable:
+                self.upstream_failures.add(dept)
+                raise
+
+        answer: bool = await self._loader((dept, table.name, "pred", name), load).load(value)
+        return answer
+
+    async def require_authorization(self, id_number: str, household_id: str) -> None:
+        """Where the purpose needs a household authorization (核对授权书), refuse residents without one."""
+        if not self.purpose.requires_authorization:
+            return
+        store = self.authorizations
+        if store is None:
+            raise HubError("no authorization store is configured", code="AUTHORIZATION_REQUIRED")
+
+        async def load(keys: list[str]) -> Sequence[bool]:
+            return await store.covered(keys, self.actor.department, self.today)
+
+        ok: bool = await self._loader(("authz",), load).load(household_id)
+        if not ok:
+            raise HubError(
+                f"no valid household authorization on record for purpose {self.purpose.id}",
+                code="AUTHORIZATION_REQUIRED",
+            )
+
+
+def ctx(info: Info[Any, Any]) -> HubContext:
+    context: HubContext = info.context
+    return context

@@ -1,0 +1,106 @@
+"""Settings: the only module that reads ``HUB_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub.errors import ConfigError
+
+# name -> help; a test checks every setting is documented in docs/settings.md
+HELP: dict[str, str] = {
+    "data_dir": "Folder for the hub's own files: hub database (SQLite default), keys, demo department databases.",
+    "database_url": "SQLAlchemy URL of the hub's own database (clients, authorizations, audit log).",
+    "policy_dir": "Folder of policy files (purposes.toml, departments.toml, one file per provider).",
+    "department_urls": "Per-department database URLs, from HUB_DEPT_<CODE>_URL; default one SQLite file each.",
+    "issuer": "The `iss` of tokens this hub issues and accepts.",
+    "audience": "The `aud` this hub requires in access tokens.",
+    "token_ttl": "Lifetime of issued access tokens, in seconds.",
+    "dev_mode": "Enables GraphiQL and introspection. Off in production.",
+    "max_body_bytes": "Largest accepted request body; larger bodies get 413 before parsing.",
+    "max_tokens": "Largest number of lexical tokens in a GraphQL document.",
+    "max_depth": "Deepest field nesting allowed.",
+    "max_aliases": "Most aliases allowed in one document.",
+    "max_root_fields": "Most root fields in one operation.",
+    "max_directives": "Most directives in one document.",
+    "max_cost": "Highest estimated query cost (list fields multiply by their size).",
+    "max_batch": "Most ID numbers or households in one list argument.",
+    "source_timeout": "Seconds a department source may take before its fields come back UPSTREAM_UNAVAILABLE.",
+    "external_jwks_url": "Optional: accept tokens from an external identity provider with this JWKS URL.",
+    "external_issuer": "Optional: the issuer of the external identity provider.",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".hub")
+    database_url: str = ""
+    policy_dir: Path = Path("policies")
+    department_urls: Mapping[str, str] = field(default_factory=dict)
+    issuer: str = "https://hub.local"
+    audience: str = "hub"
+    token_ttl: int = 300
+    dev_mode: bool = False
+    max_body_bytes: int = 1_000_000
+    max_tokens: int = 2_000
+    max_depth: int = 8
+    max_aliases: int = 30
+    max_root_fields: int = 10
+    max_directives: int = 50
+    max_cost: int = 50_000
+    max_batch: int = 1_000
+    source_timeout: float = 5.0
+    external_jwks_url: str = ""
+    external_issuer: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'hub.sqlite'}")
+
+    @property
+    def key_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    def department_url(self, code: str) -> str:
+        url = self.department_urls.get(code)
+        if url:
+            return url
+        return f"sqlite:///{self.data_dir / 'departments' / (code + '.sqlite')}"
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        kwargs: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            key = "HUB_" + f.name.upper()
+            if f.name == "department_urls" or key not in env:
+                continue
+            raw = env[key]
+            try:
+                if f.type in ("int",):
+                    kwargs[f.name] = int(raw)
+                elif f.type in ("float",):
+                    kwargs[f.name] = float(raw)
+                elif f.type in ("bool",):
+                    if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise ValueError(raw)
+                    kwargs[f.name] = raw.lower() in ("1", "true", "yes", "on")
+                elif f.type in ("Path",):
+                    kwargs[f.name] = Path(raw)
+                else:
+                    kwargs[f.name] = raw
+            except ValueError:
+                raise ConfigError(f"{key}: {raw!r} is not a valid {f.type}", code="BAD_SETTING") from None
+        urls = {
+            k[len("HUB_DEPT_") : -len("_URL")].lower(): v
+            for k, v in env.items()
+            if k.startswith("HUB_DEPT_") and k.endswith("_URL")
+        }
+        kwargs["department_urls"] = urls
+        return cls(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Department sources: live, read-only access to each department's own data."""

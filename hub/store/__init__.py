@@ -1,0 +1,1 @@
+"""Stores over the hub's own database (never department data)."""

@@ -1,0 +1,127 @@
+"""Household authorizations (核对授权书) recorded in the hub's database."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import anyio
+from sqlalchemy import Engine, insert, select, update
+
+from hub.db import authorizations
+from hub.errors import RequestError
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Authorization:
+    id: int
+    household_id: str
+    department: str
+    scope: tuple[str, ...]
+    signer: str
+    valid_from: date
+    valid_to: date
+    document_sha256: str
+    recorded_by: str
+    revoked: bool
+
+
+def _to(row: object) -> Authorization:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Authorization(
+        id=m["id"],
+        household_id=m["household_id"],
+        department=m["department"],
+        scope=tuple(json.loads(m["scope"])),
+        signer=m["signer"],
+        valid_from=m["valid_from"],
+        valid_to=m["valid_to"],
+        document_sha256=m["document_sha256"],
+        recorded_by=m["recorded_by"],
+        revoked=m["revoked_at"] is not None,
+    )
+
+
+class AuthorizationStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(
+        self,
+        household_id: str,
+        department: str,
+        signer: str,
+        valid_from: date,
+        valid_to: date,
+        document_sha256: str,
+        recorded_by: str,
+        scope: Sequence[str] = ("*",),
+    ) -> Authorization:
+        if not household_id or len(household_id) > 20 or not household_id.isalnum():
+            raise RequestError("householdId: 1 to 20 letters or digits", code="BAD_ARGUMENT")
+        if valid_from > valid_to:
+            raise RequestError("validFrom is after validTo", code="BAD_ARGUMENT")
+        if not _SHA256.match(document_sha256):
+            raise RequestError("documentSha256 must be 64 lowercase hex digits", code="BAD_ARGUMENT")
+        if not signer.strip():
+            raise RequestError("signer must be named", code="BAD_ARGUMENT")
+        with self.engine.begin() as conn:
+            new_id = conn.execute(
+                insert(authorizations).values(
+                    household_id=household_id,
+                    department=department,
+                    scope=json.dumps(list(scope)),
+                    signer=signer,
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                    document_sha256=document_sha256,
+                    recorded_by=recorded_by,
+                    recorded_at=datetime.now(UTC),
+                )
+            ).inserted_primary_key
+            assert new_id is not None
+            row = conn.execute(select(authorizations).where(authorizations.c.id == new_id[0])).one()
+        return _to(row)
+
+    def revoke(self, auth_id: int) -> Authorization:
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(authorizations)
+                .where(authorizations.c.id == auth_id, authorizations.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            ).rowcount
+            row = conn.execute(select(authorizations).where(authorizations.c.id == auth_id)).first()
+        if row is None:
+            raise RequestError(f"no authorization {auth_id}", code="NOT_FOUND")
+        if n == 0:
+            raise RequestError(f"authorization {auth_id} is already revoked", code="BAD_ARGUMENT")
+        return _to(row)
+
+    def list(self, household_id: str | None = None) -> builtins.list[Authorization]:
+        stmt = select(authorizations).order_by(authorizations.c.id)
+        if household_id:
+            stmt = stmt.where(authorizations.c.household_id == household_id)
+        with self.engine.connect() as conn:
+            return [_to(r) for r in conn.execute(stmt)]
+
+    def _covered(self, household_ids: Sequence[str], department: str, today: date) -> set[str]:
+        stmt = select(authorizations.c.household_id).where(
+            authorizations.c.household_id.in_(list(set(household_ids))),
+            authorizations.c.department == department,
+            authorizations.c.revoked_at.is_(None),
+            authorizations.c.valid_from <= today,
+            authorizations.c.valid_to >= today,
+        )
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(stmt)}
+
+    async def covered(self, household_ids: Sequence[str], department: str, today: date) -> builtins.list[bool]:
+        """For each household, whether a valid, unrevoked authorization for ``department`` is on record."""
+        found = await anyio.to_thread.run_sync(self._covered, household_ids, department, today)
+        return [h in found for h in household_ids]

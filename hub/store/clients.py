@@ -1,0 +1,148 @@
+"""The client registry: department clients allowed to obtain tokens (``hub clients ...``)."""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select, update
+
+from hub.db import clients
+from hub.departments import DEPARTMENTS
+from hub.errors import RequestError
+
+_N, _R, _P = 2**14, 8, 1  # scrypt cost: ~16 MiB, a few ms per check
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    department: str
+    area: str
+    purposes: tuple[str, ...]
+    roles: tuple[str, ...]
+    status: str
+    secret_hash: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+def hash_secret(secret: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def check_secret(secret: str, stored: str) -> bool:
+    try:
+        scheme, salt_b64, digest_b64 = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    digest = hashlib.scrypt(secret.encode(), salt=base64.b64decode(salt_b64), n=_N, r=_R, p=_P, dklen=32)
+    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
+
+
+def _row_to_client(row: object) -> Client:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Client(
+        client_id=m["client_id"],
+        department=m["department"],
+        area=m["area"],
+        purposes=tuple(json.loads(m["purposes"])),
+        roles=tuple(json.loads(m["roles"])),
+        status=m["status"],
+        secret_hash=m["secret_hash"],
+    )
+
+
+class ClientStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(
+        self,
+        client_id: str,
+        department: str,
+        area: str,
+        purposes: list[str],
+        roles: list[str] | None = None,
+        secret: str | None = None,
+        known_purposes: set[str] | None = None,
+    ) -> tuple[Client, str]:
+        """Register a client; returns it with its secret (shown once, stored only as a scrypt hash)."""
+        if department not in DEPARTMENTS:
+            raise RequestError(f"unknown department {department!r}", code="BAD_ARGUMENT")
+        if not area.isdigit() or not 2 <= len(area) <= 6:
+            raise RequestError("area must be a 2- to 6-digit area-code prefix", code="BAD_ARGUMENT")
+        if known_purposes is not None:
+            unknown = [p for p in purposes if p not in known_purposes]
+            if unknown:
+                raise RequestError(f"unknown purpose {unknown[0]!r}", code="BAD_ARGUMENT")
+        if not client_id or len(client_id) > 64:
+            raise RequestError("client id must be 1 to 64 characters", code="BAD_ARGUMENT")
+        if self.get(client_id) is not None:
+            raise RequestError(f"client {client_id!r} already exists", code="BAD_ARGUMENT")
+        secret = secret or secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(clients).values(
+                    client_id=client_id,
+                    department=department,
+                    area=area,
+                    purposes=json.dumps(sorted(purposes)),
+                    roles=json.dumps(sorted(roles or [])),
+                    secret_hash=hash_secret(secret),
+                    status="active",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        client = self.get(client_id)
+        assert client is not None
+        return client, secret
+
+    def get(self, client_id: str) -> Client | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(clients).where(clients.c.client_id == client_id)).first()
+        return _row_to_client(row) if row else None
+
+    def list(self) -> builtins.list[Client]:
+        with self.engine.connect() as conn:
+            return [_row_to_client(r) for r in conn.execute(select(clients).order_by(clients.c.client_id))]
+
+    def _set(self, client_id: str, **values: object) -> None:
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(clients).where(clients.c.client_id == client_id).values(updated_at=datetime.now(UTC), **values)
+            ).rowcount
+        if n == 0:
+            raise RequestError(f"no client {client_id!r}", code="NOT_FOUND")
+
+    def disable(self, client_id: str) -> None:
+        self._set(client_id, status="disabled")
+
+    def enable(self, client_id: str) -> None:
+        self._set(client_id, status="active")
+
+    def rotate_secret(self, client_id: str) -> str:
+        secret = secrets.token_urlsafe(32)
+        self._set(client_id, secret_hash=hash_secret(secret))
+        return secret
+
+    def authenticate(self, client_id: str, secret: str) -> Client | None:
+        client = self.get(client_id)
+        if client is None:
+            check_secret(secret, hash_secret("x"))  # same cost whether or not the client exists
+            return None
+        return client if check_secret(secret, client.secret_hash) else None

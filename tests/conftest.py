@@ -1,0 +1,124 @@
+"""Shared fixtures: real department SQLite files, a real hub database, the real ASGI app over httpx."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from hub.app import create_app
+from hub.demo.generate import GenerateResult, generate
+from hub.settings import Settings
+from hub.store.clients import ClientStore
+
+REPO = Path(__file__).resolve().parent.parent
+POLICIES = REPO / "policies"
+RESIDENTS = 2_000
+
+# client id -> (department, area, purposes, roles)
+CLIENTS: dict[str, tuple[str, str, list[str], list[str]]] = {
+    "linping-ca": ("civil_affairs", "330113", ["VER", "MON", "CASE", "STAT"], ["authorization_clerk"]),
+    "hangzhou-ca": ("civil_affairs", "3301", ["MON", "CASE", "STAT"], []),
+    "xihu-ca": ("civil_affairs", "330106", ["VER", "MON", "CASE"], []),
+    "linping-med": ("medical_security", "330113", ["REF"], []),
+    "hz-utilities": ("utilities", "3301", ["REF"], []),
+    "officer": ("audit_office", "33", ["AUDIT"], ["officer"]),
+}
+
+
+@dataclass
+class Hub:
+    app: Starlette
+    client: httpx.AsyncClient
+    settings: Settings
+    secrets: dict[str, str]
+    data: GenerateResult
+    tokens: dict[str, str]
+
+    async def token(self, client_id: str, scope: str | None = None) -> str:
+        key = f"{client_id}:{scope}"
+        if key not in self.tokens:
+            form = {"grant_type": "client_credentials"}
+            if scope:
+                form["scope"] = scope
+            r = await self.client.post("/oauth/token", data=form, auth=(client_id, self.secrets[client_id]))
+            assert r.status_code == 200, r.text
+            self.tokens[key] = r.json()["access_token"]
+        return self.tokens[key]
+
+    async def query(
+        self,
+        query: str,
+        *,
+        client: str = "linping-ca",
+        purpose: str = "CASE",
+        case: str | None = "CASE-1",
+        officer: str = "officer-wang",
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
+    ) -> httpx.Response:
+        headers = {"x-hub-purpose": purpose, "x-hub-officer": officer}
+        if case:
+            headers["x-hub-case"] = case
+        headers["authorization"] = f"Bearer {token or await self.token(client)}"
+        payload: dict[str, Any] = {"query": query}
+        if variables is not None:
+            payload["variables"] = variables
+        return await self.client.post("/graphql", json=payload, headers=headers)
+
+
+@pytest.fixture(scope="session")
+def dept_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerateResult]:
+    root = tmp_path_factory.mktemp("hub")
+    result = generate(root / "departments", residents=RESIDENTS, seed=7)
+    return root, result
+
+
+def make_settings(root: Path, **overrides: Any) -> Settings:
+    return Settings(data_dir=root, policy_dir=POLICIES, **overrides)
+
+
+@pytest.fixture(scope="session")
+def hub_settings(dept_data: tuple[Path, GenerateResult]) -> Settings:
+    return make_settings(dept_data[0])
+
+
+@pytest.fixture(scope="session")
+async def hub(hub_settings: Settings, dept_data: tuple[Path, GenerateResult]) -> AsyncIterator[Hub]:
+    app = create_app(hub_settings, sign_interval=3600)
+    store: ClientStore = app.state.hub.clients
+    secrets = {}
+    for cid, (dept, area, purposes, roles) in CLIENTS.items():
+        _, secrets[cid] = store.add(cid, dept, area, purposes, roles)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+            yield Hub(app, client, hub_settings, secrets, dept_data[1], {})
+
+
+@pytest.fixture
+def audit_tail(hub: Hub) -> Iterator[Any]:
+    """Entries appended during one test, as parsed JSON."""
+    from sqlalchemy import select
+
+    from hub.db import audit_entries
+
+    engine = hub.app.state.hub.engine
+    with engine.connect() as conn:
+        start = conn.execute(select(audit_entries.c.seq).order_by(audit_entries.c.seq.desc()).limit(1)).scalar()
+    start = -1 if start is None else start
+
+    def read() -> list[dict[str, Any]]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_entries.c.entry).where(audit_entries.c.seq > start).order_by(audit_entries.c.seq)
+            )
+            return [json.loads(r[0]) for r in rows]
+
+    yield read
