@@ -209,7 +209,7 @@ async def handle(state: HubState, request: Request) -> Response:
         rules = list(specified_rules)
         if not settings.dev_mode:
             rules.append(NoSchemaIntrospectionCustomRule)
-        errors = validate(state.graphql_schema, document, rules, max_errors=20)
+        errors = validate(state.graphql_schema, document, rules, max_errors=20, hide_suggestions=not settings.dev_mode)
         if errors:
             raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
         today = date.today()
@@ -219,7 +219,7 @@ async def handle(state: HubState, request: Request) -> Response:
             operation,
             state.catalog,
             state.policy,
-            ex.actor.department,
+            ex.actor,
             purpose.id,
             today,
         )
@@ -235,6 +235,7 @@ async def handle(state: HubState, request: Request) -> Response:
             actor=ex.actor,
             purpose=purpose,
             case_ref=ex.case_ref,
+            officer=ex.officer,
             area_prefix=ex.actor.area if ex.plan.scope is Scope.JURISDICTION else None,
             sources=state.sources,
             today=today,

@@ -153,9 +153,7 @@ class _Household:
 class _Generator:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        tables = [
-            t for d in dep.DEPARTMENTS.values() if d.metadata is not None for t in d.metadata.sorted_tables
-        ]
+        tables = [t for d in dep.DEPARTMENTS.values() if d.metadata is not None for t in d.metadata.sorted_tables]
         self.rows: dict[Table, list[Row]] = {t: [] for t in tables}
         self.columns = {t: t.c.keys() for t in tables}
         self.used: dict[str, set[str]] = {k: set() for k in ("id", "hukou", "plate", "title", "uscc")}
@@ -186,9 +184,7 @@ class _Generator:
 
     def _dob(self, age: int) -> date:
         ref = REFERENCE_DATE
-        return self._between(
-            ref.replace(year=ref.year - age - 1) + timedelta(days=1), ref.replace(year=ref.year - age)
-        )
+        return self._between(ref.replace(year=ref.year - age - 1) + timedelta(days=1), ref.replace(year=ref.year - age))
 
     def _word(self) -> str:
         return self.rng.choice(_WORD_A) + self.rng.choice(_WORD_B)
@@ -240,9 +236,7 @@ class _Generator:
             kids = self._children(age, size - 1 - n_parents - has_spouse, 22)
             out = [("01", age, sex)] + [("02", self._spouse(age, kids), other[sex])] * has_spouse
             father = min(age + rng.randint(22, 40), 98)
-            out += [("04", father, "male"), ("04", min(father + rng.randint(-5, 2), 98), "female")][
-                2 - n_parents :
-            ]
+            out += [("04", father, "male"), ("04", min(father + rng.randint(-5, 2), 98), "female")][2 - n_parents :]
             return out + [("03", a, self._sex(0.5)) for a in kids]
         age, sex = rng.randint(58, 82), self._sex(0.6)  # three generations, elderly head
         child, child_sex = rng.randint(max(20, age - 45), min(age - 19, 55)), self._sex(0.6)
@@ -288,9 +282,7 @@ class _Generator:
         hh = self._household(area, self._address(area), archetype)
         family = rng.choice(_SURNAMES)  # the head's; children and grandchildren take it too
         specs = specs[:limit]
-        self._add_members(
-            hh, [self._person(area, *s, family if s[0] in ("01", "03", "05") else None) for s in specs]
-        )
+        self._add_members(hh, [self._person(area, *s, family if s[0] in ("01", "03", "05") else None) for s in specs])
         self._fill(hh)
         return len(specs)
 
@@ -350,9 +342,7 @@ class _Generator:
         p.unemployed = r < (0.15 if hh.low_income else 0.03)
         p.employed = not p.unemployed and r < (0.4 if poor else 0.6 if hh.low_income else 0.9)
         if p.employed:  # low earners 18,000-42,000 a year; others log-normal, median ~90,000
-            p.wage = (
-                rng.randint(180, 420) * 100 if hh.low_income else max(30e3, rng.lognormvariate(11.4, 0.5))
-            )
+            p.wage = rng.randint(180, 420) * 100 if hh.low_income else max(30e3, rng.lognormvariate(11.4, 0.5))
         elif p.unemployed and rng.random() < 0.5:
             p.wage = rng.randint(60, 300) * 100
 
@@ -463,9 +453,7 @@ class _Generator:
         if new_energy:
             return "浙A" + rng.choice("DF") + "".join(rng.choice(_PLATE_CHARS[:10]) for _ in range(5))
         letters = set(rng.sample(range(5), rng.randint(0, 2)))
-        return "浙A" + "".join(
-            rng.choice(_PLATE_CHARS[10:] if i in letters else _PLATE_CHARS[:10]) for i in range(5)
-        )
+        return "浙A" + "".join(rng.choice(_PLATE_CHARS[10:] if i in letters else _PLATE_CHARS[:10]) for i in range(5))
 
     def _vehicle(self, p: _Person, hh: _Household, category: int | None) -> None:
         rng = self.rng
@@ -571,9 +559,7 @@ def _write(out_dir: Path, rows: dict[Table, list[Row]]) -> dict[str, int]:
     return counts
 
 
-def generate(
-    out_dir: Path, *, residents: int = 10_000, seed: int = 20241, progress: bool = False
-) -> GenerateResult:
+def generate(out_dir: Path, *, residents: int = 10_000, seed: int = 20241, progress: bool = False) -> GenerateResult:
     """Write ``out_dir/<department>.sqlite`` for every source department, replacing existing files.
 
     The golden-scenario household comes first; random households follow until exactly ``residents``

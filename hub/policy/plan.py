@@ -24,20 +24,18 @@ from graphql import (
     get_named_type,
 )
 
+from hub.auth.actor import Actor
 from hub.policy.engine import evaluate
 from hub.policy.loader import CatalogEntry
 from hub.policy.model import Decision, Form, PolicySet, Scope
 
 # Metadata that is open to every authenticated client: it describes the schema, never a resident.
-META_COORDINATES = frozenset(
-    {
-        "Query.catalog",
-        "CatalogField.coordinate",
-        "CatalogField.provider",
-        "CatalogField.form",
-        "CatalogField.description",
-    }
-)
+META_COORDINATES = frozenset({"Query.catalog"})
+# Operations on the hub's own records, open only to clients holding the role; their results are metadata.
+ROLE_COORDINATES = {
+    "Mutation.recordAuthorization": "authorization_clerk",
+    "Mutation.revokeAuthorization": "authorization_clerk",
+}
 
 
 @dataclass
@@ -59,12 +57,13 @@ class _Planner:
         fragments: Mapping[str, FragmentDefinitionNode],
         catalog: Mapping[str, CatalogEntry],
         policy: PolicySet,
-        consumer: str,
+        actor: Actor,
         purpose: str,
         today: date,
     ) -> None:
         self.schema, self.fragments, self.catalog = schema, fragments, catalog
-        self.policy, self.consumer, self.purpose, self.today = policy, consumer, purpose, today
+        self.policy, self.actor, self.purpose, self.today = policy, actor, purpose, today
+        self.consumer = actor.department
         self.plan = Plan()
         self.seen: set[str] = set()
         self.restricted = False
@@ -107,12 +106,12 @@ class _Planner:
         if gfield is None:
             self.deny(coordinate, "no such field")
             return 0
-        if coordinate in META_COORDINATES:
-            if node.selection_set is not None:
-                target = get_named_type(gfield.type)
-                if isinstance(target, GraphQLObjectType):
-                    self.walk(node.selection_set, target, stack)
+        role = ROLE_COORDINATES.get(coordinate)
+        if role is not None and not self.actor.has_role(role):
+            self.deny(coordinate, f"requires the {role} role")
             return 0
+        if coordinate in META_COORDINATES or role is not None:
+            return 0  # metadata or the hub's own records: nothing beneath describes a resident
         entry = self.catalog.get(coordinate)
         if entry is not None:
             decision = evaluate(self.policy, self.consumer, self.purpose, coordinate, entry.form, self.today)
@@ -140,12 +139,12 @@ def plan_operation(
     operation: OperationDefinitionNode,
     catalog: Mapping[str, CatalogEntry],
     policy: PolicySet,
-    consumer: str,
+    actor: Actor,
     purpose: str,
     today: date,
 ) -> Plan:
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    planner = _Planner(schema, fragments, catalog, policy, consumer, purpose, today)
+    planner = _Planner(schema, fragments, catalog, policy, actor, purpose, today)
     root = schema.get_root_type(operation.operation)
     if root is None:
         planner.deny(operation.operation.value, "operation type not supported")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import strawberry
 from graphql import GraphQLObjectType
@@ -66,10 +65,12 @@ class Query:
         ]
 
 
-def build_schema(mutation: Any = None) -> strawberry.Schema:
+def build_schema() -> strawberry.Schema:
+    from hub.schema.mutations import Mutation
+
     return strawberry.Schema(
         query=Query,
-        mutation=mutation,
+        mutation=Mutation,
         config=StrawberryConfig(disable_field_suggestions=True),
     )
 

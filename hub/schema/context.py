@@ -25,6 +25,7 @@ class HubContext:
     actor: Actor
     purpose: Purpose
     case_ref: str
+    officer: str
     area_prefix: str | None  # row scope: None means every resident the provider holds
     sources: dict[str, SqlSource]
     today: date

@@ -85,8 +85,7 @@ def test_consistency_vector(path: Path | None) -> None:
 
 # The RFC 6962 test leaves used by the reference implementations, and the roots of their prefixes.
 RFC_LEAVES = [
-    bytes.fromhex(h)
-    for h in "|00|10|2021|3031|40414243|5051525354555657|606162636465666768696a6b6c6d6e6f".split("|")
+    bytes.fromhex(h) for h in "|00|10|2021|3031|40414243|5051525354555657|606162636465666768696a6b6c6d6e6f".split("|")
 ]
 RFC_ROOTS = [
     bytes.fromhex(h)

@@ -22,11 +22,7 @@ GOLDEN_ID = "330113195203180176"
 GOLDEN_ADDRESS = "临平区运河街道东新村12幢3单元201室"
 HANGZHOU = {"330102", "330105", "330106", "330108", "330109", "330110", "330111", "330112", "330113",
             "330114", "330122", "330127", "330182"}  # fmt: skip
-TABLES = {
-    code: [t.name for t in d.metadata.sorted_tables]
-    for code, d in DEPARTMENTS.items()
-    if d.metadata is not None
-}
+TABLES = {code: [t.name for t in d.metadata.sorted_tables] for code, d in DEPARTMENTS.items() if d.metadata is not None}
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
@@ -113,9 +109,7 @@ def test_zero_residents_is_refused(tmp_path: Path) -> None:
 def test_household_size_mix_and_heads(demo: tuple[Path, GenerateResult]) -> None:
     out, result = demo
     members: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for hid, pid, rel in read(
-        out, "public_security", "SELECT household_id, id_number, relation_code FROM residents"
-    ):
+    for hid, pid, rel in read(out, "public_security", "SELECT household_id, id_number, relation_code FROM residents"):
         members[hid].append((pid, rel))
     assert len(members) == result.households
     sizes = Counter(min(len(m), 4) for m in members.values())
@@ -180,9 +174,7 @@ def test_golden_scenario(demo: tuple[Path, GenerateResult]) -> None:
     assert table(out, "public_security", "households")[0] == (
         "H330113000001", "113052017", "330113", GOLDEN_ADDRESS, GOLDEN_ID,
     )  # fmt: skip
-    assert read(
-        out, "public_security", "SELECT count(*) FROM residents WHERE household_id = 'H330113000001'"
-    ) == [(1,)]
+    assert read(out, "public_security", "SELECT count(*) FROM residents WHERE household_id = 'H330113000001'") == [(1,)]
     assert full_years(date(1952, 3, 18), REFERENCE_DATE) == 74
 
     def mine(department: str, name: str) -> list[tuple[Any, ...]]:
@@ -203,9 +195,7 @@ def test_golden_scenario(demo: tuple[Path, GenerateResult]) -> None:
         assert mine(department, name) == [], name
 
 
-def test_golden_scenario_does_not_depend_on_the_seed(
-    tmp_path: Path, demo: tuple[Path, GenerateResult]
-) -> None:
+def test_golden_scenario_does_not_depend_on_the_seed(tmp_path: Path, demo: tuple[Path, GenerateResult]) -> None:
     out, _ = demo
     generate(tmp_path, residents=50, seed=99)
     for code, names in TABLES.items():
@@ -252,9 +242,7 @@ def test_business_roles(demo: tuple[Path, GenerateResult]) -> None:
 def test_parents_are_18_to_45_years_older(demo: tuple[Path, GenerateResult]) -> None:
     out, _ = demo
     people: dict[str, dict[str, list[date]]] = defaultdict(lambda: defaultdict(list))
-    for hid, rel, dob in read(
-        out, "public_security", "SELECT household_id, relation_code, dob FROM residents"
-    ):
+    for hid, rel, dob in read(out, "public_security", "SELECT household_id, relation_code, dob FROM residents"):
         people[hid][rel].append(date.fromisoformat(dob))
     pairs = 0
     for household in people.values():
@@ -287,10 +275,7 @@ def test_assistance_covers_whole_households(demo: tuple[Path, GenerateResult]) -
 
 def test_value_domains(demo: tuple[Path, GenerateResult]) -> None:
     out, _ = demo
-    dob = {
-        i: date.fromisoformat(d)
-        for i, d in read(out, "public_security", "SELECT id_number, dob FROM residents")
-    }
+    dob = {i: date.fromisoformat(d) for i, d in read(out, "public_security", "SELECT id_number, dob FROM residents")}
     age = {i: full_years(d, REFERENCE_DATE) for i, d in dob.items()}
     household_of = dict(read(out, "public_security", "SELECT id_number, household_id FROM residents"))
     needy = {
@@ -325,12 +310,8 @@ def test_value_domains(demo: tuple[Path, GenerateResult]) -> None:
         assert year == 2025 and 16 <= age[pid] < 60 and wage >= 0 and business >= 0
     for _pid, title, address, area_m2, acquired in table(out, "real_estate", "properties"):
         assert re.fullmatch(r"浙\(20\d\d\)(杭州市|桐庐县|淳安县|建德市)不动产权第\d{7}号", title), title
-        assert (
-            30 <= area_m2 <= 160 and address.endswith(("室", "号")) and acquired < REFERENCE_DATE.isoformat()
-        )
-    physical = {
-        p for p, c in read(out, "disability", "SELECT id_number, category FROM certificates") if c == 4
-    }
+        assert 30 <= area_m2 <= 160 and address.endswith(("室", "号")) and acquired < REFERENCE_DATE.isoformat()
+    physical = {p for p, c in read(out, "disability", "SELECT id_number, category FROM certificates") if c == 4}
     for pid, plate, kind, use, reg in table(out, "traffic", "vehicles"):
         assert kind != "mobility_vehicle" or pid in physical
         assert re.fullmatch(r"浙A([0-9A-HJ-NP-Z]{5}|[DF][0-9]{5})", plate), plate
@@ -354,9 +335,7 @@ def test_default_size_counts_and_mix(tmp_path: Path) -> None:
     assert count == result.rows
     households = read(tmp_path, "public_security", "SELECT count(*) FROM households")[0][0]
     assert households == result.households and result.rows["public_security"] == 10_000 + households
-    adults = read(tmp_path, "public_security", "SELECT count(*) FROM residents WHERE dob <= '2008-11-01'")[0][
-        0
-    ]
+    adults = read(tmp_path, "public_security", "SELECT count(*) FROM residents WHERE dob <= '2008-11-01'")[0][0]
     assert 0.045 < result.rows["disability"] / 10_000 < 0.075
     assert 0.95 < result.rows["medical_security"] / 10_000 < 0.99
     assert 0.12 < result.rows["traffic"] / adults < 0.18
@@ -364,9 +343,7 @@ def test_default_size_counts_and_mix(tmp_path: Path) -> None:
     oop = [o for (o,) in read(tmp_path, "medical_security", "SELECT oop_12m FROM medical ORDER BY oop_12m")]
     assert 1600 < oop[len(oop) // 2] < 2400
     assert 0.035 < sum(o >= 20_000 for o in oop) / len(oop) < 0.065
-    deceased = read(tmp_path, "public_security", "SELECT count(*) FROM residents WHERE status = 'deceased'")[
-        0
-    ][0]
+    deceased = read(tmp_path, "public_security", "SELECT count(*) FROM residents WHERE status = 'deceased'")[0][0]
     assert 20 <= deceased <= 90
 
 

@@ -1,0 +1,237 @@
+"""Policies enforced through the real app: every granted field answers, every other field refuses the whole
+operation before any source is touched, and no path (aliases, fragments, variables, introspection) leaks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hub.schema import build_schema, catalog_of
+from tests.conftest import Hub
+from tests.policy.expected import EXPECTED
+
+CATALOG = catalog_of(build_schema())
+
+# where each type hangs below `person(idNumber: $id)`
+PATHS = {
+    "Person": [],
+    "Household": ["household"],
+    "CivilAffairsRecord": ["civilAffairs"],
+    "DisabilityRecord": ["disability"],
+    "MedicalRecord": ["medical"],
+    "EmploymentRecord": ["employment"],
+    "TaxRecord": ["tax"],
+    "RealEstateRecord": ["realEstate"],
+    "Property": ["realEstate", "properties"],
+    "VehicleRecord": ["vehicles"],
+    "Vehicle": ["vehicles", "vehicles"],
+    "BusinessRecord": ["business"],
+    "BusinessRole": ["business", "roles"],
+    "ProvidentFundRecord": ["providentFund"],
+    "EducationRecord": ["education"],
+}
+ARGS = {
+    "changedWithinDays": "(days: 30)",
+    "outOfPocket12mAtLeast": "(threshold: 20000)",
+    "annualIncomeBelow": "(threshold: 30000)",
+}
+
+# (test client, consumer department, purpose)
+PAIRS = [("linping-ca", "civil_affairs", p) for p in ("VER", "MON", "CASE")] + [
+    ("linping-med", "medical_security", "REF"),
+    ("hz-utilities", "utilities", "REF"),
+]
+
+
+def field_query(coordinate: str) -> str:
+    type_name, field = coordinate.split(".")
+    inner = field + ARGS.get(field, "")
+    for step in reversed(PATHS[type_name]):
+        inner = f"{step} {{ {inner} }}"
+    return f"query($id: String!) {{ person(idNumber: $id) {{ {inner} }} }}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def golden_authorized(hub: Hub) -> None:
+    store = hub.app.state.hub.authorizations
+    if not store.list(hub.data.golden_household):
+        from datetime import date
+
+        store.record(
+            hub.data.golden_household, "civil_affairs", "钱国良", date(2026, 1, 1), date(2027, 12, 31), "a" * 64, "test"
+        )
+
+
+@pytest.mark.parametrize(("client", "consumer", "purpose"), PAIRS, ids=[f"{c}-{p}" for _, c, p in PAIRS])
+async def test_every_field_for_registered_pairs(hub: Hub, client: str, consumer: str, purpose: str) -> None:
+    granted = EXPECTED[(consumer, purpose)]
+    for coordinate in sorted(CATALOG):
+        r = await hub.query(
+            field_query(coordinate), client=client, purpose=purpose, variables={"id": hub.data.golden_id}
+        )
+        if coordinate in granted:
+            assert r.status_code == 200, (coordinate, r.text)
+            assert "errors" not in r.json(), (coordinate, r.text)
+            assert r.json()["data"]["person"] is not None, coordinate
+        else:
+            assert r.status_code == 403, (coordinate, r.text)
+            err = r.json()["errors"][0]
+            assert err["extensions"]["code"] == "POLICY_DENIED"
+            assert [d["coordinate"] for d in err["extensions"]["denied"]] == [coordinate]
+            assert r.json()["data"] is None
+
+
+async def test_denial_lists_every_denied_field_and_touches_no_source(hub: Hub, audit_tail: Any) -> None:
+    sources = hub.app.state.hub.sources
+    before = {k: s.statements for k, s in sources.items()}
+    q = """query($id: String!) { person(idNumber: $id) { name idNumberMasked
+        tax { annualWageIncome incomeBand } medical { outOfPocket12m } disability { grade } } }"""
+    r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id})
+    assert r.status_code == 403
+    denied = r.json()["errors"][0]["extensions"]["denied"]
+    assert denied == [
+        {
+            "coordinate": "Person.idNumberMasked",
+            "reason": "no grant of Person.idNumberMasked to civil_affairs for purpose MON",
+        },
+        {
+            "coordinate": "TaxRecord.annualWageIncome",
+            "reason": "no grant of TaxRecord.annualWageIncome to civil_affairs for purpose MON",
+        },
+        {
+            "coordinate": "MedicalRecord.outOfPocket12m",
+            "reason": "no grant of MedicalRecord.outOfPocket12m to civil_affairs for purpose MON",
+        },
+        {
+            "coordinate": "DisabilityRecord.grade",
+            "reason": "no grant of DisabilityRecord.grade to civil_affairs for purpose MON",
+        },
+    ]
+    assert {k: s.statements for k, s in sources.items()} == before
+    entry = audit_tail()[-1]
+    assert entry["decision"] == "deny" and entry["fields"] == [] and entry["subjects"] == []
+    assert entry["requested_denied"] == [d["coordinate"] for d in denied]
+
+
+async def test_masked_values_exact(hub: Hub) -> None:
+    q = """query($id: String!) { person(idNumber: $id) { idNumberMasked nameMasked
+        household { addressMasked } civilAffairs { isRecipient } medical { outOfPocket12m } } }"""
+    r = await hub.query(q, client="linping-med", purpose="REF", variables={"id": hub.data.golden_id})
+    assert r.json() == {
+        "data": {
+            "person": {
+                "idNumberMasked": hub.data.golden_id[:6] + "********" + hub.data.golden_id[-4:],
+                "nameMasked": "钱**",
+                "household": {"addressMasked": "临平区运河街道****"},
+                "civilAffairs": {"isRecipient": True},
+                "medical": {"outOfPocket12m": 23500.0},
+            }
+        }
+    }
+    assert hub.data.golden_id not in r.text and "钱国良" not in r.text
+
+
+async def test_bands_and_predicates_exact(hub: Hub) -> None:
+    q = """query($id: String!) { person(idNumber: $id) {
+        medical { outOfPocket12mBand low: outOfPocket12mAtLeast(threshold: 20000)
+                  high: outOfPocket12mAtLeast(threshold: 23501) edge: outOfPocket12mAtLeast(threshold: 23500) }
+        disability { isSevere changedWithinDays(days: 3650) }
+        tax { incomeBand } } }"""
+    r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id})
+    assert r.json() == {
+        "data": {
+            "person": {
+                "medical": {"outOfPocket12mBand": "ABOVE_20K", "low": True, "high": False, "edge": True},
+                "disability": {"isSevere": True, "changedWithinDays": True},
+                "tax": {"incomeBand": None},  # no tax record at 74: null, not a guess
+            }
+        }
+    }
+    assert "23500" not in r.text  # the predicate never returns the compared value
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "query($id: String!) { person(idNumber: $id) { secret: name } }",
+        "query($id: String!) { person(idNumber: $id) { ...F } } fragment F on Person { name }",
+        "query($id: String!) { person(idNumber: $id) { ... on Person { idNumber } } }",
+        "query($id: String!, $no: Boolean = false) { person(idNumber: $id) { nameMasked name @include(if: $no) } }",
+        "query($id: String!) { person(idNumber: $id) { nameMasked ...A } } "
+        "fragment A on Person { household { ...B } } fragment B on Household { address }",
+        "query($id: String!) { person(idNumber: $id) { __typename } }",
+        "query($id: String!) { person(idNumber: $id) { tax { __typename } } }",
+    ],
+    ids=[
+        "alias",
+        "fragment",
+        "inline-fragment",
+        "skipped-by-variable",
+        "nested-fragments",
+        "typename-only",
+        "typename-under-record",
+    ],
+)
+async def test_no_path_around_policy(hub: Hub, query: str) -> None:
+    r = await hub.query(query, client="linping-med", purpose="REF", variables={"id": hub.data.golden_id})
+    assert r.status_code == 403, r.text
+    assert r.json()["data"] is None and r.json()["errors"][0]["extensions"]["code"] == "POLICY_DENIED"
+    assert hub.data.golden_id not in r.text
+
+
+async def test_introspection_is_off(hub: Hub) -> None:
+    r = await hub.query("{ __schema { types { name } } }", client="linping-med", purpose="REF")
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_no_field_suggestions(hub: Hub) -> None:
+    r = await hub.query('{ person(idNumber: "11010519491231002X") { nam } }')
+    assert r.status_code == 400
+    assert "Did you mean" not in r.text and "name" not in r.json()["errors"][0]["message"].replace("'nam'", "")
+
+
+async def test_authorization_required_for_verification(hub: Hub) -> None:
+    # a household in the same district without an authorization: identity resolves, departments do not
+    from sqlalchemy import select
+
+    from hub.departments import residents
+
+    with hub.app.state.hub.sources["public_security"].engine.connect() as conn:
+        other = conn.execute(
+            select(residents.c.id_number)
+            .where(residents.c.area_code == "330113", residents.c.household_id != hub.data.golden_household)
+            .limit(1)
+        ).scalar_one()
+    q = "query($id: String!) { person(idNumber: $id) { name employment { pensionMonthly } } }"
+    r = await hub.query(q, purpose="VER", variables={"id": other})
+    body = r.json()
+    assert r.status_code == 200
+    assert body["data"]["person"]["employment"] is None and body["data"]["person"]["name"]
+    assert body["errors"][0]["extensions"]["code"] == "AUTHORIZATION_REQUIRED"
+    assert body["errors"][0]["path"] == ["person", "employment"]
+    r = await hub.query(q, purpose="VER", variables={"id": hub.data.golden_id})
+    assert r.json()["data"]["person"]["employment"] == {"pensionMonthly": 260.0}
+
+
+async def test_record_and_revoke_authorization_by_mutation(hub: Hub) -> None:
+    m = """mutation($h: String!) { recordAuthorization(householdId: $h, signer: "户主", validFrom: "2026-01-01",
+        validTo: "2027-01-01", documentSha256: "%s") { id householdId department revoked } }""" % ("b" * 64)
+    r = await hub.query(m, purpose="VER", variables={"h": "H330113000002"})
+    assert r.status_code == 200, r.text
+    rec = r.json()["data"]["recordAuthorization"]
+    assert rec["householdId"] == "H330113000002" and rec["department"] == "civil_affairs" and not rec["revoked"]
+    r = await hub.query(
+        "mutation($i: Int!) { revokeAuthorization(id: $i) { revoked } }", purpose="VER", variables={"i": rec["id"]}
+    )
+    assert r.json()["data"]["revokeAuthorization"] == {"revoked": True}
+    # without the clerk role: refused before execution
+    r = await hub.query(m, client="xihu-ca", purpose="VER", variables={"h": "H330113000002"})
+    assert r.status_code == 403
+    assert r.json()["errors"][0]["extensions"]["denied"] == [
+        {"coordinate": "Mutation.recordAuthorization", "reason": "requires the authorization_clerk role"}
+    ]
+    bad = m.replace("b" * 64, "not-a-hash")
+    r = await hub.query(bad, purpose="VER", variables={"h": "H330113000002"})
+    assert r.json()["errors"][0]["extensions"]["code"] == "BAD_ARGUMENT"
