@@ -58,7 +58,7 @@ class HubState:
         self.keys = KeyRing(settings.key_dir)
         self.keys.ensure()
         upgrade(settings.database_url)
-        self.engine = hub_engine(settings.database_url)
+        self.engine = hub_engine(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine)
         self.authorizations = AuthorizationStore(self.engine)
         self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key())

@@ -111,13 +111,13 @@ archives = Table(
 )
 
 
-def hub_engine(url: str) -> Engine:
+def hub_engine(url: str, busy_timeout: float = 5.0) -> Engine:
     """The hub's own engine. SQLite runs in WAL mode with full fsync so a commit is durable."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database:
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 5})
+        engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": busy_timeout})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]

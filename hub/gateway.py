@@ -45,7 +45,7 @@ from hub.errors import (
 from hub.limits import check_limits
 from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
-from hub.schema.context import HubContext
+from hub.schema.context import HubContext, count_out_of_area
 
 if TYPE_CHECKING:
     from hub.app import HubState
@@ -72,6 +72,7 @@ class Exchange:
     plan: Plan | None = None
     subjects: set[str] = field(default_factory=set)
     upstream_failures: set[str] = field(default_factory=set)
+    out_of_area: int = 0
     decision: str = "deny"
     reasons: list[str] = field(default_factory=list)
     status: int = 200
@@ -242,6 +243,7 @@ async def handle(state: HubState, request: Request) -> Response:
             authorizations=state.authorizations,
             max_batch=settings.max_batch,
             catalog=state.catalog,
+            audit=state.audit,
         )
         result = execute(
             state.graphql_schema, document, context_value=context, variable_values=variables, operation_name=op_name
@@ -249,6 +251,7 @@ async def handle(state: HubState, request: Request) -> Response:
         if not isinstance(result, ExecutionResult):
             result = await result
         ex.subjects = context.subjects
+        ex.out_of_area = await count_out_of_area(context)
         ex.upstream_failures = context.upstream_failures
         body = {"data": result.data}
         if result.errors:
@@ -293,6 +296,7 @@ def audit_body(ex: Exchange) -> dict[str, Any]:
         "fields": [{"coordinate": c, "form": f.value} for c, f in fields],
         "requested_denied": [d.coordinate for d in ex.plan.denials] if ex.plan is not None else [],
         "subject_count": len(ex.subjects),
+        "out_of_area": ex.out_of_area,
         "decision": ex.decision,
         "reasons": ex.reasons,
         "status": ex.status,

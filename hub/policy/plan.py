@@ -35,6 +35,8 @@ META_COORDINATES = frozenset({"Query.catalog"})
 ROLE_COORDINATES = {
     "Mutation.recordAuthorization": "authorization_clerk",
     "Mutation.revokeAuthorization": "authorization_clerk",
+    "Query.auditEntries": "officer",
+    "Query.residentAccessReport": "officer",
 }
 
 

@@ -15,6 +15,7 @@ from hub.policy.loader import CatalogEntry
 from hub.policy.model import Form
 from hub.schema.context import ctx
 from hub.schema.directives import Disclosure
+from hub.schema.oversight import AccessRecord, AuditPage, audit_entries, resident_access_report
 from hub.schema.people import Household, IdNumber, Person, load_household, load_person
 
 
@@ -55,6 +56,14 @@ class Query:
         if not 1 <= len(household_id) <= 20 or not household_id.isalnum():
             raise RequestError("householdId: 1 to 20 letters or digits", code="BAD_ARGUMENT")
         return await load_household(ctx(info), household_id)
+
+    audit_entries: AuditPage = strawberry.field(
+        resolver=audit_entries, description="Privacy officers only: search the audit log."
+    )
+    resident_access_report: list[AccessRecord] = strawberry.field(
+        resolver=resident_access_report,
+        description="Privacy officers only: every access to one resident's data (when, who, why, which fields).",
+    )
 
     @strawberry.field(description="The catalog of disclosed fields (metadata only; no resident data).")
     def catalog(self, info: Info) -> list[CatalogField]:

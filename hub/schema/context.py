@@ -32,8 +32,10 @@ class HubContext:
     authorizations: AuthorizationStore | None = None
     max_batch: int = 1000
     catalog: dict[str, Any] = field(default_factory=dict)
+    audit: Any = None  # hub.audit.log.AuditLog, for the officers' API
     subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
     upstream_failures: set[str] = field(default_factory=set)
+    not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing
     loaders: dict[Any, DataLoader[Any, Any]] = field(default_factory=dict)
 
     def source(self, dept: str) -> SqlSource:
@@ -105,6 +107,19 @@ class HubContext:
                 f"no valid household authorization on record for purpose {self.purpose.id}",
                 code="AUTHORIZATION_REQUIRED",
             )
+
+
+async def count_out_of_area(c: HubContext) -> int:
+    """How many not-found residents exist outside the caller's jurisdiction (for the audit entry only)."""
+    if not c.not_found or c.area_prefix is None or "public_security" not in c.sources:
+        return 0
+    from hub.departments import residents
+
+    try:
+        found = await c.sources["public_security"].rows_by(residents, "id_number", sorted(c.not_found))
+    except UpstreamUnavailable:
+        return 0
+    return sum(1 for rows in found if rows)
 
 
 def ctx(info: Info[Any, Any]) -> HubContext:

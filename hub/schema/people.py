@@ -35,6 +35,7 @@ async def load_person(c: HubContext, id_number: str) -> Person | None:
     where, name = resident_scope(c)
     rows = await c.rows(PS, residents, "id_number", id_number, where, name)
     if not rows:
+        c.not_found.add(id_number)
         return None
     c.subjects.add(id_number)
     return Person(row=rows[0])

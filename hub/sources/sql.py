@@ -6,6 +6,7 @@ so a request issues O(departments x levels) statements, never one per resident.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,9 @@ from sqlalchemy import ColumnElement, Engine, Row, Table, create_engine, event, 
 from sqlalchemy.engine import make_url
 
 from hub.errors import UpstreamUnavailable
+from hub.sources.breaker import CircuitBreaker
+
+log = logging.getLogger("hub.sources")
 
 CHUNK = 5000  # keys per IN (...) list; under SQLite's (32,766) and PostgreSQL's (65,535) parameter limits
 
@@ -40,10 +44,11 @@ def readonly_engine(url: str) -> Engine:
 class SqlSource:
     """One department's database."""
 
-    def __init__(self, code: str, url: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, code: str, url: str, *, timeout: float = 5.0, breaker: CircuitBreaker | None = None) -> None:
         self.code = code
         self.url = url
         self.timeout = timeout
+        self.breaker = breaker or CircuitBreaker()
         self.engine = readonly_engine(url)
         self.statements = 0
 
@@ -55,15 +60,20 @@ class SqlSource:
         self.engine.dispose()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        if not self.breaker.allow():
+            raise UpstreamUnavailable(f"department {self.code} is unavailable (circuit open)")
         try:
             with anyio.fail_after(self.timeout):
-                return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+                result = await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
         except TimeoutError:
+            self.breaker.failure()
             raise UpstreamUnavailable(f"department {self.code} did not answer within {self.timeout}s") from None
-        except UpstreamUnavailable:
-            raise
         except Exception as exc:  # the department's database failed; the detail stays in our log
+            self.breaker.failure()
+            log.warning("department %s failed: %s", self.code, exc.__class__.__name__)
             raise UpstreamUnavailable(f"department {self.code} is unavailable") from exc
+        self.breaker.success()
+        return result
 
     def _select_rows(
         self, table: Table, key: str, keys: Sequence[str], where: ColumnElement[bool] | None

@@ -1,0 +1,146 @@
+"""Searching the audit log for privacy officers, and residents' access reports. Read-only."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select
+
+from hub.audit.entry import canonical
+from hub.db import audit_entries, audit_subjects
+
+# Anomaly thresholds (documented in docs/audit.md)
+MANY_RESIDENTS_PER_HOUR = 200
+REPEATED_DENIALS = 3
+REPEATED_DENIALS_WINDOW = timedelta(minutes=10)
+NIGHT_BULK_RESIDENTS = 50
+NIGHT_HOURS = range(0, 6)  # 00:00–05:59 China Standard Time
+CST = timedelta(hours=8)
+
+
+@dataclass(frozen=True)
+class AuditSearch:
+    department: str | None = None
+    client_id: str | None = None
+    officer: str | None = None
+    purpose: str | None = None
+    case_ref: str | None = None
+    subject: str | None = None  # pseudonym, never the plain ID number
+    field: str | None = None
+    decision: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class FoundEntry:
+    seq: int
+    entry: dict[str, Any]
+    flags: list[str] = field(default_factory=list)
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def search(engine: Engine, s: AuditSearch, first: int, after: int | None) -> tuple[list[FoundEntry], bool]:
+    """Entries matching ``s`` in sequence order after ``after``; returns (page, has_more)."""
+    t = audit_entries
+    conds = []
+    for col, value in (
+        (t.c.department, s.department),
+        (t.c.client_id, s.client_id),
+        (t.c.officer, s.officer),
+        (t.c.purpose, s.purpose),
+        (t.c.case_ref, s.case_ref),
+        (t.c.decision, s.decision),
+    ):
+        if value is not None:
+            conds.append(col == value)
+    if s.since is not None:
+        conds.append(t.c.at >= _utc(s.since))
+    if s.until is not None:
+        conds.append(t.c.at < _utc(s.until))
+    if s.field is not None:
+        conds.append(t.c.entry.contains(canonical({"coordinate": s.field}).decode()[1:-1], autoescape=True))
+    if s.subject is not None:
+        conds.append(t.c.seq.in_(select(audit_subjects.c.seq).where(audit_subjects.c.subject == s.subject)))
+    if after is not None:
+        conds.append(t.c.seq > after)
+    stmt = select(t.c.seq, t.c.entry).where(and_(*conds)).order_by(t.c.seq).limit(first + 1)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+        page = [FoundEntry(r.seq, json.loads(r.entry)) for r in rows[:first]]
+        for e in page:
+            e.flags = flags_for(conn, e.entry)
+    return page, len(rows) > first
+
+
+def flags_for(conn: Any, entry: dict[str, Any]) -> list[str]:
+    """Anomaly flags for one entry (leads for a human reviewer, never verdicts)."""
+    flags: list[str] = []
+    at = datetime.fromisoformat(entry["at"])
+    touched = len(entry.get("subjects", []))
+    if entry["decision"] == "allow" and touched and not entry.get("case_ref"):
+        flags.append("NO_CASE_REFERENCE")
+    if entry.get("out_of_area", 0):
+        flags.append("OUT_OF_AREA_ATTEMPT")
+    if (at + CST).hour in NIGHT_HOURS and touched >= NIGHT_BULK_RESIDENTS:
+        flags.append("NIGHT_TIME_BULK")
+    if entry.get("officer"):
+        distinct = conn.execute(
+            select(func.count(func.distinct(audit_subjects.c.subject)))
+            .select_from(audit_subjects.join(audit_entries, audit_subjects.c.seq == audit_entries.c.seq))
+            .where(
+                audit_entries.c.officer == entry["officer"],
+                audit_entries.c.client_id == entry["client_id"],
+                audit_entries.c.at > at - timedelta(hours=1),
+                audit_entries.c.seq <= entry["seq"],
+            )
+        ).scalar_one()
+        if distinct >= MANY_RESIDENTS_PER_HOUR:
+            flags.append("MANY_RESIDENTS_PER_HOUR")
+    if entry["decision"] == "deny" and entry.get("client_id"):
+        denials = conn.execute(
+            select(func.count())
+            .select_from(audit_entries)
+            .where(
+                audit_entries.c.client_id == entry["client_id"],
+                audit_entries.c.decision == "deny",
+                audit_entries.c.at > at - REPEATED_DENIALS_WINDOW,
+                audit_entries.c.seq <= entry["seq"],
+            )
+        ).scalar_one()
+        if denials >= REPEATED_DENIALS:
+            flags.append("REPEATED_DENIALS")
+    return flags
+
+
+def access_report(engine: Engine, subject: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """Every allowed access that resolved this resident's data (as Estonia's Data Tracker shows citizens)."""
+    stmt = (
+        select(audit_entries.c.entry)
+        .where(audit_entries.c.seq.in_(select(audit_subjects.c.seq).where(audit_subjects.c.subject == subject)))
+        .order_by(audit_entries.c.seq)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        entries = [json.loads(r[0]) for r in conn.execute(stmt)]
+    return [
+        {
+            "at": e["at"],
+            "seq": e["seq"],
+            "department": e["department"],
+            "client_id": e["client_id"],
+            "officer": e["officer"],
+            "purpose": e["purpose"],
+            "case_ref": e["case_ref"],
+            "fields": [f["coordinate"] for f in e["fields"]],
+            "request_id": e["request_id"],
+        }
+        for e in entries
+        if e["decision"] == "allow"
+    ]

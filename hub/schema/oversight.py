@@ -1,0 +1,145 @@
+"""The privacy officers' API: search the audit log, residents' access reports, tree heads and proofs.
+
+Open only to clients with the ``officer`` role (the planner refuses everyone else before execution).
+Every search is itself audited like any other request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import anyio
+import strawberry
+from strawberry.types import Info
+
+from hub.audit.query import AuditSearch, access_report, search
+from hub.errors import RequestError
+from hub.ids import id_problem
+from hub.schema.context import ctx
+
+OFFICER = "officer"
+
+
+@strawberry.type(description="A field coordinate disclosed by a request, and its form.")
+class DisclosedField:
+    coordinate: str
+    form: str
+
+
+@strawberry.type(description="One audit entry. Residents appear only as a count; values never appear.")
+class AuditEntry:
+    seq: int
+    at: str
+    request_id: str
+    client_id: str
+    department: str
+    officer: str
+    purpose: str
+    case_ref: str
+    operation_name: str
+    operation_sha256: str
+    fields: list[DisclosedField]
+    subject_count: int
+    decision: str
+    reasons: list[str]
+    status: int
+    upstream_failures: list[str]
+    flags: list[str] = strawberry.field(
+        description="Anomaly leads: NO_CASE_REFERENCE, MANY_RESIDENTS_PER_HOUR, OUT_OF_AREA_ATTEMPT, "
+        "REPEATED_DENIALS, NIGHT_TIME_BULK."
+    )
+
+
+@strawberry.type
+class AuditPage:
+    entries: list[AuditEntry]
+    has_more: bool
+    end_cursor: int | None = strawberry.field(description="Pass as `after` for the next page.")
+
+
+@strawberry.input(description="Filters; all optional and combined with AND.")
+class AuditFilter:
+    department: str | None = None
+    client_id: str | None = None
+    officer: str | None = None
+    purpose: str | None = None
+    case_ref: str | None = None
+    id_number: str | None = strawberry.field(default=None, description="A resident; pseudonymised server-side.")
+    field: str | None = strawberry.field(default=None, description="A field coordinate such as TaxRecord.incomeBand.")
+    decision: str | None = strawberry.field(default=None, description="allow, deny or error.")
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@strawberry.type(description="One access to a resident's data: when, who, why and which fields.")
+class AccessRecord:
+    at: str
+    seq: int
+    department: str
+    client_id: str
+    officer: str
+    purpose: str
+    case_ref: str
+    fields: list[str]
+    request_id: str
+
+
+def _entry(found: object) -> AuditEntry:
+    e = found.entry  # type: ignore[attr-defined]
+    return AuditEntry(
+        seq=e["seq"],
+        at=e["at"],
+        request_id=e["request_id"],
+        client_id=e["client_id"],
+        department=e["department"],
+        officer=e["officer"],
+        purpose=e["purpose"],
+        case_ref=e["case_ref"],
+        operation_name=e["operation_name"],
+        operation_sha256=e["operation_sha256"],
+        fields=[DisclosedField(coordinate=f["coordinate"], form=f["form"]) for f in e["fields"]],
+        subject_count=len(e.get("subjects", [])),
+        decision=e["decision"],
+        reasons=e["reasons"],
+        status=e["status"],
+        upstream_failures=e["upstream_failures"],
+        flags=found.flags,  # type: ignore[attr-defined]
+    )
+
+
+def _pseudonym(info: Info, id_number: str) -> str:
+    problem = id_problem(id_number)
+    if problem:
+        raise RequestError(f"idNumber: {problem}", code="BAD_ID_NUMBER")
+    c = ctx(info)
+    c.subjects.add(id_number)  # the officer looked this resident up: that is recorded too
+    return str(c.audit.pseudonym(id_number))
+
+
+async def audit_entries(
+    info: Info, filter: AuditFilter | None = None, first: int = 50, after: int | None = None
+) -> AuditPage:
+    if not 1 <= first <= 500:
+        raise RequestError("first must be between 1 and 500", code="BAD_ARGUMENT")
+    f = filter or AuditFilter()
+    s = AuditSearch(
+        department=f.department,
+        client_id=f.client_id,
+        officer=f.officer,
+        purpose=f.purpose,
+        case_ref=f.case_ref,
+        subject=_pseudonym(info, f.id_number) if f.id_number else None,
+        field=f.field,
+        decision=f.decision,
+        since=f.since,
+        until=f.until,
+    )
+    page, more = await anyio.to_thread.run_sync(search, ctx(info).audit.engine, s, first, after)
+    entries = [_entry(p) for p in page]
+    return AuditPage(entries=entries, has_more=more, end_cursor=entries[-1].seq if entries else None)
+
+
+async def resident_access_report(info: Info, id_number: str) -> list[AccessRecord]:
+    subject = _pseudonym(info, id_number)
+    rows = await anyio.to_thread.run_sync(access_report, ctx(info).audit.engine, subject)
+    return [AccessRecord(**r) for r in rows]

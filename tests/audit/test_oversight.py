@@ -1,0 +1,174 @@
+"""Privacy officers: search the log, flags, residents' access reports; nobody else may; values never logged."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from hub.db import audit_entries, audit_subjects
+from tests.conftest import Hub
+
+PERSON = "query($id: String!) { person(idNumber: $id) { name civilAffairs { tier monthlyAmount } } }"
+SEARCH = """query($f: AuditFilter, $after: Int) { auditEntries(filter: $f, first: 2, after: $after) {
+  hasMore endCursor entries { seq department clientId officer purpose caseRef decision reasons subjectCount flags
+  fields { coordinate form } } } }"""
+
+
+async def officer(hub: Hub, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    r = await hub.query(
+        query, client="officer", purpose="AUDIT", case=None, officer="privacy-officer-zhao", variables=variables
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def test_search_by_resident_case_and_field(hub: Hub, audit_tail: Any) -> None:
+    for case in ("CASE-OV-1", "CASE-OV-2", "CASE-OV-3"):
+        r = await hub.query(PERSON, officer="caseworker-sun", case=case, variables={"id": hub.data.golden_id})
+        assert r.status_code == 200
+    data = await officer(hub, SEARCH, {"f": {"idNumber": hub.data.golden_id, "officer": "caseworker-sun"}})
+    page = data["auditEntries"]
+    assert page["hasMore"] is True and len(page["entries"]) == 2
+    assert [e["caseRef"] for e in page["entries"]] == ["CASE-OV-1", "CASE-OV-2"]
+    first = page["entries"][0]
+    assert first["department"] == "civil_affairs" and first["clientId"] == "linping-ca"
+    assert first["decision"] == "allow" and first["subjectCount"] == 1 and first["flags"] == []
+    assert first["fields"] == [
+        {"coordinate": "CivilAffairsRecord.monthlyAmount", "form": "raw"},
+        {"coordinate": "CivilAffairsRecord.tier", "form": "raw"},
+        {"coordinate": "Person.name", "form": "raw"},
+    ]
+    nxt = await officer(
+        hub, SEARCH, {"f": {"idNumber": hub.data.golden_id, "officer": "caseworker-sun"}, "after": page["endCursor"]}
+    )
+    assert [e["caseRef"] for e in nxt["auditEntries"]["entries"]] == ["CASE-OV-3"]
+    assert nxt["auditEntries"]["hasMore"] is False
+    by_field = await officer(hub, SEARCH, {"f": {"field": "CivilAffairsRecord.monthlyAmount", "caseRef": "CASE-OV-2"}})
+    assert [e["caseRef"] for e in by_field["auditEntries"]["entries"]] == ["CASE-OV-2"]
+    # the officer's own search is audited, with the resident they looked up as a subject
+    mine = [e for e in audit_tail() if e["client_id"] == "officer"]
+    assert mine and mine[0]["fields"] == [] and len(mine[0]["subjects"]) == 1
+    assert mine[0]["subjects"][0] == hub.app.state.hub.audit.pseudonym(hub.data.golden_id)
+
+
+async def test_flags(hub: Hub) -> None:
+    # MON needs no case: an allowed request touching a resident without a case reference is a lead
+    await hub.query(PERSON, purpose="MON", case=None, officer="monitor-1", variables={"id": hub.data.golden_id})
+    # three denials within ten minutes
+    for _ in range(3):
+        await hub.query(
+            '{ person(idNumber: "11010519491231002X") { idNumberMasked } }', client="xihu-ca", officer="nosy-1"
+        )
+    # an out-of-area attempt: xihu asks for the golden man, who lives in 临平
+    await hub.query(PERSON, client="xihu-ca", officer="nosy-2", variables={"id": hub.data.golden_id})
+    mon = await officer(hub, SEARCH, {"f": {"officer": "monitor-1"}})
+    assert mon["auditEntries"]["entries"][0]["flags"] == ["NO_CASE_REFERENCE"]
+    denials = await officer(hub, SEARCH.replace("first: 2", "first: 5"), {"f": {"officer": "nosy-1"}})
+    assert [e["flags"] for e in denials["auditEntries"]["entries"]] == [[], [], ["REPEATED_DENIALS"]]
+    assert denials["auditEntries"]["entries"][0]["reasons"] == [
+        "Person.idNumberMasked: no grant of Person.idNumberMasked to civil_affairs for purpose CASE"
+    ]
+    away = await officer(hub, SEARCH, {"f": {"officer": "nosy-2"}})
+    assert away["auditEntries"]["entries"][0]["flags"] == ["OUT_OF_AREA_ATTEMPT"]
+
+
+async def test_resident_access_report(hub: Hub) -> None:
+    await hub.query(PERSON, officer="report-officer", case="CASE-R-1", variables={"id": hub.data.golden_id})
+    q = """query($id: String!) { residentAccessReport(idNumber: $id) { at department clientId officer purpose
+      caseRef fields } }"""
+    data = await officer(hub, q, {"id": hub.data.golden_id})
+    mine = [a for a in data["residentAccessReport"] if a["officer"] == "report-officer"]
+    assert mine == [
+        {
+            "at": mine[0]["at"],
+            "department": "civil_affairs",
+            "clientId": "linping-ca",
+            "officer": "report-officer",
+            "purpose": "CASE",
+            "caseRef": "CASE-R-1",
+            "fields": ["CivilAffairsRecord.monthlyAmount", "CivilAffairsRecord.tier", "Person.name"],
+        }
+    ]
+
+
+async def test_only_officers(hub: Hub) -> None:
+    r = await hub.query(SEARCH, variables={"f": {}})
+    assert r.status_code == 403
+    assert r.json()["errors"][0]["extensions"]["denied"] == [
+        {"coordinate": "Query.auditEntries", "reason": "requires the officer role"}
+    ]
+
+
+async def test_no_values_or_id_numbers_in_the_log(hub: Hub) -> None:
+    r = await hub.query(
+        "query($id: String!) { person(idNumber: $id) { idNumber name birthDate hukouAddress "
+        "household { address } civilAffairs { tier monthlyAmount } disability { grade } } }",
+        variables={"id": hub.data.golden_id},
+    )
+    data = r.json()["data"]["person"]
+    values = [data["idNumber"], data["name"], data["hukouAddress"], data["household"]["address"]]
+    with hub.app.state.hub.engine.connect() as conn:
+        log_text = "\n".join(row[0] for row in conn.execute(select(audit_entries.c.entry)))
+        subjects = [row[0] for row in conn.execute(select(audit_subjects.c.subject))]
+    for v in values:
+        assert v not in log_text, v
+    assert hub.data.golden_id not in "".join(subjects)
+    last = json.loads(log_text.splitlines()[-1])
+    assert set(last) >= {
+        "seq",
+        "prev",
+        "at",
+        "request_id",
+        "client_id",
+        "department",
+        "officer",
+        "purpose",
+        "case_ref",
+        "operation_sha256",
+        "fields",
+        "subjects",
+        "decision",
+        "reasons",
+        "result_sha256",
+        "latency_ms",
+    }
+
+
+async def test_bulk_flags(hub: Hub) -> None:
+    from hub.audit.query import flags_for
+    from hub.departments import residents
+
+    with hub.app.state.hub.sources["public_security"].engine.connect() as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                select(residents.c.id_number).where(residents.c.area_code.startswith("3301")).limit(250)
+            )
+        ]
+    r = await hub.query(
+        "query($ids: [String!]!) { people(idNumbers: $ids) { idNumber } }",
+        client="hangzhou-ca",
+        officer="bulk-1",
+        purpose="MON",
+        case=None,
+        variables={"ids": ids},
+    )
+    assert r.status_code == 200
+    page = await officer(hub, SEARCH, {"f": {"officer": "bulk-1"}})
+    assert page["auditEntries"]["entries"][0]["flags"] == ["NO_CASE_REFERENCE", "MANY_RESIDENTS_PER_HOUR"]
+    with hub.app.state.hub.engine.connect() as conn:
+        night = {
+            "at": "2026-11-28T18:30:00.000+00:00",
+            "decision": "allow",
+            "case_ref": "C-1",
+            "subjects": ["x"] * 60,
+            "officer": "",
+            "client_id": "c",
+            "seq": 10**9,
+        }
+        assert flags_for(conn, night) == ["NIGHT_TIME_BULK"]  # 02:30 in Hangzhou, 60 residents
+        assert flags_for(conn, {**night, "at": "2026-11-28T06:30:00.000+00:00"}) == []
