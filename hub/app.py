@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from datetime import date
 from urllib.parse import parse_qs, unquote
 
+import anyio
 from graphql import GraphQLSchema
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -23,13 +25,14 @@ from hub.auth.keys import KeyRing
 from hub.auth.tokens import issue_token, verify_token
 from hub.db import hub_engine, upgrade
 from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
-from hub.errors import AuthenticationError
+from hub.errors import AuditUnavailable, AuthenticationError
 from hub.gateway import handle
 from hub.limits import Limits
 from hub.policy.loader import CatalogEntry, load_policies
 from hub.policy.model import PolicySet
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
+from hub.sources.breaker import CircuitBreaker
 from hub.sources.sql import SqlSource
 from hub.store.authorizations import AuthorizationStore
 from hub.store.clients import ClientStore
@@ -63,14 +66,25 @@ class HubState:
         self.authorizations = AuthorizationStore(self.engine)
         self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key())
         self.sources = {
-            code: SqlSource(code, settings.department_url(code), timeout=settings.source_timeout)
+            code: SqlSource(
+                code,
+                settings.department_url(code),
+                timeout=settings.source_timeout,
+                breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_reset),
+            )
             for code in SOURCE_DEPARTMENTS
         }
 
-    def authenticate(self, token: str) -> Actor:
+    async def authenticate(self, token: str) -> Actor:
         s = self.settings
         claims = verify_token(self.keys, token, issuer=s.issuer, audience=s.audience)
-        client = self.clients.get(str(claims["client_id"]))
+        try:
+            client = await anyio.to_thread.run_sync(self.clients.get, str(claims["client_id"]))
+        except SQLAlchemyError:
+            log.exception("client registry lookup failed")
+            raise AuditUnavailable(
+                "the hub's database is unavailable; no request can be served", code="HUB_DB_UNAVAILABLE"
+            ) from None
         if client is None:
             raise AuthenticationError("the token's client is not registered", code="CLIENT_UNKNOWN")
         if not client.active:

@@ -92,14 +92,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def authenticate(state: HubState, request: Request) -> Actor:
+async def authenticate(state: HubState, request: Request) -> Actor:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
         raise AuthenticationError("a Bearer access token is required", code="TOKEN_MISSING")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("the Authorization header must be 'Bearer <token>'", code="TOKEN_MALFORMED")
-    return state.authenticate(token.strip())
+    return await state.authenticate(token.strip())
 
 
 def request_context(state: HubState, request: Request, actor: Actor, ex: Exchange) -> Purpose:
@@ -199,7 +199,7 @@ async def handle(state: HubState, request: Request) -> Response:
     body: dict[str, Any]
     try:
         raw = await read_body(request, settings.max_body_bytes)
-        ex.actor = authenticate(state, request)
+        ex.actor = await authenticate(state, request)
         purpose = request_context(state, request, ex.actor, ex)
         query, variables, op_name = parse_payload(raw)
         ex.operation_sha256 = hashlib.sha256(query.encode("utf-8")).hexdigest()
@@ -266,6 +266,10 @@ async def handle(state: HubState, request: Request) -> Response:
             ex.reasons = [exc.code]
         ex.decision = "deny" if isinstance(exc, AuthenticationError | ForbiddenError | RequestError) else "error"
         body = error_body(exc, ex.request_id)
+    except Exception:  # a bug, never a reason to skip the audit entry or leak detail
+        log.exception("unexpected error (request %s)", ex.request_id)
+        ex.status, ex.decision, ex.reasons = 500, "error", ["INTERNAL_ERROR"]
+        body = error_body(HubError("Unexpected error.", code="INTERNAL_ERROR"), ex.request_id)
     # Fail closed: the audit entry is committed before any byte of the response is sent.
     try:
         ex.result_sha256 = hashlib.sha256(canonical(body.get("data"))).hexdigest()

@@ -28,6 +28,8 @@ HELP: dict[str, str] = {
     "max_directives": "Most directives in one document.",
     "max_cost": "Highest estimated query cost (list fields multiply by their size).",
     "max_batch": "Most ID numbers or households in one list argument.",
+    "breaker_threshold": "Consecutive failures of a department before its circuit opens (calls are skipped).",
+    "breaker_reset": "Seconds a department's circuit stays open before one trial call is let through.",
     "db_busy_timeout": "Seconds a write to the hub's SQLite database waits for a lock before failing (fail closed).",
     "source_timeout": "Seconds a department source may take before its fields come back UPSTREAM_UNAVAILABLE.",
     "external_jwks_url": "Optional: accept tokens from an external identity provider with this JWKS URL.",
@@ -55,6 +57,8 @@ class Settings:
     max_batch: int = 1_000
     source_timeout: float = 5.0
     db_busy_timeout: float = 5.0
+    breaker_threshold: int = 3
+    breaker_reset: float = 10.0
     external_jwks_url: str = ""
     external_issuer: str = ""
 
