@@ -49,13 +49,14 @@ def dept_pg(dept_data: tuple[Path, GenerateResult]) -> Iterator[tuple[PgServer, 
 
 @pytest.fixture(scope="module")
 async def pg_hub(
-    dept_data: tuple[Path, GenerateResult], hub_pg: PgServer, dept_pg: tuple[PgServer, dict[str, str]],
+    dept_data: tuple[Path, GenerateResult],
+    hub_pg: PgServer,
+    dept_pg: tuple[PgServer, dict[str, str]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Hub]:
     root = tmp_path_factory.mktemp("pghub")
     (root / "departments").symlink_to(dept_data[0] / "departments")
-    settings = make_settings(root, database_url=hub_pg.create_db("hub"), department_urls=dept_pg[1],
-                             source_timeout=2.0)
+    settings = make_settings(root, database_url=hub_pg.create_db("hub"), department_urls=dept_pg[1], source_timeout=2.0)
     app = create_app(settings, sign_interval=3600)
     _, secret = app.state.hub.clients.add("ca", "civil_affairs", "330113", ["CASE"])
     async with app.router.lifespan_context(app):
