@@ -56,7 +56,11 @@ class HubState:
         self.catalog = catalog_of(self.schema)
         self.policy = load_policy_set(settings, self.catalog)
         self.limits = Limits(
-            settings.max_depth, settings.max_aliases, settings.max_root_fields, settings.max_directives
+            settings.max_depth,
+            settings.max_aliases,
+            settings.max_root_fields,
+            settings.max_directives,
+            settings.max_cost,
         )
         self.keys = KeyRing(settings.key_dir)
         self.keys.ensure()

@@ -206,7 +206,7 @@ async def handle(state: HubState, request: Request) -> Response:
         document = parse_document(query, settings.max_tokens)
         operation = pick_operation(document, op_name)
         ex.operation_name = operation.name.value if operation.name else ""
-        check_limits(document, operation, state.limits)
+        check_limits(document, operation, state.limits, variables)
         rules = list(specified_rules)
         if not settings.dev_mode:
             rules.append(NoSchemaIntrospectionCustomRule)

@@ -6,7 +6,9 @@ while it is being read; the rest are counted here. Each limit has its own stable
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -14,11 +16,18 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
+    ListValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    VariableNode,
 )
 
 from hub.errors import QueryLimitError
+
+
+# Fields returning lists whose length the request does not state: estimated at this many items each.
+LIST_FIELDS = frozenset({"members", "properties", "vehicles", "roles", "entries", "residentAccessReport", "catalog"})
+LIST_ESTIMATE = 5
 
 
 @dataclass(frozen=True)
@@ -27,9 +36,57 @@ class Limits:
     max_aliases: int
     max_root_fields: int
     max_directives: int
+    max_cost: int = 50_000
 
 
-def check_limits(document: DocumentNode, operation: OperationDefinitionNode, limits: Limits) -> None:
+def _list_arg_size(node: FieldNode, variables: Mapping[str, Any]) -> int:
+    """The length of the longest list argument (literal or variable), or 1."""
+    size = 1
+    for arg in node.arguments or ():
+        value = arg.value
+        if isinstance(value, ListValueNode):
+            size = max(size, len(value.values))
+        elif isinstance(value, VariableNode):
+            bound = variables.get(value.name.value)
+            if isinstance(bound, list):
+                size = max(size, len(bound))
+    return size
+
+
+def estimate_cost(
+    document: DocumentNode, operation: OperationDefinitionNode, variables: Mapping[str, Any] | None = None
+) -> int:
+    """Fields resolved, estimated: each field costs 1 per parent item; list arguments and list fields multiply."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    variables = variables or {}
+
+    def cost(sel: SelectionSetNode, items: int, seen: frozenset[str]) -> int:
+        total = 0
+        for node in sel.selections:
+            if isinstance(node, FieldNode):
+                total += items
+                if node.selection_set is not None:
+                    n = items * _list_arg_size(node, variables)
+                    if node.name.value in LIST_FIELDS:
+                        n *= LIST_ESTIMATE
+                    total += cost(node.selection_set, n, seen)
+            elif isinstance(node, InlineFragmentNode):
+                total += cost(node.selection_set, items, seen)
+            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+                frag = fragments.get(node.name.value)
+                if frag is not None:
+                    total += cost(frag.selection_set, items, seen | {node.name.value})
+        return total
+
+    return cost(operation.selection_set, 1, frozenset())
+
+
+def check_limits(
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    limits: Limits,
+    variables: Mapping[str, Any] | None = None,
+) -> None:
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     aliases = 0
     directives = 0
@@ -69,4 +126,9 @@ def check_limits(document: DocumentNode, operation: OperationDefinitionNode, lim
     if directives > limits.max_directives:
         raise QueryLimitError(
             f"the query uses {directives} directives; the limit is {limits.max_directives}", code="MAX_DIRECTIVES_LIMIT"
+        )
+    total = estimate_cost(document, operation, variables)
+    if total > limits.max_cost:
+        raise QueryLimitError(
+            f"the query's estimated cost is {total}; the limit is {limits.max_cost}", code="MAX_COST_LIMIT"
         )
