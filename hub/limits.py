@@ -24,7 +24,6 @@ from graphql import (
 
 from hub.errors import QueryLimitError
 
-
 # Fields returning lists whose length the request does not state: estimated at this many items each.
 LIST_FIELDS = frozenset({"members", "properties", "vehicles", "roles", "entries", "residentAccessReport", "catalog"})
 LIST_ESTIMATE = 5
