@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jws, jwt
@@ -22,6 +23,7 @@ from joserfc.errors import (
     JoseError,
     MissingClaimError,
 )
+from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
 from hub.auth.keys import TOKEN_ALG, KeyRing
@@ -75,42 +77,65 @@ def _fail(code: str, message: str) -> AuthenticationError:
     return AuthenticationError(message, code=code)
 
 
-def verify_token(ring: KeyRing, token: str, *, issuer: str, audience: str, now: float | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """An issuer whose access tokens this hub accepts: itself, or an external identity provider."""
+
+    issuer: str
+    keyset: KeySet
+    algorithms: tuple[str, ...]
+    required_claims: tuple[str, ...]
+
+
+HUB_CLAIMS = ("client_id", "department", "area", "purposes")
+
+
+def verify_token(
+    ring: KeyRing,
+    token: str,
+    *,
+    issuer: str,
+    audience: str,
+    now: float | None = None,
+    external: TrustedIssuer | None = None,
+) -> dict[str, Any]:
     """Return the claims of a valid access token or raise ``AuthenticationError`` with a precise code."""
     try:
         compact = jws.extract_compact(token.encode("ascii"))
         header = compact.headers()
     except (JoseError, ValueError, UnicodeError, TypeError):
         raise _fail("TOKEN_MALFORMED", "the bearer token is not a well-formed JWT") from None
+    trusted = [TrustedIssuer(issuer, ring.keyset(), tuple(ALLOWED_ALGS), HUB_CLAIMS)]
+    if external is not None:
+        trusted.append(external)
     alg = header.get("alg")
-    if alg not in ALLOWED_ALGS:
-        raise _fail("TOKEN_ALG_NOT_ALLOWED", f"token algorithm {alg!r} is not accepted (only {TOKEN_ALG})")
+    if not any(alg in t.algorithms for t in trusted):
+        accepted = sorted({a for t in trusted for a in t.algorithms})
+        raise _fail("TOKEN_ALG_NOT_ALLOWED", f"token algorithm {alg!r} is not accepted (only {', '.join(accepted)})")
     if header.get("typ") != "at+jwt":
         raise _fail("TOKEN_WRONG_TYPE", "token typ must be at+jwt (RFC 9068)")
     kid = header.get("kid")
-    keyset = ring.keyset()
-    if not isinstance(kid, str) or all(k.kid != kid for k in keyset.keys):
+    chosen = next((t for t in trusted if isinstance(kid, str) and any(k.kid == kid for k in t.keyset.keys)), None)
+    if chosen is None:
         raise _fail("TOKEN_UNKNOWN_KEY", "token was signed with a key this hub does not know")
+    if alg not in chosen.algorithms:
+        raise _fail("TOKEN_ALG_NOT_ALLOWED", f"token algorithm {alg!r} is not accepted for this issuer")
     try:
-        decoded = jwt.decode(token, keyset, algorithms=ALLOWED_ALGS)
+        decoded = jwt.decode(token, chosen.keyset, algorithms=list(chosen.algorithms))
     except BadSignatureError:
         raise _fail("TOKEN_BAD_SIGNATURE", "token signature does not verify") from None
     except (DecodeError, JoseError, ValueError):
         raise _fail("TOKEN_MALFORMED", "the bearer token is not a well-formed JWT") from None
     claims = decoded.claims
-    registry = JWTClaimsRegistry(
-        now=int(time.time() if now is None else now),
-        leeway=LEEWAY,
-        iss={"essential": True, "value": issuer},
-        aud={"essential": True, "value": audience},
-        exp={"essential": True},
-        iat={"essential": True},
-        jti={"essential": True},
-        client_id={"essential": True},
-        department={"essential": True},
-        area={"essential": True},
-        purposes={"essential": True},
-    )
+    options: dict[str, Any] = {
+        "iss": {"essential": True, "value": chosen.issuer},
+        "aud": {"essential": True, "value": audience},
+        "exp": {"essential": True},
+        "iat": {"essential": True},
+        "jti": {"essential": True},
+    }
+    options.update({c: {"essential": True} for c in chosen.required_claims})
+    registry = JWTClaimsRegistry(now=int(time.time() if now is None else now), leeway=LEEWAY, **options)
     try:
         registry.validate(claims)
     except ExpiredTokenError:
@@ -121,6 +146,6 @@ def verify_token(ring: KeyRing, token: str, *, issuer: str, audience: str, now: 
         claim = exc.claim
         code, message = _CLAIM_CODES.get(claim, ("TOKEN_INVALID_CLAIM", f"token claim is invalid ({exc.description})"))
         raise _fail(code, message) from None
-    if not isinstance(claims.get("purposes"), list):
+    if "purposes" in chosen.required_claims and not isinstance(claims.get("purposes"), list):
         raise _fail("TOKEN_INVALID_CLAIM", "token claim purposes must be a list")
     return dict(claims)
