@@ -37,6 +37,9 @@ ROLE_COORDINATES = {
     "Mutation.revokeAuthorization": "authorization_clerk",
     "Query.auditEntries": "officer",
     "Query.residentAccessReport": "officer",
+    "Query.auditTreeHead": "officer",
+    "Query.auditInclusionProof": "officer",
+    "Query.auditConsistencyProof": "officer",
 }
 
 

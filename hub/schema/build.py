@@ -15,7 +15,18 @@ from hub.policy.loader import CatalogEntry
 from hub.policy.model import Form
 from hub.schema.context import ctx
 from hub.schema.directives import Disclosure
-from hub.schema.oversight import AccessRecord, AuditPage, audit_entries, resident_access_report
+from hub.schema.oversight import (
+    AccessRecord,
+    AuditPage,
+    ConsistencyProof,
+    InclusionProof,
+    SignedTreeHead,
+    audit_consistency_proof,
+    audit_entries,
+    audit_inclusion_proof,
+    audit_tree_head,
+    resident_access_report,
+)
 from hub.schema.people import Household, IdNumber, Person, load_household, load_person
 
 
@@ -63,6 +74,18 @@ class Query:
     resident_access_report: list[AccessRecord] = strawberry.field(
         resolver=resident_access_report,
         description="Privacy officers only: every access to one resident's data (when, who, why, which fields).",
+    )
+
+    audit_tree_head: SignedTreeHead | None = strawberry.field(
+        resolver=audit_tree_head,
+        description="Privacy officers only: the latest signed tree head (signNow: sign one over the log first).",
+    )
+    audit_inclusion_proof: InclusionProof = strawberry.field(
+        resolver=audit_inclusion_proof, description="Privacy officers only: RFC 9162 inclusion proof of an entry."
+    )
+    audit_consistency_proof: ConsistencyProof = strawberry.field(
+        resolver=audit_consistency_proof,
+        description="Privacy officers only: RFC 9162 consistency proof between two signed tree sizes.",
     )
 
     @strawberry.field(description="The catalog of disclosed fields (metadata only; no resident data).")

@@ -143,3 +143,88 @@ async def resident_access_report(info: Info, id_number: str) -> list[AccessRecor
     subject = _pseudonym(info, id_number)
     rows = await anyio.to_thread.run_sync(access_report, ctx(info).audit.engine, subject)
     return [AccessRecord(**r) for r in rows]
+
+
+@strawberry.type(description="A signed tree head: the Merkle root over the first `treeSize` entries, Ed25519-signed.")
+class SignedTreeHead:
+    tree_size: int
+    root_hash: str = strawberry.field(description="Hex SHA-256 root (RFC 6962 MTH).")
+    signed_at: str
+    key_id: str
+    signature: str = strawberry.field(description="Hex Ed25519 signature over the head message (docs/audit.md).")
+
+
+@strawberry.type(description="An RFC 9162 inclusion proof of one entry in a signed tree.")
+class InclusionProof:
+    seq: int
+    tree_size: int
+    leaf_hash: str
+    path: list[str]
+    root_hash: str
+
+
+@strawberry.type(description="An RFC 9162 consistency proof between two signed tree sizes.")
+class ConsistencyProof:
+    first_size: int
+    second_size: int
+    path: list[str]
+
+
+def _head(h: object) -> SignedTreeHead:
+    return SignedTreeHead(
+        tree_size=h.tree_size,  # type: ignore[attr-defined]
+        root_hash=h.root_hash.hex(),  # type: ignore[attr-defined]
+        signed_at=h.signed_at.isoformat(timespec="milliseconds"),  # type: ignore[attr-defined]
+        key_id=h.key_id,  # type: ignore[attr-defined]
+        signature=h.signature.hex(),  # type: ignore[attr-defined]
+    )
+
+
+async def audit_tree_head(info: Info, sign_now: bool = False) -> SignedTreeHead | None:
+    log = ctx(info).audit
+    if sign_now:
+        return _head(await anyio.to_thread.run_sync(log.sign_head))
+    heads = await anyio.to_thread.run_sync(log.heads)
+    return _head(heads[-1]) if heads else None
+
+
+def _signed_size(heads: list[object], size: int | None) -> int:
+    sizes = [h.tree_size for h in heads]  # type: ignore[attr-defined]
+    if not sizes:
+        raise RequestError("no tree head has been signed yet", code="NOT_FOUND")
+    if size is None:
+        return int(sizes[-1])
+    if size not in sizes:
+        raise RequestError(f"no signed tree head at size {size}", code="NOT_FOUND")
+    return size
+
+
+async def audit_inclusion_proof(info: Info, seq: int, tree_size: int | None = None) -> InclusionProof:
+    log = ctx(info).audit
+    heads = await anyio.to_thread.run_sync(log.heads)
+    size = _signed_size(heads, tree_size)
+    if not 0 <= seq < size:
+        raise RequestError(f"entry {seq} is not in the tree of size {size}", code="BAD_ARGUMENT")
+    tree = await anyio.to_thread.run_sync(log.tree)
+    return InclusionProof(
+        seq=seq,
+        tree_size=size,
+        leaf_hash=tree._subtree(seq, seq + 1).hex(),
+        path=[p.hex() for p in tree.inclusion_proof(seq, size)],
+        root_hash=tree.root(size).hex(),
+    )
+
+
+async def audit_consistency_proof(info: Info, first_size: int, second_size: int | None = None) -> ConsistencyProof:
+    log = ctx(info).audit
+    heads = await anyio.to_thread.run_sync(log.heads)
+    second = _signed_size(heads, second_size)
+    _signed_size(heads, first_size)
+    if not 0 < first_size <= second:
+        raise RequestError("firstSize must be between 1 and secondSize", code="BAD_ARGUMENT")
+    tree = await anyio.to_thread.run_sync(log.tree)
+    return ConsistencyProof(
+        first_size=first_size,
+        second_size=second,
+        path=[p.hex() for p in tree.consistency_proof(first_size, second)],
+    )

@@ -172,3 +172,51 @@ async def test_bulk_flags(hub: Hub) -> None:
         }
         assert flags_for(conn, night) == ["NIGHT_TIME_BULK"]  # 02:30 in Hangzhou, 60 residents
         assert flags_for(conn, {**night, "at": "2026-11-28T06:30:00.000+00:00"}) == []
+
+
+async def test_signed_heads_and_proofs_verify_offline(hub: Hub) -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from hub.audit.entry import entry_leaf, head_message
+    from hub.audit.merkle import verify_consistency, verify_inclusion
+
+    first = await officer(hub, "{ auditTreeHead(signNow: true) { treeSize rootHash signedAt signature } }", {})
+    await hub.query(PERSON, variables={"id": hub.data.golden_id})
+    second = await officer(hub, "{ auditTreeHead(signNow: true) { treeSize rootHash signedAt signature } }", {})
+    h1, h2 = first["auditTreeHead"], second["auditTreeHead"]
+    assert h2["treeSize"] > h1["treeSize"]
+    pem = (await hub.client.get("/.well-known/audit-key.pem")).content
+    key = load_pem_public_key(pem)
+    from datetime import datetime
+
+    for h in (h1, h2):
+        ms = int(datetime.fromisoformat(h["signedAt"]).timestamp() * 1000)
+        key.verify(bytes.fromhex(h["signature"]), head_message(h["treeSize"], bytes.fromhex(h["rootHash"]), ms))  # type: ignore[union-attr]
+    seq = h1["treeSize"] - 1
+    proof = (
+        await officer(
+            hub,
+            "query($s: Int!, $n: Int) { auditInclusionProof(seq: $s, treeSize: $n) { leafHash path rootHash } }",
+            {"s": seq, "n": h2["treeSize"]},
+        )
+    )["auditInclusionProof"]
+    with hub.app.state.hub.engine.connect() as conn:
+        text = conn.execute(select(audit_entries.c.entry).where(audit_entries.c.seq == seq)).scalar_one()
+    assert proof["leafHash"] == entry_leaf(text).hex() and proof["rootHash"] == h2["rootHash"]
+    verify_inclusion(
+        entry_leaf(text), seq, h2["treeSize"], [bytes.fromhex(p) for p in proof["path"]], bytes.fromhex(h2["rootHash"])
+    )
+    cons = (
+        await officer(
+            hub,
+            "query($a: Int!, $b: Int) { auditConsistencyProof(firstSize: $a, secondSize: $b) { path } }",
+            {"a": h1["treeSize"], "b": h2["treeSize"]},
+        )
+    )["auditConsistencyProof"]
+    verify_consistency(
+        h1["treeSize"],
+        h2["treeSize"],
+        [bytes.fromhex(p) for p in cons["path"]],
+        bytes.fromhex(h1["rootHash"]),
+        bytes.fromhex(h2["rootHash"]),
+    )
