@@ -28,6 +28,7 @@ from hub.schema.oversight import (
     resident_access_report,
 )
 from hub.schema.people import Household, IdNumber, Person, load_household, load_person
+from hub.schema.statistics import Statistics, statistics
 
 
 def check_id(value: str, where: str) -> None:
@@ -68,6 +69,9 @@ class Query:
             raise RequestError("householdId: 1 to 20 letters or digits", code="BAD_ARGUMENT")
         return await load_household(ctx(info), household_id)
 
+    statistics: Statistics | None = strawberry.field(
+        resolver=statistics, description="Aggregates for one area within your jurisdiction (cells < 10 suppressed)."
+    )
     audit_entries: AuditPage = strawberry.field(
         resolver=audit_entries, description="Privacy officers only: search the audit log."
     )

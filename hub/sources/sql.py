@@ -116,3 +116,12 @@ class SqlSource:
         """
         hits = await self._run(self._select_predicate, table, key, list(dict.fromkeys(keys)), condition)
         return [k in hits for k in keys]
+
+    def _select_all(self, stmt: Any) -> list[tuple[Any, ...]]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(stmt)]
+
+    async def aggregate(self, stmt: Any) -> list[tuple[Any, ...]]:
+        """Run an aggregate statement (GROUP BY ... COUNT) built by the hub; only counts come back."""
+        result: list[tuple[Any, ...]] = await self._run(self._select_all, stmt)
+        return result

@@ -5,7 +5,7 @@ This is the specification the shipped policies must reproduce; it is deliberatel
 
 from __future__ import annotations
 
-R, M, B, P, E = "raw", "masked", "band", "predicate", "exists"
+R, M, B, P, E, A = "raw", "masked", "band", "predicate", "exists", "aggregate"
 
 IDENTITY_RAW = {
     f"Person.{f}": R
@@ -88,6 +88,11 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
         "EducationRecord.droppedOut": P,
     },
     ("civil_affairs", "REF"): {"DisabilityRecord.isSevere": P},
+    ("civil_affairs", "STAT"): {
+        "Statistics.residentsByArea": A,
+        "Statistics.recipientsByTier": A,
+        "Statistics.disabilityByGrade": A,
+    },
     ("medical_security", "REF"): {
         "Person.idNumberMasked": M,
         "Person.nameMasked": M,

@@ -43,7 +43,7 @@ def error_of(folder: Path) -> str:
 
 def test_shipped_policies_load() -> None:
     policy = load_policies(POLICIES, DEPARTMENTS, CATALOG, TODAY)
-    assert len(policy.grants) == 32 and sorted(policy.purposes) == ["AUDIT", "CASE", "MON", "REF", "STAT", "VER"]
+    assert len(policy.grants) == 35 and sorted(policy.purposes) == ["AUDIT", "CASE", "MON", "REF", "STAT", "VER"]
 
 
 def test_unknown_field(folder: Path) -> None:
@@ -120,7 +120,7 @@ def test_policy_check_command(
 ) -> None:
     monkeypatch.setenv("HUB_POLICY_DIR", str(folder))
     assert main(["policy", "check"]) == 0
-    assert capsys.readouterr().out.startswith("policies OK: 6 purposes, 32 grants")
+    assert capsys.readouterr().out.startswith("policies OK: 6 purposes, 35 grants")
     edit(folder / "tax.toml", 'purposes = ["VER"]', 'purposes = ["VERIFY"]')
     assert main(["policy", "check"]) == 2
     assert capsys.readouterr().err == "error [POLICY_INVALID]: tax.toml:7: grant 'tax-ver': unknown purpose 'VERIFY'\n"
@@ -130,7 +130,7 @@ def test_explain_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest
     monkeypatch.setenv("HUB_POLICY_DIR", str(POLICIES))
     assert main(["policy", "explain", "--consumer", "utilities", "--purpose", "REF", "--date", "2026-11-29"]) == 0
     out = capsys.readouterr().out
-    assert "4 of 73 fields visible" in out
+    assert "4 of 76 fields visible" in out
     assert any(
         line.startswith("Person.nameMasked") and "VISIBLE" in line and "grant ps-ref" in line
         for line in out.splitlines()

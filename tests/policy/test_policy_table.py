@@ -29,7 +29,7 @@ CASES = [
 
 
 def test_matrix_size() -> None:
-    assert len(CATALOG) == 73
+    assert len(CATALOG) == 76
     assert sum(len(v) for v in EXPECTED.values()) == sum(
         len(rules) for table in POLICY.table.values() for rules in table.values()
     )
