@@ -111,9 +111,30 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
     return Settings(data_dir=root, policy_dir=POLICIES, **overrides)
 
 
-@pytest.fixture(scope="session")
-def hub_settings(dept_data: tuple[Path, GenerateResult]) -> Settings:
-    return make_settings(dept_data[0])
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def hub_settings(
+    request: pytest.FixtureRequest, dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """The suite runs once with every database on SQLite and once with every database on PostgreSQL."""
+    if request.param == "sqlite":
+        yield make_settings(dept_data[0])
+        return
+    from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
+    from tests.pgserver import PgServer, copy_department
+
+    server = PgServer().init()
+    try:
+        urls = {}
+        for code in SOURCE_DEPARTMENTS:
+            urls[code] = server.create_db(f"dept_{code}")
+            md = DEPARTMENTS[code].metadata
+            assert md is not None
+            copy_department(dept_data[0] / "departments" / f"{code}.sqlite", md, urls[code])
+        root = tmp_path_factory.mktemp("pg")
+        (root / "departments").symlink_to(dept_data[0] / "departments")  # for tests that read the source files
+        yield make_settings(root, database_url=server.create_db("hub"), department_urls=urls)
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +148,7 @@ async def hub(hub_settings: Settings, dept_data: tuple[Path, GenerateResult]) ->
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
             yield Hub(app, client, hub_settings, secrets, dept_data[1], {})
+    app.state.hub.close()
 
 
 @pytest.fixture
