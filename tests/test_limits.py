@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Hub
@@ -17,20 +18,22 @@ async def _code(hub: Hub, query: str, **kw: Any) -> tuple[int, str, str]:
     return r.status_code, err["extensions"]["code"], err["message"]
 
 
-async def test_body_too_large_refused_before_parsing(hub: Hub, audit_tail: Any) -> None:
+async def post_raw(hub: Hub, body: bytes) -> httpx.Response:
+    """POST raw bytes with valid credentials, to test what happens before GraphQL parsing."""
     token = await hub.token("linping-ca")
+    headers = {
+        "authorization": f"Bearer {token}",
+        "content-type": "application/json",
+        "x-hub-purpose": "CASE",
+        "x-hub-case": "C",
+        "x-hub-officer": "o",
+    }
+    return await hub.client.post("/graphql", content=body, headers=headers)
+
+
+async def test_body_too_large_refused_before_parsing(hub: Hub, audit_tail: Any) -> None:
     body = b'{"query": "' + b" " * 1_100_000 + b'{ catalog { coordinate } }"}'
-    r = await hub.client.post(
-        "/graphql",
-        content=body,
-        headers={
-            "authorization": f"Bearer {token}",
-            "content-type": "application/json",
-            "x-hub-purpose": "CASE",
-            "x-hub-case": "C",
-            "x-hub-officer": "o",
-        },
-    )
+    r = await post_raw(hub, body)
     assert r.status_code == 413
     assert r.json()["errors"][0]["extensions"]["code"] == "BODY_TOO_LARGE"
     assert audit_tail()[-1]["reasons"] == ["BODY_TOO_LARGE"]
@@ -118,18 +121,7 @@ async def test_oversized_list_argument(hub: Hub) -> None:
     ids=["not-json", "not-object", "query-not-string", "syntax", "variables-not-object"],
 )
 async def test_malformed_requests(hub: Hub, body: bytes, code: str) -> None:
-    token = await hub.token("linping-ca")
-    r = await hub.client.post(
-        "/graphql",
-        content=body,
-        headers={
-            "authorization": f"Bearer {token}",
-            "content-type": "application/json",
-            "x-hub-purpose": "CASE",
-            "x-hub-case": "C",
-            "x-hub-officer": "o",
-        },
-    )
+    r = await post_raw(hub, body)
     assert r.status_code == 400 and r.json()["errors"][0]["extensions"]["code"] == code
 
 
