@@ -36,7 +36,9 @@ from hub.policy.model import PolicySet
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
 from hub.sources.breaker import CircuitBreaker
+from hub.sources.remote import RemoteHubs
 from hub.sources.sql import SqlSource
+from hub.sources.subgraph import HopSigner, SubgraphSource, check_subgraphs, is_subgraph_url
 from hub.store.authorizations import AuthorizationStore
 from hub.store.clients import ClientStore
 
@@ -75,21 +77,27 @@ class HubState:
         self.external = (
             ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
         )
-        self.sources = {
-            code: SqlSource(
-                code,
-                settings.department_url(code),
-                timeout=settings.source_timeout,
-                breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_reset),
-            )
-            for code in SOURCE_DEPARTMENTS
-        }
+        # Departments: SQL databases, or GraphQL subgraphs (http(s) URLs); remote regions' hubs (federation).
+        signer = HopSigner(self.keys, settings.issuer)
+        self.sources: dict[str, SqlSource] = {}
+        for code in SOURCE_DEPARTMENTS:
+            url = settings.department_url(code)
+            breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset)
+            if is_subgraph_url(url):
+                self.sources[code] = SubgraphSource(
+                    code, url, signer=signer, timeout=settings.source_timeout, breaker=breaker
+                )
+            else:
+                self.sources[code] = SqlSource(code, url, timeout=settings.source_timeout, breaker=breaker)
+        check_subgraphs(self.sources.values())  # a schema mismatch refuses to start, naming the field
+        self.remotes = RemoteHubs.from_settings(settings)
 
     async def authenticate(self, token: str) -> Actor:
         s = self.settings
         external = None
         if self.external is not None:
-            if self.external.stale() and not self._hub_kid(token):
+            kid = self._kid(token)
+            if not self._hub_kid(kid) and self.external.should_refresh(kid):
                 await anyio.to_thread.run_sync(self.external.refresh)
             external = self.external.trusted()
         claims = verify_token(self.keys, token, issuer=s.issuer, audience=s.audience, external=external)
@@ -117,12 +125,15 @@ class HubState:
             token_id=str(claims.get("jti", "")),
         )
 
-    def _hub_kid(self, token: str) -> bool:
+    @staticmethod
+    def _kid(token: str) -> object:
         try:
-            kid = jws.extract_compact(token.encode("ascii")).headers().get("kid")
+            return jws.extract_compact(token.encode("ascii")).headers().get("kid")
         except (JoseError, ValueError, UnicodeError):
-            return True  # malformed: verify_token will say so; no point refreshing
-        return any(k.kid == kid for k in self.keys.token_keys())
+            return None  # malformed: verify_token will say so
+
+    def _hub_kid(self, kid: object) -> bool:
+        return kid is None or any(k.kid == kid for k in self.keys.token_keys())
 
     def close(self) -> None:
         for source in self.sources.values():

@@ -46,6 +46,8 @@ from hub.limits import check_limits
 from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
 from hub.schema.context import HubContext, count_out_of_area
+from hub.sources.remote import delegate_unresolved, origin_request_id
+from hub.sources.subgraph import bind_hop
 
 if TYPE_CHECKING:
     from hub.app import HubState
@@ -77,6 +79,9 @@ class Exchange:
     reasons: list[str] = field(default_factory=list)
     status: int = 200
     result_sha256: str = ""
+    # federation (docs/federation.md): the calling hub's request id; the remote hubs asked and their request ids
+    origin_request_id: str = ""
+    remote: list[dict[str, str]] = field(default_factory=list)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -184,6 +189,8 @@ def format_error(err: GraphQLError, request_id: str) -> dict[str, Any]:
         return out
     if isinstance(original, HubError):
         code, message = original.code, original.message
+    elif isinstance(original, GraphQLError):  # graphql-core wraps variable coercion errors once more
+        code, message = "BAD_VARIABLES", original.message
     else:
         log.error("unexpected error in %s (request %s)", err.path, request_id, exc_info=original)
         code, message = "INTERNAL_ERROR", "Unexpected error."
@@ -201,6 +208,7 @@ async def handle(state: HubState, request: Request) -> Response:
         raw = await read_body(request, settings.max_body_bytes)
         ex.actor = await authenticate(state, request)
         purpose = request_context(state, request, ex.actor, ex)
+        ex.origin_request_id = origin_request_id(request.headers, ex.actor)  # federation: kept for role "hub" only
         query, variables, op_name = parse_payload(raw)
         ex.operation_sha256 = hashlib.sha256(query.encode("utf-8")).hexdigest()
         document = parse_document(query, settings.max_tokens)
@@ -223,6 +231,7 @@ async def handle(state: HubState, request: Request) -> Response:
             ex.actor,
             purpose.id,
             today,
+            variables,
         )
         if not ex.plan.allowed:
             denied = [{"coordinate": d.coordinate, "reason": d.reason} for d in ex.plan.denials]
@@ -245,11 +254,14 @@ async def handle(state: HubState, request: Request) -> Response:
             catalog=state.catalog,
             audit=state.audit,
         )
+        bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
         result = execute(
             state.graphql_schema, document, context_value=context, variable_values=variables, operation_name=op_name
         )
         if not isinstance(result, ExecutionResult):
             result = await result
+        # federation: root fields null here are asked of the remote regions' hubs (their policies and audit apply)
+        result = await delegate_unresolved(state.remotes, ex, context, document, operation, variables, result)
         ex.subjects = context.subjects
         ex.out_of_area = await count_out_of_area(context)
         ex.upstream_failures = context.upstream_failures
@@ -259,7 +271,8 @@ async def handle(state: HubState, request: Request) -> Response:
             ex.reasons = sorted({e["extensions"]["code"] for e in body["errors"]})
         ex.decision = "allow" if result.data is not None else "error"
         if result.data is None:
-            ex.status = 400 if any(e.original_error is None for e in result.errors or []) else 200
+            client_errors = ("GRAPHQL_ERROR", "BAD_VARIABLES")
+            ex.status = 400 if any(e["extensions"]["code"] in client_errors for e in body.get("errors", [])) else 200
     except HubError as exc:
         ex.status = exc.status
         if not ex.reasons:
@@ -275,7 +288,9 @@ async def handle(state: HubState, request: Request) -> Response:
         ex.result_sha256 = hashlib.sha256(canonical(body.get("data"))).hexdigest()
         await state.audit.append(audit_body(ex), sorted(state.audit.pseudonym(s) for s in ex.subjects))
     except AuditUnavailable as exc:
-        return JSONResponse(error_body(exc, ex.request_id), status_code=exc.status)
+        return JSONResponse(
+            error_body(exc, ex.request_id), status_code=exc.status, headers={"x-request-id": ex.request_id}
+        )
     headers = {"x-request-id": ex.request_id}
     if ex.status == 401:
         headers["www-authenticate"] = 'Bearer error="invalid_token"'
@@ -299,6 +314,7 @@ def audit_body(ex: Exchange) -> dict[str, Any]:
         "operation_sha256": ex.operation_sha256,
         "fields": [{"coordinate": c, "form": f.value} for c, f in fields],
         "requested_denied": [d.coordinate for d in ex.plan.denials] if ex.plan is not None else [],
+        "predicate_args": ex.plan.predicate_args if ex.plan is not None else {},
         "subject_count": len(ex.subjects),
         "out_of_area": ex.out_of_area,
         "decision": ex.decision,
@@ -307,4 +323,7 @@ def audit_body(ex: Exchange) -> dict[str, Any]:
         "upstream_failures": sorted(ex.upstream_failures),
         "result_sha256": ex.result_sha256,
         "latency_ms": round((time.perf_counter() - ex.started) * 1000, 3),
+        # federation: present only when this request came from, or was forwarded to, another region's hub
+        **({"origin_request_id": ex.origin_request_id} if ex.origin_request_id else {}),
+        **({"remote": ex.remote} if ex.remote else {}),
     }

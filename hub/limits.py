@@ -108,10 +108,23 @@ def check_limits(
                     deepest = max(deepest, depth(frag.selection_set, level, seen | {node.name.value}))
         return deepest
 
-    roots = [s for s in operation.selection_set.selections if isinstance(s, FieldNode)]
-    if len(roots) > limits.max_root_fields:
+    def root_fields(sel: SelectionSetNode, seen: frozenset[str]) -> int:
+        count = 0
+        for node in sel.selections:
+            if isinstance(node, FieldNode):
+                count += 1
+            elif isinstance(node, InlineFragmentNode):
+                count += root_fields(node.selection_set, seen)
+            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+                frag = fragments.get(node.name.value)
+                if frag is not None:
+                    count += root_fields(frag.selection_set, seen | {node.name.value})
+        return count
+
+    roots = root_fields(operation.selection_set, frozenset())
+    if roots > limits.max_root_fields:
         raise QueryLimitError(
-            f"the operation has {len(roots)} root fields; the limit is {limits.max_root_fields}",
+            f"the operation has {roots} root fields; the limit is {limits.max_root_fields}",
             code="MAX_ROOT_FIELDS_LIMIT",
         )
     d = depth(operation.selection_set, 1, frozenset())

@@ -14,7 +14,7 @@ from hub.errors import ConfigError
 HELP: dict[str, str] = {
     "data_dir": "Folder for the hub's own files: hub database (SQLite default), keys, demo department databases.",
     "database_url": "SQLAlchemy URL of the hub's own database (clients, authorizations, audit log).",
-    "policy_dir": "Folder of policy files (purposes.toml, departments.toml, one file per provider).",
+    "policy_dir": "Folder of policy files (purposes.toml and one <provider>.toml per provider department).",
     "department_urls": "Per-department database URLs, from HUB_DEPT_<CODE>_URL; default one SQLite file each.",
     "issuer": "The `iss` of tokens this hub issues and accepts.",
     "audience": "The `aud` this hub requires in access tokens.",
@@ -34,6 +34,10 @@ HELP: dict[str, str] = {
     "source_timeout": "Seconds a department source may take before its fields come back UPSTREAM_UNAVAILABLE.",
     "external_jwks_url": "Optional: accept tokens from an external identity provider with this JWKS URL.",
     "external_issuer": "Optional: the issuer of the external identity provider.",
+    # federation (docs/federation.md)
+    "remote_hubs": "Other regions' hubs asked for residents not found here, from HUB_REMOTE_HUBS='name=url,...'.",
+    "remote_credentials": "This hub's client id and secret at each remote hub, from "
+    "HUB_REMOTE_<NAME>_CLIENT_ID and HUB_REMOTE_<NAME>_CLIENT_SECRET.",
 }
 
 
@@ -61,6 +65,9 @@ class Settings:
     breaker_reset: float = 10.0
     external_jwks_url: str = ""
     external_issuer: str = ""
+    # federation (docs/federation.md)
+    remote_hubs: Mapping[str, str] = field(default_factory=dict)  # name -> base URL, asked in this order
+    remote_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -85,7 +92,7 @@ class Settings:
         kwargs: dict[str, object] = {}
         for f in dataclasses.fields(cls):
             key = "HUB_" + f.name.upper()
-            if f.name == "department_urls" or key not in env:
+            if f.name in ("department_urls", "remote_hubs", "remote_credentials") or key not in env:
                 continue
             raw = env[key]
             try:
@@ -109,4 +116,16 @@ class Settings:
             if k.startswith("HUB_DEPT_") and k.endswith("_URL")
         }
         kwargs["department_urls"] = urls
+        # federation: HUB_REMOTE_HUBS="name=url,..." and HUB_REMOTE_<NAME>_CLIENT_ID / _CLIENT_SECRET
+        remotes: dict[str, str] = {}
+        for item in filter(None, (x.strip() for x in env.get("HUB_REMOTE_HUBS", "").split(","))):
+            name, sep, url = item.partition("=")
+            if not sep or not name.strip() or not url.strip():
+                raise ConfigError(f"HUB_REMOTE_HUBS: {item!r} is not name=url", code="BAD_SETTING")
+            remotes[name.strip()] = url.strip()
+        kwargs["remote_hubs"] = remotes
+        prefixes = {n: "HUB_REMOTE_" + n.upper().replace("-", "_") for n in remotes}
+        kwargs["remote_credentials"] = {
+            n: (env.get(p + "_CLIENT_ID", ""), env.get(p + "_CLIENT_SECRET", "")) for n, p in prefixes.items()
+        }
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -18,7 +18,8 @@ from hub.errors import ConfigError
 log = logging.getLogger("hub.auth")
 
 EXTERNAL_ALGS = ("ES256", "RS256", "PS256")
-REFRESH_INTERVAL = 60.0
+REFRESH_INTERVAL = 300.0  # refresh at least this often
+MIN_REFRESH_GAP = 10.0  # and on an unknown key, but not more often than this
 
 
 class ExternalIssuer:
@@ -44,8 +45,9 @@ class ExternalIssuer:
     def knows(self, kid: object) -> bool:
         return isinstance(kid, str) and any(k.kid == kid for k in self.keyset.keys)
 
-    def stale(self) -> bool:
-        return time.monotonic() - self.fetched_at > REFRESH_INTERVAL
+    def should_refresh(self, kid: object) -> bool:
+        age = time.monotonic() - self.fetched_at
+        return age > REFRESH_INTERVAL or (not self.knows(kid) and age > MIN_REFRESH_GAP)
 
     def trusted(self) -> TrustedIssuer:
         return TrustedIssuer(self.issuer, self.keyset, EXTERNAL_ALGS, ("client_id",))

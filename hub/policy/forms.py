@@ -14,8 +14,8 @@ __all__ = ["DIBAO_MONTHLY", "mask_id", "mask_name", "mask_plate", "mask_address"
 
 
 def mask_name(name: str) -> str:
-    """Keep the surname (first character): ``王小明`` → ``王**``."""
-    return name[:1] + "*" * max(len(name) - 1, 1)
+    """Keep the surname (first character), always two stars so the length is not revealed: ``王小明`` → ``王**``."""
+    return name[:1] + "**"
 
 
 def mask_plate(plate: str) -> str:
@@ -24,8 +24,10 @@ def mask_plate(plate: str) -> str:
 
 
 def mask_tail(value: str, keep: int = 4) -> str:
-    """Keep only the last ``keep`` characters: account and certificate numbers."""
-    return "*" * max(len(value) - keep, 0) + value[-keep:]
+    """Keep only the last ``keep`` characters: account and certificate numbers. Short values are all stars."""
+    if len(value) <= keep * 2:
+        return "*" * len(value)
+    return "*" * (len(value) - keep) + value[-keep:]
 
 
 def mask_address(address: str) -> str:
@@ -38,7 +40,8 @@ def mask_address(address: str) -> str:
 
 
 class IncomeBand(enum.Enum):
-    """Per-capita monthly income as a multiple of the local minimum living standard."""
+    """A person's monthly income (annual wage plus business income / 12) as a multiple of the local minimum
+    living standard."""
 
     BELOW_1X = "below 1x dibao standard"
     FROM_1X_TO_1_5X = "1x to 1.5x"
@@ -99,6 +102,28 @@ def amount_band(amount: float) -> AmountBand:
     if amount < 6000:
         return AmountBand.FROM_3K_TO_6K
     return AmountBand.ABOVE_6K
+
+
+class BalanceBand(enum.Enum):
+    """Account balances (housing provident fund), yuan."""
+
+    NONE = "0"
+    BELOW_5K = "under 5,000"
+    FROM_5K_TO_20K = "5,000 to 20,000"
+    FROM_20K_TO_50K = "20,000 to 50,000"
+    ABOVE_50K = "50,000 or more"
+
+
+def balance_band(amount: float) -> BalanceBand:
+    if amount <= 0:
+        return BalanceBand.NONE
+    if amount < 5000:
+        return BalanceBand.BELOW_5K
+    if amount < 20000:
+        return BalanceBand.FROM_5K_TO_20K
+    if amount < 50000:
+        return BalanceBand.FROM_20K_TO_50K
+    return BalanceBand.ABOVE_50K
 
 
 class AreaBand(enum.Enum):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -22,6 +23,7 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     get_named_type,
+    value_from_ast_untyped,
 )
 
 from hub.auth.actor import Actor
@@ -49,6 +51,8 @@ class Plan:
     disclosures: dict[str, Form] = field(default_factory=dict)  # coordinate -> form
     grants: set[str] = field(default_factory=set)
     scope: Scope = Scope.ALL
+    # arguments of threshold predicates, e.g. {"MedicalRecord.outOfPocket12mAtLeast": {"threshold": 20000}}
+    predicate_args: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def allowed(self) -> bool:
@@ -65,6 +69,7 @@ class _Planner:
         actor: Actor,
         purpose: str,
         today: date,
+        variables: Mapping[str, Any],
     ) -> None:
         self.schema, self.fragments, self.catalog = schema, fragments, catalog
         self.policy, self.actor, self.purpose, self.today = policy, actor, purpose, today
@@ -72,6 +77,8 @@ class _Planner:
         self.plan = Plan()
         self.seen: set[str] = set()
         self.restricted = False
+        self.variables = variables
+        self.thresholds: dict[str, set[str]] = {}
 
     def deny(self, coordinate: str, reason: str) -> None:
         if coordinate not in self.seen:
@@ -120,6 +127,15 @@ class _Planner:
         entry = self.catalog.get(coordinate)
         if entry is not None:
             decision = evaluate(self.policy, self.consumer, self.purpose, coordinate, entry.form, self.today)
+            if entry.form is Form.PREDICATE and node.arguments:
+                # One threshold per predicate and request: many aliased thresholds would bisect the raw value.
+                args = {a.name.value: value_from_ast_untyped(a.value, dict(self.variables)) for a in node.arguments}
+                asked = self.thresholds.setdefault(coordinate, set())
+                asked.add(repr(sorted(args.items())))
+                self.plan.predicate_args[coordinate] = args
+                if len(asked) > 1:
+                    self.deny(coordinate, f"a predicate may be asked with one threshold per request, not {len(asked)}")
+                    return 1
             if decision.allowed and decision.rule is not None:
                 self.plan.disclosures[coordinate] = entry.form
                 self.plan.grants.add(decision.rule.grant_id)
@@ -147,9 +163,10 @@ def plan_operation(
     actor: Actor,
     purpose: str,
     today: date,
+    variables: Mapping[str, Any] | None = None,
 ) -> Plan:
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    planner = _Planner(schema, fragments, catalog, policy, actor, purpose, today)
+    planner = _Planner(schema, fragments, catalog, policy, actor, purpose, today, variables or {})
     root = schema.get_root_type(operation.operation)
     if root is None:
         planner.deny(operation.operation.value, "operation type not supported")

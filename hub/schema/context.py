@@ -90,23 +90,26 @@ class HubContext:
         answer: bool = await self._loader((dept, table.name, "pred", name), load).load(value)
         return answer
 
-    async def require_authorization(self, id_number: str, household_id: str) -> None:
-        """Where the purpose needs a household authorization (核对授权书), refuse residents without one."""
+    async def require_authorization(self, household_id: str, provider: str) -> None:
+        """Where the purpose needs a household authorization (核对授权书), refuse residents without a valid one
+        covering ``provider``."""
         if not self.purpose.requires_authorization:
             return
         store = self.authorizations
         if store is None:
             raise HubError("no authorization store is configured", code="AUTHORIZATION_REQUIRED")
 
-        async def load(keys: list[str]) -> Sequence[bool]:
+        async def load(keys: list[str]) -> Sequence[frozenset[str]]:
             return await store.covered(keys, self.actor.department, self.today)
 
-        ok: bool = await self._loader(("authz",), load).load(household_id)
-        if not ok:
+        scopes: frozenset[str] = await self._loader(("authz",), load).load(household_id)
+        if not scopes:
             raise HubError(
                 f"no valid household authorization on record for purpose {self.purpose.id}",
                 code="AUTHORIZATION_REQUIRED",
             )
+        if "*" not in scopes and provider not in scopes:
+            raise HubError(f"the household's authorization does not cover {provider}", code="AUTHORIZATION_REQUIRED")
 
 
 async def count_out_of_area(c: HubContext) -> int:

@@ -32,7 +32,7 @@ from hub.schema.directives import disclosed
 
 RAW, MASKED, BAND, PRED, EXISTS = Form.RAW, Form.MASKED, Form.BAND, Form.PREDICATE, Form.EXISTS
 
-for _band in (forms.IncomeBand, forms.CostBand, forms.AmountBand, forms.AreaBand):
+for _band in (forms.IncomeBand, forms.CostBand, forms.AmountBand, forms.AreaBand, forms.BalanceBand):
     strawberry.enum(_band, description=_band.__doc__)
 
 
@@ -394,9 +394,9 @@ class ProvidentFundRecord:
         return _f(row.monthly_contrib) if row else None
 
     @disclosed(BAND, "provident_fund", "Account balance as a band.")
-    async def balance_band(self, info: Info) -> forms.AmountBand | None:
+    async def balance_band(self, info: Info) -> forms.BalanceBand | None:
         row = await self._row(info)
-        return forms.amount_band(float(row.balance) / 10) if row else None
+        return forms.balance_band(float(row.balance)) if row else None
 
     @disclosed(PRED, "provident_fund", "Whether contributions have stopped.")
     async def contributions_stopped(self, info: Info) -> bool:

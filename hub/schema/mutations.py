@@ -7,11 +7,13 @@ and again here); the authorization is recorded for the caller's own department.
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
-from hub.errors import ForbiddenError, HubError
+from hub.departments import SOURCE_DEPARTMENTS
+from hub.errors import ForbiddenError, HubError, RequestError
 from hub.schema.context import ctx
 from hub.store.authorizations import Authorization
 
@@ -27,6 +29,7 @@ class AuthorizationRecord:
     valid_from: date
     valid_to: date
     document_sha256: str = strawberry.field(description="SHA-256 of the scanned signed form.")
+    scope: list[str] = strawberry.field(description='Provider departments covered; ["*"] for all.')
     revoked: bool
 
     @classmethod
@@ -39,6 +42,7 @@ class AuthorizationRecord:
             valid_from=a.valid_from,
             valid_to=a.valid_to,
             document_sha256=a.document_sha256,
+            scope=list(a.scope),
             revoked=a.revoked,
         )
 
@@ -56,9 +60,23 @@ def _store(info: Info):  # type: ignore[no-untyped-def]
 class Mutation:
     @strawberry.mutation(description="Record a household's signed authorization for your department.")
     async def record_authorization(
-        self, info: Info, household_id: str, signer: str, valid_from: date, valid_to: date, document_sha256: str
+        self,
+        info: Info,
+        household_id: str,
+        signer: str,
+        valid_from: date,
+        valid_to: date,
+        document_sha256: str,
+        scope: Annotated[
+            list[str] | None,
+            strawberry.argument(description="Provider departments the signed form covers; omitted: all of them."),
+        ] = None,
     ) -> AuthorizationRecord:
         c, store = _store(info)
+        scope = scope or ["*"]
+        unknown = [d for d in scope if d != "*" and d not in SOURCE_DEPARTMENTS]
+        if unknown:
+            raise RequestError(f"scope: unknown provider department {unknown[0]!r}", code="BAD_ARGUMENT")
         a = store.record(
             household_id,
             c.actor.department,
@@ -67,6 +85,7 @@ class Mutation:
             valid_to,
             document_sha256,
             f"{c.actor.client_id}/{c.officer}",
+            scope,
         )
         return AuthorizationRecord.of(a)
 

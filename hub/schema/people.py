@@ -106,49 +106,49 @@ class Person:
     async def household(self, info: Info) -> Household | None:
         return await load_household(ctx(info), self.row.household_id)
 
-    async def _record(self, info: Info, cls: Any) -> Any:
-        await ctx(info).require_authorization(self.row.id_number, self.row.household_id)
+    async def _record(self, info: Info, cls: Any, provider: str) -> Any:
+        await ctx(info).require_authorization(self.row.household_id, provider)
         return cls(id_number=self.row.id_number)
 
     @_structural("Civil affairs (民政) assistance record.")
     async def civil_affairs(self, info: Info) -> d.CivilAffairsRecord | None:
-        return await self._record(info, d.CivilAffairsRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.CivilAffairsRecord, "civil_affairs")  # type: ignore[no-any-return]
 
     @_structural("Disabled Persons' Federation (残联) certificate.")
     async def disability(self, info: Info) -> d.DisabilityRecord | None:
-        return await self._record(info, d.DisabilityRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.DisabilityRecord, "disability")  # type: ignore[no-any-return]
 
     @_structural("Medical security (医保) record.")
     async def medical(self, info: Info) -> d.MedicalRecord | None:
-        return await self._record(info, d.MedicalRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.MedicalRecord, "medical_security")  # type: ignore[no-any-return]
 
     @_structural("Human resources and social security (人社) record.")
     async def employment(self, info: Info) -> d.EmploymentRecord | None:
-        return await self._record(info, d.EmploymentRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.EmploymentRecord, "hrss")  # type: ignore[no-any-return]
 
     @_structural("Tax (税务) record.")
     async def tax(self, info: Info) -> d.TaxRecord | None:
-        return await self._record(info, d.TaxRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.TaxRecord, "tax")  # type: ignore[no-any-return]
 
     @_structural("Real estate registration (不动产登记) record.")
     async def real_estate(self, info: Info) -> d.RealEstateRecord | None:
-        return await self._record(info, d.RealEstateRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.RealEstateRecord, "real_estate")  # type: ignore[no-any-return]
 
     @_structural("Vehicles (公安交管) record.")
     async def vehicles(self, info: Info) -> d.VehicleRecord | None:
-        return await self._record(info, d.VehicleRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.VehicleRecord, "traffic")  # type: ignore[no-any-return]
 
     @_structural("Market regulation (市场监管) record.")
     async def business(self, info: Info) -> d.BusinessRecord | None:
-        return await self._record(info, d.BusinessRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.BusinessRecord, "market_regulation")  # type: ignore[no-any-return]
 
     @_structural("Housing provident fund (住房公积金) record.")
     async def provident_fund(self, info: Info) -> d.ProvidentFundRecord | None:
-        return await self._record(info, d.ProvidentFundRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.ProvidentFundRecord, "provident_fund")  # type: ignore[no-any-return]
 
     @_structural("Education (教育) record.")
     async def education(self, info: Info) -> d.EducationRecord | None:
-        return await self._record(info, d.EducationRecord)  # type: ignore[no-any-return]
+        return await self._record(info, d.EducationRecord, "education")  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A household (共同生活家庭) as registered by public security (公安户籍).")

@@ -47,6 +47,18 @@ async def _grouped(c: HubContext, dept: str, stmt: Any) -> list[tuple[str, int]]
     return [(str(k), int(n)) for k, n in await _run(c, dept, stmt)]
 
 
+CHUNK = 5000  # ID numbers per bound list (SQLite and PostgreSQL parameter limits)
+
+
+async def _grouped_over(c: HubContext, dept: str, ids: list[str], build: Any) -> list[tuple[str, int]]:
+    """Sum per-key counts over chunks of ID numbers (each resident appears in one chunk only)."""
+    totals: dict[str, int] = {}
+    for i in range(0, len(ids), CHUNK):
+        for k, n in await _grouped(c, dept, build(ids[i : i + CHUNK])):
+            totals[k] = totals.get(k, 0) + n
+    return list(totals.items())
+
+
 @strawberry.type(description="Aggregate statistics for one area (GB/T 2260 prefix) within your jurisdiction.")
 class Statistics:
     area: strawberry.Private[str]
@@ -67,24 +79,29 @@ class Statistics:
     @disclosed(Form.AGGREGATE, "civil_affairs", "Current assistance recipients per tier in the area.")
     async def recipients_by_tier(self, info: Info) -> list[CountCell]:
         c = ctx(info)
-        ids = await self._area_ids(c)
-        stmt = (
-            select(assistance.c.tier, func.count(func.distinct(assistance.c.id_number)))
-            .where(assistance.c.id_number.in_(ids), assistance.c.end_date.is_(None))
-            .group_by(assistance.c.tier)
-        )
-        return _cells(await _grouped(c, "civil_affairs", stmt))
+        current = assistance.c.end_date.is_(None) | (assistance.c.end_date >= c.today)  # as isRecipient
+
+        def build(chunk: list[str]) -> Any:
+            return (
+                select(assistance.c.tier, func.count(func.distinct(assistance.c.id_number)))
+                .where(assistance.c.id_number.in_(chunk), current)
+                .group_by(assistance.c.tier)
+            )
+
+        return _cells(await _grouped_over(c, "civil_affairs", await self._area_ids(c), build))
 
     @disclosed(Form.AGGREGATE, "disability", "Certificate holders per disability grade in the area.")
     async def disability_by_grade(self, info: Info) -> list[CountCell]:
         c = ctx(info)
-        ids = await self._area_ids(c)
-        stmt = (
-            select(certificates.c.grade, func.count(func.distinct(certificates.c.id_number)))
-            .where(certificates.c.id_number.in_(ids))
-            .group_by(certificates.c.grade)
-        )
-        return _cells(await _grouped(c, "disability", stmt))
+
+        def build(chunk: list[str]) -> Any:
+            return (
+                select(certificates.c.grade, func.count(func.distinct(certificates.c.id_number)))
+                .where(certificates.c.id_number.in_(chunk))
+                .group_by(certificates.c.grade)
+            )
+
+        return _cells(await _grouped_over(c, "disability", await self._area_ids(c), build))
 
 
 def statistics(info: Info, area: str) -> Statistics | None:

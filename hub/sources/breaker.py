@@ -40,6 +40,10 @@ class CircuitBreaker:
         self.opened_at = None
         self.trial_in_flight = False
 
+    def abandoned(self) -> None:
+        """The call was cancelled before it finished: it proves nothing, so let another trial through."""
+        self.trial_in_flight = False
+
     def failure(self) -> None:
         self.failures += 1
         self.trial_in_flight = False

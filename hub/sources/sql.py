@@ -72,6 +72,9 @@ class SqlSource:
             self.breaker.failure()
             log.warning("department %s failed: %s", self.code, exc.__class__.__name__)
             raise UpstreamUnavailable(f"department {self.code} is unavailable") from exc
+        except BaseException:  # cancelled (the request went away): neither a success nor a failure
+            self.breaker.abandoned()
+            raise
         self.breaker.success()
         return result
 

@@ -110,18 +110,24 @@ class AuthorizationStore:
         with self.engine.connect() as conn:
             return [_to(r) for r in conn.execute(stmt)]
 
-    def _covered(self, household_ids: Sequence[str], department: str, today: date) -> set[str]:
-        stmt = select(authorizations.c.household_id).where(
+    def _covered(self, household_ids: Sequence[str], department: str, today: date) -> dict[str, set[str]]:
+        stmt = select(authorizations.c.household_id, authorizations.c.scope).where(
             authorizations.c.household_id.in_(list(set(household_ids))),
             authorizations.c.department == department,
             authorizations.c.revoked_at.is_(None),
             authorizations.c.valid_from <= today,
             authorizations.c.valid_to >= today,
         )
+        scopes: dict[str, set[str]] = {}
         with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(stmt)}
+            for household, scope in conn.execute(stmt):
+                scopes.setdefault(household, set()).update(json.loads(scope))
+        return scopes
 
-    async def covered(self, household_ids: Sequence[str], department: str, today: date) -> builtins.list[bool]:
-        """For each household, whether a valid, unrevoked authorization for ``department`` is on record."""
+    async def covered(
+        self, household_ids: Sequence[str], department: str, today: date
+    ) -> builtins.list[frozenset[str]]:
+        """For each household, the provider departments its valid, unrevoked authorizations for ``department``
+        cover (``"*"`` for all); empty when there is none."""
         found = await anyio.to_thread.run_sync(self._covered, household_ids, department, today)
-        return [h in found for h in household_ids]
+        return [frozenset(found.get(h, ())) for h in household_ids]

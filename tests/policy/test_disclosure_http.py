@@ -137,22 +137,42 @@ async def test_masked_values_exact(hub: Hub) -> None:
 
 
 async def test_bands_and_predicates_exact(hub: Hub) -> None:
-    q = """query($id: String!) { person(idNumber: $id) {
-        medical { outOfPocket12mBand low: outOfPocket12mAtLeast(threshold: 20000)
-                  high: outOfPocket12mAtLeast(threshold: 23501) edge: outOfPocket12mAtLeast(threshold: 23500) }
+    q = """query($id: String!, $t: Int!) { person(idNumber: $id) {
+        medical { outOfPocket12mBand outOfPocket12mAtLeast(threshold: $t) }
         disability { isSevere changedWithinDays(days: 3650) }
         tax { incomeBand } } }"""
-    r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id})
+    answers = {}
+    for t in (20000, 23500, 23501):
+        r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id, "t": t})
+        answers[t] = r.json()["data"]["person"]["medical"]["outOfPocket12mAtLeast"]
+        assert str(t) not in r.text  # the predicate never returns the compared value
+    assert answers == {20000: True, 23500: True, 23501: False}
     assert r.json() == {
         "data": {
             "person": {
-                "medical": {"outOfPocket12mBand": "ABOVE_20K", "low": True, "high": False, "edge": True},
+                "medical": {"outOfPocket12mBand": "ABOVE_20K", "outOfPocket12mAtLeast": False},
                 "disability": {"isSevere": True, "changedWithinDays": True},
                 "tax": {"incomeBand": None},  # no tax record at 74: null, not a guess
             }
         }
     }
-    assert "23500" not in r.text  # the predicate never returns the compared value
+
+
+async def test_one_threshold_per_predicate_per_request(hub: Hub, audit_tail: Any) -> None:
+    q = """query($id: String!) { person(idNumber: $id) { medical {
+        a: outOfPocket12mAtLeast(threshold: 20000) b: outOfPocket12mAtLeast(threshold: 22000) } } }"""
+    r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id})
+    assert r.status_code == 403
+    assert r.json()["errors"][0]["extensions"]["denied"] == [
+        {
+            "coordinate": "MedicalRecord.outOfPocket12mAtLeast",
+            "reason": "a predicate may be asked with one threshold per request, not 2",
+        }
+    ]
+    same = q.replace("22000", "20000")
+    r = await hub.query(same, purpose="MON", variables={"id": hub.data.golden_id})
+    assert r.status_code == 200 and r.json()["data"]["person"]["medical"] == {"a": True, "b": True}
+    assert audit_tail()[-1]["predicate_args"] == {"MedicalRecord.outOfPocket12mAtLeast": {"threshold": 20000}}
 
 
 @pytest.mark.parametrize(
@@ -239,3 +259,34 @@ async def test_record_and_revoke_authorization_by_mutation(hub: Hub) -> None:
     bad = m.replace("b" * 64, "not-a-hash")
     r = await hub.query(bad, purpose="VER", variables={"h": "H330113000002"})
     assert r.json()["errors"][0]["extensions"]["code"] == "BAD_ARGUMENT"
+
+
+async def test_authorization_scope_limits_providers(hub: Hub) -> None:
+    from sqlalchemy import select
+
+    from hub.departments import residents
+
+    with hub.app.state.hub.sources["public_security"].engine.connect() as conn:
+        row = conn.execute(
+            select(residents.c.id_number, residents.c.household_id)
+            .where(
+                residents.c.area_code == "330113",
+                residents.c.household_id != hub.data.golden_household,
+                residents.c.household_id != "H330113000002",
+            )
+            .limit(1)
+        ).one()
+    m = """mutation($h: String!) { recordAuthorization(householdId: $h, signer: "户主", validFrom: "2026-01-01",
+        validTo: "2030-01-01", documentSha256: "%s", scope: ["hrss"]) { scope } }""" % ("c" * 64)
+    r = await hub.query(m, purpose="VER", variables={"h": row.household_id})
+    assert r.json()["data"]["recordAuthorization"]["scope"] == ["hrss"]
+    q = "query($id: String!) { person(idNumber: $id) { employment { pensionType } tax { year } } }"
+    r = await hub.query(q, purpose="VER", variables={"id": row.id_number})
+    body = r.json()
+    assert body["data"]["person"]["employment"] is not None and body["data"]["person"]["tax"] is None
+    assert [(e["path"], e["message"]) for e in body["errors"]] == [
+        (["person", "tax"], "the household's authorization does not cover tax")
+    ]
+    bad = m.replace('["hrss"]', '["police"]')
+    r = await hub.query(bad, purpose="VER", variables={"h": row.household_id})
+    assert r.json()["errors"][0]["message"] == "scope: unknown provider department 'police'"
