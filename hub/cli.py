@@ -45,8 +45,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hub.app import create_app
+    from hub.demo.setup import start_demo_subgraph
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    subgraph, settings = start_demo_subgraph(settings, args.host, args.port)  # federation: education as a subgraph
+    try:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    finally:
+        if subgraph is not None:
+            subgraph.terminate()
+            subgraph.wait(10)
     return 0
 
 

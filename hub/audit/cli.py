@@ -1,21 +1,290 @@
-"""``hub audit ...`` commands (verify, export, subject, sign)."""
+"""``hub audit ...`` commands: verify, export, archive, subject, sign, prove.
+
+Exit codes: 0 success; 1 verification failed (the problem names the first bad entry); 2 usage or
+configuration error (``error [CODE]: message`` on stderr).
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.errors import RequestError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from hub.settings import Settings
 
 
 def add_audit_commands(sub: Any) -> None:
     au = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
+
+    v = au.add_parser("verify", help="verify the audit log (or an export file) and its signed tree heads")
+    v.add_argument("--file", help="verify this export/archive file offline instead of the database")
+    v.add_argument("--public-key", help="the audit public key (PEM) you trust; default: the one in the key folder")
+    v.set_defaults(fn=cmd_verify)
+
+    ex = au.add_parser("export", help="write a range of entries and the signed heads to a JSON-lines file")
+    ex.add_argument("--output", "-o", required=True)
+    ex.add_argument("--first", type=int, default=None, help="first sequence number (default: the oldest stored)")
+    ex.add_argument("--last", type=int, default=None, help="last sequence number (default: the newest)")
+    ex.set_defaults(fn=cmd_export)
+
+    ar = au.add_parser("archive", help="move old entries into a verified archive file")
+    when = ar.add_mutually_exclusive_group()
+    when.add_argument("--before", help="archive entries written before this date (YYYY-MM-DD, UTC) or ISO time")
+    when.add_argument("--older-than-days", type=int, help="archive entries older than this many days")
+    ar.set_defaults(fn=cmd_archive)
+
+    su = au.add_parser("subject", help="every recorded access to one resident (by ID number)")
+    su.add_argument("id_number", metavar="ID_NUMBER")
+    su.set_defaults(fn=cmd_subject)
+
     sign = au.add_parser("sign", help="sign a tree head now")
     sign.set_defaults(fn=cmd_sign)
 
+    pr = au.add_parser("prove", help="print and check an inclusion proof of one entry against a signed head")
+    pr.add_argument("--seq", type=int, required=True)
+    pr.add_argument("--size", type=int, help="the signed tree size to prove against (default: the latest head)")
+    pr.set_defaults(fn=cmd_prove)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from hub.cli import _settings as settings_of
+
+    return settings_of(args)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.file:
+        from hub.audit.export import verify_file
+
+        key = Path(args.public_key) if args.public_key else None
+        report = verify_file(Path(args.file), key)
+        print(report.summary(f"export {Path(args.file).name}"))
+        if report.ok and key is None:
+            print(
+                f"note: checked against the key embedded in the file (fingerprint {report.key_fingerprint}); "
+                "pass --public-key with the key you trust",
+                file=sys.stderr,
+            )
+    else:
+        from hub.audit.verify import verify_store
+
+        report = verify_store(_settings(args), Path(args.public_key) if args.public_key else None)
+        print(report.summary("audit log"))
+    return 0 if report.ok else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hub.audit.export import export_range
+
+    settings = _settings(args)
+    first = args.first
+    if first is None:
+        first = _oldest_stored(settings)
+    r = export_range(settings, Path(args.output), first, args.last)
+    print(
+        f"exported entries {r.first_seq}–{r.last_seq} ({r.entries} entries, {r.heads} signed tree heads) "
+        f"to {r.path}; sha256 {r.sha256}"
+    )
+    return 0
+
+
+def _oldest_stored(settings: Settings) -> int:
+    from sqlalchemy import func, select
+
+    from hub.db import audit_entries, hub_engine, upgrade
+
+    upgrade(settings.database_url)
+    engine = hub_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            oldest = conn.execute(select(func.min(audit_entries.c.seq))).scalar()
+    finally:
+        engine.dispose()
+    return int(oldest) if oldest is not None else 0
+
+
+def _cutoff(value: str) -> datetime:
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            return datetime(d.year, d.month, d.day, tzinfo=UTC)
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise RequestError(f"--before: {value!r} is not a date (YYYY-MM-DD) or ISO time", code="BAD_ARGUMENT") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from hub.audit.archive import archive_before
+
+    settings = _settings(args)
+    before = _cutoff(args.before) if args.before else None
+    r = archive_before(settings, before=before, keep_days=args.older_than_days)
+    if r is None:
+        print("nothing to archive: no signed tree head covers only entries older than the cut-off")
+        return 0
+    print(
+        f"archived entries {r.first_seq}–{r.last_seq} ({r.entries} entries older than "
+        f"{r.cutoff.isoformat(timespec='seconds')}) to {r.file}; sha256 {r.sha256}"
+    )
+    return 0
+
+
+def _fields(entry: dict[str, Any]) -> str:
+    out = []
+    for f in entry.get("fields") or []:
+        if isinstance(f, dict):
+            form = f.get("form", "raw")
+            out.append(str(f.get("coordinate")) + ("" if form == "raw" else f"({form})"))
+        else:
+            out.append(str(f))
+    return ",".join(out) or "-"
+
+
+def _access_line(e: dict[str, Any]) -> str:
+    return (
+        f"{e.get('at')} seq {e.get('seq')} {e.get('decision')} department={e.get('department') or '-'} "
+        f"client={e.get('client_id') or '-'} officer={e.get('officer') or '-'} purpose={e.get('purpose') or '-'} "
+        f"case={e.get('case_ref') or '-'} fields={_fields(e)}"
+    )
+
+
+def cmd_subject(args: argparse.Namespace) -> int:
+    from hub.audit.entry import pseudonym
+    from hub.db import hub_engine, upgrade
+    from hub.ids import id_problem
+
+    problem = id_problem(args.id_number)
+    if problem is not None:  # the message never repeats the number
+        raise RequestError(problem, code="BAD_ID_NUMBER")
+    settings = _settings(args)
+    key_file = settings.key_dir / "pseudonym.key"
+    if not key_file.exists():  # a fresh key would silently find nobody
+        raise RequestError(f"no pseudonym key at {key_file}", code="NO_PSEUDONYM_KEY")
+    subject = pseudonym(key_file.read_bytes(), args.id_number)  # the same HMAC as AuditLog.pseudonym
+    args.id_number = None  # nothing below needs the plain number
+    upgrade(settings.database_url)
+    engine = hub_engine(settings.database_url)
+    try:
+        return _print_accesses(settings, engine, subject)
+    finally:
+        engine.dispose()
+
+
+def _print_accesses(settings: Settings, engine: Engine, subject: str) -> int:
+    """Every entry naming ``subject`` (a pseudonym), from the archive files and then the database, in order."""
+    from sqlalchemy import select
+
+    from hub.audit.archive import archive_rows
+    from hub.db import audit_entries, audit_subjects
+
+    found: list[dict[str, Any]] = []
+    needle = subject.encode("ascii")
+    for a in archive_rows(settings, engine):  # archived entries: scan the files (the pseudonym is in the line)
+        if not a.file.exists():
+            print(
+                f"warning: archive file {a.file.name} (entries {a.first_seq}–{a.last_seq}) is missing", file=sys.stderr
+            )
+            continue
+        with a.file.open("rb") as f:
+            f.readline()
+            for raw in f:
+                if needle in raw:
+                    line = json.loads(raw)
+                    if "entry" in line:
+                        found.append(json.loads(line["entry"]))
+    stmt = (
+        select(audit_entries.c.entry)
+        .where(audit_entries.c.seq.in_(select(audit_subjects.c.seq).where(audit_subjects.c.subject == subject)))
+        .order_by(audit_entries.c.seq)
+    )
+    with engine.connect() as conn:
+        found.extend(json.loads(r[0]) for r in conn.execute(stmt))
+    accesses = [e for e in found if subject in (e.get("subjects") or [])]  # the signed entry decides, not the index
+    for e in accesses:
+        print(_access_line(e))
+    print(f"{len(accesses)} recorded access{'es' if len(accesses) != 1 else ''} to this resident")
+    return 0
+
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from hub.audit.store import open_audit_log
-    from hub.cli import _settings
+    from hub.audit.archive import seeded_audit_log
 
-    head = open_audit_log(_settings(args)).sign_head()
+    log, _ = seeded_audit_log(_settings(args))
+    head = log.sign_head()
     print(f"signed tree head: size {head.tree_size}, root {head.root_hash.hex()}")
+    return 0
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    from cryptography.exceptions import InvalidSignature
+    from sqlalchemy import select
+
+    from hub.audit.archive import seeded_audit_log
+    from hub.audit.entry import entry_leaf, head_message
+    from hub.audit.merkle import ProofError, verify_inclusion
+    from hub.audit.verify import signed_at_ms
+    from hub.db import audit_entries
+
+    log, state = seeded_audit_log(_settings(args))
+    heads = log.heads()
+    if not heads:
+        raise RequestError("no tree head has been signed yet; run `hub audit sign`", code="NOT_FOUND")
+    if args.size is None:
+        head = heads[-1]
+    else:
+        matching = [h for h in heads if h.tree_size == args.size]
+        if not matching:
+            raise RequestError(f"no signed tree head at size {args.size}", code="NOT_FOUND")
+        head = matching[0]
+    size, seq = head.tree_size, args.seq
+    if not 0 <= seq < size:
+        raise RequestError(f"entry {seq} is not in the tree of size {size}", code="BAD_ARGUMENT")
+    ms = signed_at_ms(head.signed_at)
+    try:
+        log.signing_key.public_key().verify(head.signature, head_message(size, head.root_hash, ms))
+    except InvalidSignature:
+        print(f"FAILED: tree head at size {size}: bad signature")
+        return 1
+    tree = log.tree()
+    if tree.size < size:
+        print(f"FAILED: entry {tree.size}: missing (the tree head at size {size} covers more entries than there are)")
+        return 1
+    out: dict[str, Any] = {"seq": seq, "tree_size": size}
+    if seq >= state.next_seq:
+        with log.engine.connect() as conn:
+            text = conn.execute(select(audit_entries.c.entry).where(audit_entries.c.seq == seq)).scalar()
+        if text is None:
+            print(f"FAILED: entry {seq}: missing")
+            return 1
+        leaf = entry_leaf(text)
+        out["entry"] = text
+    else:
+        leaf = state.leaves[seq]  # recomputed from the verified archive
+        out["archived_in"] = next(a.file.name for a in state.archives if a.first_seq <= seq <= a.last_seq)
+    path = tree.inclusion_proof(seq, size)
+    try:
+        verify_inclusion(leaf, seq, size, path, head.root_hash)
+    except ProofError as exc:
+        print(f"FAILED: entry {seq}: not included in the signed tree head at size {size} ({exc})")
+        return 1
+    out.update(
+        leaf_hash=leaf.hex(),
+        path=[p.hex() for p in path],
+        root_hash=head.root_hash.hex(),
+        signed_at=head.signed_at.isoformat(timespec="milliseconds"),
+        signed_at_ms=ms,
+        key_id=head.key_id,
+        signature=head.signature.hex(),
+        verified=True,
+    )
+    print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0

@@ -5,8 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
+
+import httpx
 
 from hub.auth.keys import KeyRing
 from hub.db import hub_engine, upgrade
@@ -93,3 +98,32 @@ Query (replace $TOKEN):
 
 GraphiQL: {base_url}/graphql   JWKS: {base_url}/.well-known/jwks.json
 """
+
+
+# -- federation: the education department served by the demo subgraph (docs/federation.md) ----------------------
+
+
+def start_demo_subgraph(settings: Settings, host: str, port: int) -> tuple[subprocess.Popen[bytes] | None, Settings]:
+    """Start ``hub.demo.subgraph`` for the education department on ``port + 1`` and point the hub at it.
+
+    Skipped when ``HUB_DEPT_EDUCATION_URL`` is set; if the subgraph does not come up, education stays on SQLite.
+    """
+    if settings.department_urls.get("education"):
+        return None, settings
+    base = f"http://{host}:{port + 1}"
+    cmd = [sys.executable, "-m", "hub.demo.subgraph", "--db", str(settings.data_dir / "departments" / "education.sqlite"),
+           "--host", host, "--port", str(port + 1), "--issuer", settings.issuer,
+           "--jwks", f"http://{host}:{port}/.well-known/jwks.json"]  # fmt: skip
+    proc = subprocess.Popen(cmd)  # noqa: S603 (our own module, fixed arguments)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                print(f"Education is served by the demo subgraph at {base}/graphql (see docs/federation.md).")
+                urls = {**settings.department_urls, "education": f"{base}/graphql"}
+                return proc, settings.replace(department_urls=urls)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    print("The demo subgraph did not start; education is read from its SQLite file.", file=sys.stderr)
+    return None, settings

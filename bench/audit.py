@@ -1,0 +1,319 @@
+"""Audit: durable append throughput, verification time at 100,000 and 1,000,000 entries, inclusion proofs.
+
+Append (``hub.audit.log.AuditLog``, the hub's only writer), on SQLite (WAL, ``synchronous=FULL``) and, when
+its binaries are present, PostgreSQL (``fsync=on``, ``synchronous_commit=on``); every entry counted is
+committed durably before it is counted:
+
+* ``write`` of 1 entry per transaction, back to back;
+* ``write`` of 100 entries per transaction;
+* ``append`` from 64 concurrent asyncio tasks (64 requests in flight), which the log group-commits: this is
+  the path every hub request takes, and the one the ≥ 2,000 entries/s target is about.
+
+Verify: the log is filled to 100,000 (and 1,000,000 unless ``--quick``) realistic entries, a tree head is
+signed, then the whole log is verified: ``hub audit verify`` when the CLI has it; otherwise the bench's
+own full check (every leaf hash recomputed from its entry, the ``prev`` chain and gap-free ``seq``, the
+Merkle root rebuilt and compared with the signed head, the Ed25519 signature checked).
+
+Inclusion proof: for random entries, the RFC 9162 path from the in-memory tree plus its verification (warm),
+and the first proof of a fresh process, which must first load every leaf hash (cold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import PYTHON, REPO, RESULTS, hub_env, log, median, postgres, write_result
+
+FIELDS = [
+    "CivilAffairsRecord.isRecipient",
+    "CivilAffairsRecord.monthlyAmount",
+    "CivilAffairsRecord.tier",
+    "DisabilityRecord.category",
+    "DisabilityRecord.grade",
+    "DisabilityRecord.hasCertificate",
+    "EducationRecord.isFullTimeStudent",
+    "EmploymentRecord.pensionMonthlyBand",
+    "Household.address",
+    "Household.householdId",
+    "Household.size",
+    "MedicalRecord.hasChronicDisease",
+    "MedicalRecord.outOfPocket12mBand",
+    "Person.birthDate",
+    "Person.idNumber",
+    "Person.name",
+    "Person.sex",
+    "TaxRecord.incomeBand",
+]
+
+
+def body(i: int) -> dict[str, Any]:
+    """An entry body shaped like the gateway's (``hub.gateway.audit_body``) for the overhead query."""
+    return {
+        "v": 1,
+        "request_id": uuid.uuid4().hex,
+        "client_id": "linping-ca",
+        "department": "civil_affairs",
+        "area": "330113",
+        "token_id": "5f0c2d6e9b1a4c7d8e3f2a1b0c9d8e7f",
+        "officer": f"officer-{i % 40:02d}",
+        "purpose": "CASE",
+        "case_ref": f"CASE-2026-{i % 5000:04d}",
+        "operation_name": "Overhead",
+        "operation_sha256": "9f2c" * 16,
+        "fields": [{"coordinate": c, "form": "raw"} for c in FIELDS],
+        "requested_denied": [],
+        "subject_count": 1,
+        "out_of_area": 0,
+        "decision": "allow",
+        "reasons": [],
+        "status": 200,
+        "upstream_failures": [],
+        "result_sha256": "3b7e" * 16,
+        "latency_ms": 12.345,
+    }
+
+
+def open_log(data_dir: Path, database_url: str = "") -> Any:
+    from hub.audit.store import open_audit_log
+    from hub.settings import Settings
+
+    return open_audit_log(Settings(data_dir=data_dir, database_url=database_url))
+
+
+def records(audit: Any, start: int, n: int) -> list[tuple[dict[str, Any], list[str]]]:
+    return [(body(i), [audit.pseudonym(f"33011319{i:010d}")]) for i in range(start, start + n)]
+
+
+def bench_append(audit: Any, quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    n1 = 50 if quick else 300
+    recs = records(audit, 0, n1)
+    t0 = time.perf_counter()
+    for r in recs:
+        audit.write([r])
+    out["write_batch1_eps"] = round(n1 / (time.perf_counter() - t0), 1)
+
+    batches = 5 if quick else 30
+    recs = records(audit, 0, 100 * batches)
+    t0 = time.perf_counter()
+    for k in range(batches):
+        audit.write(recs[k * 100 : (k + 1) * 100])
+    out["write_batch100_eps"] = round(100 * batches / (time.perf_counter() - t0), 1)
+
+    tasks, seconds = 64, (2.0 if quick else 6.0)
+    pool = records(audit, 0, 500)
+
+    async def concurrent() -> tuple[int, float, list[float]]:
+        done = 0
+        waits: list[float] = []
+        stop = time.perf_counter() + seconds
+
+        async def worker(k: int) -> None:
+            nonlocal done
+            i = k
+            while time.perf_counter() < stop:
+                b, s = pool[i % len(pool)]
+                t = time.perf_counter()
+                await audit.append(dict(b, request_id=uuid.uuid4().hex), s)
+                waits.append(time.perf_counter() - t)
+                done += 1
+                i += tasks
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(tasks)))
+        return done, time.perf_counter() - t0, waits
+
+    done, elapsed, waits = asyncio.run(concurrent())
+    waits.sort()
+    out["append_concurrent_tasks"] = tasks
+    out["append_concurrent_eps"] = round(done / elapsed, 1)
+    out["append_concurrent_p50_ms"] = round(waits[len(waits) // 2] * 1000, 2)
+    out["append_concurrent_p99_ms"] = round(waits[int(len(waits) * 0.99)] * 1000, 2)
+    return out
+
+
+def fill(audit: Any, target: int) -> float:
+    """Append realistic entries until the log holds ``target``; returns the seconds spent."""
+    size = audit.size()
+    t0 = time.perf_counter()
+    step = 5000
+    while size < target:
+        n = min(step, target - size)
+        audit.write(records(audit, size, n))
+        size += n
+    return time.perf_counter() - t0
+
+
+def hub_cli_has_verify() -> bool:
+    out = subprocess.run([PYTHON, "-m", "hub", "audit", "--help"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    return "verify" in out.stdout
+
+
+def verify_with_cli(data_dir: Path) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [PYTHON, "-m", "hub", "audit", "verify"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+        env=hub_env(data_dir),
+    )
+    elapsed = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"hub audit verify failed ({out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}")
+    return elapsed, (out.stdout.strip().splitlines() or [""])[-1]
+
+
+def verify_in_bench(audit: Any, public_pem: bytes) -> tuple[float, str]:
+    """The full check ``hub audit verify`` is meant to make, for when the CLI does not have it yet."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from sqlalchemy import select
+
+    from hub.audit.entry import GENESIS, entry_leaf, head_message
+    from hub.audit.merkle import MerkleTree
+    from hub.db import audit_entries
+
+    t0 = time.perf_counter()
+    heads = audit.heads()
+    if not heads:
+        raise RuntimeError("no signed tree head to verify against")
+    head = heads[-1]
+    tree = MerkleTree()
+    leaves: list[bytes] = []
+    prev, expected = GENESIS, 0
+    with audit.engine.connect() as conn:
+        rows = conn.execution_options(stream_results=True, yield_per=10_000).execute(
+            select(audit_entries.c.seq, audit_entries.c.entry, audit_entries.c.leaf_hash).order_by(audit_entries.c.seq)
+        )
+        for seq, entry_text, stored in rows:
+            leaf = entry_leaf(entry_text)
+            entry = json.loads(entry_text)
+            if seq != expected or entry["seq"] != seq or entry["prev"] != prev or bytes(stored) != leaf:
+                raise RuntimeError(f"audit log verification failed at entry {seq}")
+            leaves.append(leaf)
+            if len(leaves) >= 65_536:
+                tree.extend(leaves)
+                leaves = []
+            prev, expected = leaf.hex(), seq + 1
+    tree.extend(leaves)
+    if tree.root(head.tree_size) != head.root_hash:
+        raise RuntimeError("the signed tree head does not match the entries")
+    key = load_pem_public_key(public_pem)
+    key.verify(head.signature, head_message(head.tree_size, head.root_hash, int(head.signed_at.timestamp() * 1000)))  # type: ignore[union-attr]
+    return time.perf_counter() - t0, f"{expected} entries OK; signed head {head.tree_size} OK"
+
+
+def bench_proofs(audit: Any, data_dir: Path, size: int, samples: int) -> dict[str, Any]:
+    from hub.audit.merkle import verify_inclusion
+
+    t0 = time.perf_counter()
+    fresh = open_log(data_dir)
+    tree = fresh.tree()
+    root = tree.root(size)
+    cold_first = time.perf_counter() - t0
+    rng = random.Random(size)
+    times = []
+    for _ in range(samples):
+        i = rng.randrange(size)
+        t = time.perf_counter()
+        path = tree.inclusion_proof(i, size)
+        verify_inclusion(tree._subtree(i, i + 1), i, size, path, root)
+        times.append(time.perf_counter() - t)
+    fresh.engine.dispose()
+    return {
+        "inclusion_proof_us": round(median(times) * 1e6, 1),
+        "inclusion_proof_path_len": len(path),
+        "first_proof_cold_s": round(cold_first, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short append runs; verify at 20,000 entries only")
+    ap.add_argument("--sizes", default=None, help="comma-separated log sizes to verify (default 100000,1000000)")
+    ap.add_argument("--keep", action="store_true", help="keep the filled audit database")
+    ap.add_argument("--no-postgres", action="store_true")
+    a = ap.parse_args(argv)
+    sizes = [int(s) for s in (a.sizes or ("20000" if a.quick else "100000,1000000")).split(",")]
+    result: dict[str, Any] = {"quick": a.quick, "append": {}, "verify": {}, "skipped": {}}
+
+    root = RESULTS / "run" / "audit"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+
+    audit = open_log(root / "append-sqlite")
+    result["append"]["sqlite"] = bench_append(audit, a.quick)
+    audit.engine.dispose()
+    log(f"append sqlite: {result['append']['sqlite']}")
+    if a.no_postgres:
+        result["skipped"]["append postgres"] = "--no-postgres"
+    else:
+        with postgres() as pg:
+            if pg is None:
+                result["skipped"]["append postgres"] = "PostgreSQL binaries (initdb, pg_ctl) not found"
+            else:
+                audit = open_log(root / "append-postgres", pg.create_db("hub"))
+                result["append"]["postgres"] = bench_append(audit, a.quick)
+                audit.engine.dispose()
+                log(f"append postgres: {result['append']['postgres']}")
+
+    data_dir = root / "verify"
+    audit = open_log(data_dir)
+    use_cli = hub_cli_has_verify()
+    result["verify_tool"] = "hub audit verify" if use_cli else "bench (hub audit verify not available)"
+    if not use_cli:
+        result["skipped"]["hub audit verify"] = "the CLI has no 'audit verify' yet; the bench's own full check is timed"
+    public_pem = (data_dir / "keys" / "audit-public.pem").read_bytes()
+    previous = 0
+    for size in sorted(sizes):
+        fill_s = fill(audit, size)
+        audit.sign_head(datetime.now(UTC))
+        log(f"filled the log to {size} entries in {fill_s:.1f} s")
+        if use_cli:
+            verify_s, message = verify_with_cli(data_dir)
+        else:
+            verify_s, message = verify_in_bench(audit, public_pem)
+        db_bytes = sum(p.stat().st_size for p in data_dir.glob("hub.sqlite*"))
+        entry = {
+            "entries": size,
+            "fill_s": round(fill_s, 2),
+            "fill_eps": round((size - previous) / fill_s, 1) if fill_s else None,
+            "verify_s": round(verify_s, 2),
+            "verify_message": message,
+            "db_mib": round(db_bytes / 2**20, 1),
+            **bench_proofs(audit, data_dir, size, 200 if a.quick else 1000),
+        }
+        result["verify"][str(size)] = entry
+        previous = size
+        log(f"verify {size}: {entry}")
+    audit.engine.dispose()
+    if not a.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+    eps = result["append"]["sqlite"]["append_concurrent_eps"]
+    result["targets"] = {"durable append >= 2,000 entries/s (sqlite, concurrent)": eps >= 2000}
+    if "postgres" in result["append"]:
+        result["targets"]["durable append >= 2,000 entries/s (postgres, concurrent)"] = (
+            result["append"]["postgres"]["append_concurrent_eps"] >= 2000
+        )
+    if "1000000" in result["verify"]:
+        result["targets"]["verify 1,000,000 entries < 30 s"] = result["verify"]["1000000"]["verify_s"] < 30
+    else:
+        result["skipped"]["verify 1,000,000"] = "--quick" if a.quick else "not in --sizes"
+    write_result("audit", result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,236 @@
+"""Batch: verification (purpose VER) of 1,000 households, every member, fields from all 11 departments.
+
+In-process, through the real app (``hub.app.create_app`` over ``httpx.ASGITransport``): token, policy plan,
+household authorizations (one on record for each household), execution and the audit entry, on the demo
+data (10,000 residents). Measured:
+
+* wall time of the request (median of several runs after one warm-up run);
+* SQL statements per department (``SqlSource.statements``), at 10, 100 and 1,000 households: the counts
+  must not grow with the batch (O(departments) statements, not O(residents));
+* the same statements alone: every statement the hub sent to a department, captured with its parameters
+  and replayed with the standard library's ``sqlite3`` directly (``fetchall``), back to back, summed;
+* the same query through the same resolvers with no hub around them (graphql-core ``execute`` with a
+  fixed ``HubContext``), to tell the resolvers' share from the hub's own.
+
+The default ``max_cost`` (50,000) refuses this query (its estimate is printed); the bench raises it, as a
+deployment running nightly verifications would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from graphql import ExecutionResult, execute, parse
+from sqlalchemy import event
+
+from bench.common import (
+    BATCH_CLIENT,
+    POLICIES,
+    department_data,
+    fresh_dir,
+    log,
+    median,
+    record_authorizations,
+    register_clients,
+    write_result,
+)
+
+QUERY = """query Verify($ids: [String!]!) {
+  people(idNumbers: $ids) {
+    household {
+      householdId address size
+      members {
+        idNumber name sex birthDate relationToHead status
+        civilAffairs { tier startDate monthlyAmount isRecipient }
+        disability { isSevere }
+        medical { outOfPocket12mBand }
+        employment { pensionType pensionMonthly unemployedRegistered benefitEnd }
+        tax { year annualWageIncome businessIncome }
+        realEstate { propertyCount totalAreaM2 properties { addressMasked areaM2 acquiredDate } }
+        vehicles { vehicleCount hasNonExemptCar vehicles { plateMasked vehicleType use regDate } }
+        business { roles { role uscc subscribedCapital } }
+        providentFund { monthlyContribution balanceBand }
+        education { isFullTimeStudent }
+      }
+    }
+  }
+}"""
+
+HEADERS = {"x-hub-purpose": "VER", "x-hub-case": "VER-2026-0001", "x-hub-officer": "officer-bench"}
+
+
+def household_heads(n: int) -> list[tuple[str, str]]:
+    """(head's ID number, household id) of the first ``n`` households by id."""
+    db = department_data() / "public_security.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        rows = conn.execute(
+            "SELECT id_number, household_id FROM residents WHERE relation_code = '01' ORDER BY household_id LIMIT ?",
+            (n,),
+        ).fetchall()
+    if len(rows) < n:
+        raise RuntimeError(f"the demo data has only {len(rows)} households")
+    return [(r[0], r[1]) for r in rows]
+
+
+class Capture:
+    """Every statement (with parameters) each department's engine executes while ``on``."""
+
+    def __init__(self, sources: dict[str, Any]) -> None:
+        self.on = False
+        self.statements: list[tuple[str, str, Any]] = []
+        for code, source in sources.items():
+
+            def listener(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any, code: str = code) -> None:
+                if self.on:
+                    self.statements.append((code, statement, parameters))
+
+            event.listen(source.engine, "before_cursor_execute", listener)
+
+
+def replay(statements: list[tuple[str, str, Any]], dept_dir: Path) -> tuple[float, int]:
+    """Run the captured statements with ``sqlite3`` directly, back to back; (seconds, rows fetched)."""
+    conns = {
+        code: sqlite3.connect(f"file:{dept_dir / (code + '.sqlite')}?mode=ro", uri=True)
+        for code in {c for c, _, _ in statements}
+    }
+    try:
+        rows = 0
+        t0 = time.perf_counter()
+        for code, sql, params in statements:
+            rows += len(conns[code].execute(sql, params).fetchall())
+        return time.perf_counter() - t0, rows
+    finally:
+        for c in conns.values():
+            c.close()
+
+
+async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
+    from hub.app import create_app
+    from hub.limits import estimate_cost
+    from hub.settings import Settings
+
+    biggest = max(sizes)
+    heads = household_heads(biggest)
+    root = fresh_dir("batch")
+    secrets = register_clients("", root)
+    record_authorizations("", root, [h for _, h in heads])
+    dept_dir = department_data()
+    document = parse(QUERY)
+    cost = estimate_cost(document, document.definitions[0], {"ids": [i for i, _ in heads]})  # type: ignore[arg-type]
+    settings = Settings(data_dir=root, policy_dir=POLICIES, max_cost=max(50_000, cost * 2), token_ttl=7200)
+    app = create_app(settings, sign_interval=3600)
+    state = app.state.hub
+    capture = Capture(state.sources)
+    out: dict[str, Any] = {"estimated_cost": cost, "default_max_cost": Settings().max_cost, "sizes": {}}
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub.bench", timeout=300) as client:
+            r = await client.post(
+                "/oauth/token", data={"grant_type": "client_credentials"}, auth=(BATCH_CLIENT, secrets[BATCH_CLIENT])
+            )
+            r.raise_for_status()
+            headers = {**HEADERS, "authorization": f"Bearer {r.json()['access_token']}"}
+
+            async def once(ids: list[str]) -> tuple[float, dict[str, int], dict[str, Any]]:
+                before = {k: s.statements for k, s in state.sources.items()}
+                t0 = time.perf_counter()
+                resp = await client.post("/graphql", json={"query": QUERY, "variables": {"ids": ids}}, headers=headers)
+                wall = time.perf_counter() - t0
+                body = resp.json()
+                if resp.status_code != 200 or "errors" in body:
+                    raise RuntimeError(f"batch query failed: {resp.status_code} {resp.text[:800]}")
+                per_dept = {k: s.statements - before[k] for k, s in state.sources.items()}
+                return wall, per_dept, body
+
+            for n in sorted(sizes):
+                ids = [i for i, _ in heads[:n]]
+                if n == min(sizes):
+                    await once(ids)  # warm-up: connections, statement caches, page cache
+                walls: list[float] = []
+                per_dept: dict[str, int] = {}
+                body: dict[str, Any] = {}
+                capture.statements.clear()
+                for k in range(repeats if n == biggest else 1):
+                    capture.on = k == 0
+                    wall, per_dept, body = await once(ids)
+                    capture.on = False
+                    walls.append(wall)
+                statements = list(capture.statements)
+                raw_times = [replay(statements, dept_dir)[0] for _ in range(max(3, repeats))]
+                _, raw_rows = replay(statements, dept_dir)
+                people = body["data"]["people"]
+                members = sum(len(p["household"]["members"]) for p in people if p and p["household"])
+                entry = {
+                    "households": n,
+                    "residents": members,
+                    "runs": len(walls),
+                    "wall_s": round(median(walls), 4),
+                    "wall_all_s": [round(w, 4) for w in walls],
+                    "statements_per_department": per_dept,
+                    "statements_total": sum(per_dept.values()),
+                    "raw_sql_s": round(median(raw_times), 4),
+                    "raw_sql_rows": raw_rows,
+                    "ratio_to_raw_sql": round(median(walls) / median(raw_times), 2),
+                    "response_bytes": len(json.dumps(body, ensure_ascii=False).encode()),
+                }
+                out["sizes"][str(n)] = entry
+                log(
+                    f"batch {n:5} households ({members} residents): {entry['wall_s']:.3f} s, "
+                    f"{entry['statements_total']} statements, raw SQL {entry['raw_sql_s'] * 1000:.1f} ms "
+                    f"({entry['ratio_to_raw_sql']}x)"
+                )
+
+            # the same query and resolvers with no hub around them: no token, policy, authorization or audit
+            from bench.plain_app import make_context
+
+            ids = [i for i, _ in heads]
+            gschema = state.graphql_schema
+            resolver_walls = []
+            for _ in range(2):
+                context = make_context(state.sources, area_prefix="3301")
+                t0 = time.perf_counter()
+                result = execute(gschema, document, context_value=context, variable_values={"ids": ids})
+                if not isinstance(result, ExecutionResult):
+                    result = await result
+                json.dumps({"data": result.data})
+                resolver_walls.append(time.perf_counter() - t0)
+                if result.errors:
+                    raise RuntimeError(f"resolvers alone failed: {result.errors[:3]}")
+            out["resolvers_only_s"] = round(median(resolver_walls[1:]), 4)
+
+    counts = [tuple(sorted(v["statements_per_department"].items())) for v in out["sizes"].values()]
+    big = out["sizes"][str(biggest)]
+    out["statements_constant_across_sizes"] = len(set(counts)) == 1
+    out["departments"] = sum(1 for v in big["statements_per_department"].values() if v)
+    out["targets"] = {
+        "O(departments) statements": out["statements_constant_across_sizes"],
+        "wall < 2x raw SQL": big["ratio_to_raw_sql"] < 2.0,
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="100 households, one run each (smoke test)")
+    ap.add_argument("--households", type=int, default=None, help="default 1000 (quick: 100)")
+    ap.add_argument("--repeats", type=int, default=None)
+    a = ap.parse_args(argv)
+    repeats = a.repeats or (1 if a.quick else 3)
+    households = a.households or (100 if a.quick else 1000)
+    sizes = sorted({min(10, households), min(100, households), households})
+    result = asyncio.run(run(sizes, repeats))
+    write_result("batch", {"quick": a.quick, "query": QUERY, "households": households, **result})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

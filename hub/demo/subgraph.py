@@ -1,0 +1,349 @@
+"""A demo department subgraph: one department's tables served as an Apollo Federation subgraph (strawberry).
+
+    python -m hub.demo.subgraph --db .hub-demo/departments/education.sqlite --port 8001 \\
+        --jwks http://127.0.0.1:8000/.well-known/jwks.json
+
+It stands in for a department that runs its own GraphQL service: it reads its own SQLite file (read-only),
+serves ``Person @key(fields: "idNumber") { enrolment: [EnrolmentRow!]! }`` (the contract in
+``hub.sources.subgraph``), and answers ``_entities`` in one SQL statement per table per request.
+
+It applies its own checks to every entity request: a hop token signed by the hub (ES256, ``typ`` at+jwt,
+``iss`` the hub, ``aud`` this department, at most a few minutes of lifetime) that names the original actor
+(``act``) and purpose; and it keeps its own log, one JSON line on stdout per request: who asked (the hub,
+on behalf of which client, department and officer), why (purpose, case), for what and how many residents.
+``_service { sdl }`` alone is answered without a token: the schema describes no resident.
+
+``--debug`` adds ``GET /_last_hop`` (the last verified claims and request counters) for tests;
+``--drop-field stage`` serves a schema without that column (to see the hub refuse it at start-up).
+"""
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Optional
+
+import anyio
+import httpx
+import strawberry
+from graphql import FieldNode, GraphQLError, InlineFragmentNode, OperationDefinitionNode, parse
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from joserfc.jwt import JWTClaimsRegistry
+from sqlalchemy import Boolean, Date, Engine, Integer, Numeric, Table, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from strawberry.dataloader import DataLoader
+
+from hub.departments import DEPARTMENTS
+from hub.sources.sql import readonly_engine
+from hub.sources.subgraph import ENTITY_KEYS, camel, row_type_name
+
+ALGORITHMS = ["ES256"]
+MAX_LIFETIME = 300  # a hop token living longer than this is refused, whatever it says
+REFRESH_EVERY = 10.0
+
+
+# -- the schema, derived from the department's tables ---------------------------------------------------------
+
+
+def _python_type(column: Any) -> Any:
+    t = column.type
+    if isinstance(t, Boolean):
+        py: Any = bool
+    elif isinstance(t, Integer):
+        py = int
+    elif isinstance(t, Numeric):
+        py = Decimal
+    elif isinstance(t, Date):
+        py = date
+    else:
+        py = str
+    return Optional[py] if column.nullable else py  # noqa: UP045 (a runtime type for strawberry)
+
+
+def _row_class(table: Table, drop: set[str]) -> Any:
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {}
+    for c in table.columns:
+        if c.name in drop:
+            continue
+        annotations[c.name] = _python_type(c)
+        namespace[c.name] = strawberry.field(name=camel(c.name))
+    cls = type(row_type_name(table), (), {"__annotations__": annotations, **namespace})
+    return strawberry.type(cls, name=row_type_name(table), description=f"One row of the {table.name} table.")
+
+
+def _loader(info: strawberry.Info, engine: Engine, table: Table, key: str) -> DataLoader[str, list[Any]]:
+    loaders: dict[str, DataLoader[str, list[Any]]] = info.context["loaders"]
+    name = f"{table.name}.{key}"
+    if name not in loaders:
+
+        async def load(keys: list[str]) -> list[list[Any]]:
+            def run() -> dict[str, list[Any]]:
+                out: dict[str, list[Any]] = {}
+                with engine.connect() as conn:
+                    for row in conn.execute(select(table).where(table.c[key].in_(keys))):
+                        out.setdefault(row._mapping[key], []).append(row)
+                return out
+
+            found = await anyio.to_thread.run_sync(run)
+            info.context["residents"] += len(keys)
+            return [found.get(k, []) for k in keys]
+
+        loaders[name] = DataLoader(load_fn=load)
+    return loaders[name]
+
+
+def _table_resolver(engine: Engine, table: Table, key: str, row_cls: Any, attr: str) -> Any:
+    names = [n for n in row_cls.__annotations__]
+
+    async def resolve(root: Any, info: strawberry.Info) -> list[row_cls]:
+        rows = await _loader(info, engine, table, key).load(getattr(root, attr))
+        return [row_cls(**{n: r._mapping[n] for n in names}) for r in rows]
+
+    return resolve
+
+
+def build_schema(code: str, engine: Engine, drop: Sequence[str] = ()) -> strawberry.federation.Schema:
+    metadata = DEPARTMENTS[code].metadata
+    assert metadata is not None, f"department {code} has no tables"
+    dropped = set(drop)
+    entities: list[Any] = []
+    for key, (entity, key_field) in ENTITY_KEYS.items():
+        tables = [t for t in metadata.tables.values() if key in t.c]
+        if not tables:
+            continue
+        namespace: dict[str, Any] = {"__annotations__": {key: str}, key: strawberry.field(name=key_field)}
+        for table in tables:
+            row_cls = _row_class(table, dropped)
+            namespace[table.name] = strawberry.field(
+                resolver=_table_resolver(engine, table, key, row_cls, key), name=camel(table.name)
+            )
+
+        def resolve_reference(cls: Any, /, _key: str = key, _field: str = key_field, **rep: Any) -> Any:
+            return cls(**{_key: str(rep[_field])})
+
+        namespace["resolve_reference"] = classmethod(resolve_reference)
+        cls = type(entity, (), namespace)
+        entities.append(strawberry.federation.type(cls, name=entity, keys=[key_field]))
+
+    def department() -> str:
+        return code
+
+    described = strawberry.field(resolver=department, description="The department this subgraph serves.")
+    query = strawberry.type(type("Query", (), {"department": described}))
+    return strawberry.federation.Schema(query=query, types=entities)
+
+
+# -- hop-token verification --------------------------------------------------------------------------------------
+
+
+class Verifier:
+    """Checks the hub's hop tokens against its JWKS, read from a file or fetched from a URL (re-read when a
+    token names a key not seen yet, at most every few seconds)."""
+
+    def __init__(self, jwks: str, issuer: str, audience: str) -> None:
+        self.jwks, self.issuer, self.audience = jwks, issuer, audience
+        self.keyset = KeySet([])
+        self.loaded_at = -REFRESH_EVERY
+
+    async def _load(self) -> None:
+        if time.monotonic() - self.loaded_at < REFRESH_EVERY:
+            return
+        self.loaded_at = time.monotonic()
+        try:
+            if self.jwks.startswith(("http://", "https://")):
+                async with httpx.AsyncClient(timeout=5) as client:
+                    r = await client.get(self.jwks)
+                    r.raise_for_status()
+                    data = r.json()
+            else:
+                data = json.loads(Path(self.jwks).read_text())
+            self.keyset = KeySet.import_key_set(data)
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            print(json.dumps({"event": "jwks_unavailable", "source": self.jwks, "error": str(exc)}), flush=True)
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jws.extract_compact(token.encode("ascii")).headers()
+        except (JoseError, ValueError, UnicodeError):
+            raise PermissionError("the bearer token is not a well-formed JWT") from None
+        if header.get("alg") not in ALGORITHMS or header.get("typ") != "at+jwt":
+            raise PermissionError("the token must be an ES256 at+jwt access token")
+        kid = header.get("kid")
+        if not any(k.kid == kid for k in self.keyset.keys):
+            await self._load()
+            if not any(k.kid == kid for k in self.keyset.keys):
+                raise PermissionError("the token was signed by a key the hub does not publish")
+        try:
+            claims = dict(jwt.decode(token, self.keyset, algorithms=ALGORITHMS).claims)
+            registry = JWTClaimsRegistry(
+                leeway=30,
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": self.audience},
+                exp={"essential": True},
+                iat={"essential": True},
+            )
+            registry.validate(claims)
+        except (JoseError, ValueError) as exc:
+            raise PermissionError(f"the token is not valid here ({exc.__class__.__name__})") from None
+        if int(claims["exp"]) - int(claims["iat"]) > MAX_LIFETIME:
+            raise PermissionError("the token lives too long for a hop token")
+        return claims
+
+
+# -- the HTTP app --------------------------------------------------------------------------------------------------
+
+
+def _error(message: str, code: str, status: int) -> JSONResponse:
+    return JSONResponse({"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}, status)
+
+
+def _asked(document: Any) -> tuple[bool, bool, list[str]]:
+    """(touches _entities, only _service, the entity fields asked for) of a parsed document."""
+    entities, service_only, fields = False, True, []
+    for op in document.definitions:
+        if not isinstance(op, OperationDefinitionNode):
+            continue
+        for sel in op.selection_set.selections:
+            if not isinstance(sel, FieldNode) or sel.name.value not in ("_service", "__typename"):
+                service_only = False
+            if isinstance(sel, FieldNode) and sel.name.value == "_entities":
+                entities = True
+                for frag in sel.selection_set.selections if sel.selection_set else ():
+                    if isinstance(frag, InlineFragmentNode) and frag.type_condition and frag.selection_set:
+                        for f in frag.selection_set.selections:
+                            if isinstance(f, FieldNode):
+                                fields.append(f"{frag.type_condition.name.value}.{f.name.value}")
+    return entities, service_only, fields
+
+
+def create_subgraph_app(
+    code: str,
+    db: Path,
+    jwks: str,
+    *,
+    issuer: str = "https://hub.local",
+    drop: Sequence[str] = (),
+    debug: bool = False,
+    purposes: Sequence[str] = (),
+) -> Starlette:
+    engine = readonly_engine(f"sqlite:///{db}")
+    schema = build_schema(code, engine, drop)
+    verifier = Verifier(jwks, issuer, code)
+    stats: dict[str, Any] = {"requests": 0, "entity_requests": 0, "representations": 0, "last_hop": None}
+
+    async def graphql(request: Request) -> Response:
+        stats["requests"] += 1
+        try:
+            body = json.loads(await request.body())
+            query, variables = body["query"], body.get("variables") or {}
+            document = parse(query)
+        except (ValueError, KeyError, TypeError, GraphQLError):
+            return _error("send a JSON body with a GraphQL query", "BAD_REQUEST", 400)
+        entities, service_only, fields = _asked(document)
+        claims: dict[str, Any] = {}
+        if not service_only:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                return _error("a hop token from the hub is required", "UNAUTHENTICATED", 401)
+            try:
+                claims = await verifier.verify(token.strip())
+            except PermissionError as exc:
+                return _error(str(exc), "UNAUTHENTICATED", 401)
+            act = claims.get("act")
+            if entities and (not isinstance(act, dict) or not act.get("department") or not claims.get("purpose")):
+                return _error("the hop token must name the original actor and purpose", "FORBIDDEN", 403)
+            if entities and purposes and claims.get("purpose") not in purposes:
+                return _error(f"purpose {claims.get('purpose')} is not accepted here", "FORBIDDEN", 403)
+        context: dict[str, Any] = {"claims": claims, "loaders": {}, "residents": 0}
+        result = await schema.execute(
+            query, variable_values=variables, context_value=context, operation_name=body.get("operationName")
+        )
+        if entities:
+            stats["entity_requests"] += 1
+            stats["representations"] += len(variables.get("r") or variables.get("representations") or [])
+            stats["last_hop"] = claims
+            act = claims.get("act") or {}
+            line = {
+                "event": "entities",
+                "at": time.time(),
+                "requester": claims.get("client_id"),
+                "issuer": claims.get("iss"),
+                "request_id": claims.get("request_id"),
+                "client_id": act.get("client_id"),
+                "department": act.get("department"),
+                "officer": act.get("officer"),
+                "purpose": claims.get("purpose"),
+                "case": claims.get("case"),
+                "fields": fields,
+                "residents": context["residents"],
+                "errors": len(result.errors or []),
+            }
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        out: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            out["errors"] = [e.formatted for e in result.errors]
+        return JSONResponse(out)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "department": code})
+
+    async def last_hop(request: Request) -> Response:
+        return JSONResponse(stats)
+
+    routes = [Route("/graphql", graphql, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])]
+    if debug:
+        routes.append(Route("/_last_hop", last_hop, methods=["GET"]))
+    app = Starlette(routes=routes)
+    app.state.schema = schema
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import uvicorn
+
+    p = argparse.ArgumentParser(prog="python -m hub.demo.subgraph", description=__doc__.split("\n\n")[0])
+    p.add_argument("--db", required=True, help="the department's SQLite file (opened read-only)")
+    p.add_argument("--department", default="education")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--jwks", required=True, help="the hub's JWKS: a URL or a JSON file path")
+    p.add_argument("--issuer", default="https://hub.local", help="the hub's token issuer (iss)")
+    p.add_argument("--purposes", default="", help="comma-separated purposes accepted (default: any)")
+    p.add_argument("--drop-field", action="append", default=[], help="leave this column out of the schema")
+    p.add_argument("--debug", action="store_true", help="serve GET /_last_hop")
+    args = p.parse_args(argv)
+    if args.department not in DEPARTMENTS or DEPARTMENTS[args.department].metadata is None:
+        print(f"unknown source department {args.department!r}", file=sys.stderr)
+        return 2
+    if not Path(args.db).exists():
+        print(f"no such database: {args.db}", file=sys.stderr)
+        return 2
+    app = create_subgraph_app(
+        args.department,
+        Path(args.db),
+        args.jwks,
+        issuer=args.issuer,
+        drop=args.drop_field,
+        debug=args.debug,
+        purposes=[x for x in args.purposes.split(",") if x],
+    )
+    print(
+        json.dumps({"event": "listening", "department": args.department, "url": f"http://{args.host}:{args.port}"}),
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

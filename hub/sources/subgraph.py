@@ -1,0 +1,678 @@
+"""``SubgraphSource``: a department served by its own GraphQL service (the Apollo Federation subgraph protocol).
+
+The contract mirrors the SQL one (``hub.departments``): each table ``t`` of the department is a field on the
+entity its key names, returning the table's rows with camelCase column names::
+
+    type Person @key(fields: "idNumber") {          # tables with an id_number column
+      idNumber: String!
+      enrolment: [EnrolmentRow!]!
+    }
+    type EnrolmentRow { idNumber: String!  enrolled: Boolean!  stage: String!  ... }
+
+(``household_id`` tables hang off ``Household @key(fields: "householdId")`` in the same way.) Column types
+map to ``String``, ``Int``, ``Boolean``, ``Date`` (ISO 8601) and ``Decimal`` (a decimal string); a nullable
+column may be served non-null, never the other way round. At start-up the hub fetches ``_service { sdl }``
+and compares it with this contract (graphql-core's ``find_breaking_changes``): a mismatch refuses to start
+with a message naming the department, type and field.
+
+Every call is one ``_entities(representations:)`` POST per department per resolver level: the per-request
+DataLoaders batch keys, and calls for the same department made in the same event-loop turn (two predicates
+and a row fetch, say) are coalesced into the same POST. Each POST carries a short-lived hop token signed with
+the hub's token key naming the original client, department, officer, purpose, case and request id.
+
+What crosses the wire differs from SQL sources: a SQL department evaluates predicates and row-scope filters
+in its own query, so only matching keys come back. A subgraph department sends the rows and the hub evaluates
+the condition (in a transient in-memory SQLite table built from the same ``Table``, so the semantics are the
+SQL ones). Only the columns the condition reads are requested, and nothing is kept after the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import secrets
+import ssl
+import time
+from collections import namedtuple
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+from graphql import (
+    BreakingChangeType,
+    DocumentNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    NamedTypeNode,
+    NameNode,
+    ObjectTypeDefinitionNode,
+    ObjectTypeExtensionNode,
+    ScalarTypeDefinitionNode,
+    StringValueNode,
+    TypeDefinitionNode,
+    Visitor,
+    build_ast_schema,
+    find_breaking_changes,
+    parse,
+    visit,
+)
+from joserfc import jwt
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ColumnElement,
+    Date,
+    Integer,
+    MetaData,
+    Numeric,
+    Select,
+    String,
+    Table,
+    create_engine,
+    insert,
+    literal_column,
+    select,
+)
+from sqlalchemy.sql import visitors
+
+from hub.auth.keys import TOKEN_ALG, KeyRing, TokenKey
+from hub.departments import DEPARTMENTS
+from hub.errors import ConfigError, UpstreamUnavailable
+from hub.sources.breaker import CircuitBreaker
+from hub.sources.sql import SqlSource
+
+if TYPE_CHECKING:
+    from hub.auth.actor import Actor
+
+log = logging.getLogger("hub.sources")
+
+HOP_TTL = 60  # seconds; a hop token is good for one request's calls, never reused across requests
+HUB_CLIENT_ID = "hub"
+SDL_QUERY = "query HubServiceSdl { _service { sdl } }"
+
+# key column -> (entity type, key field)
+ENTITY_KEYS: dict[str, tuple[str, str]] = {
+    "id_number": ("Person", "idNumber"),
+    "household_id": ("Household", "householdId"),
+}
+
+
+def is_subgraph_url(url: str) -> bool:
+    """Department URLs with an HTTP(S) scheme name a GraphQL subgraph; anything else is a SQLAlchemy URL."""
+    return url.startswith(("http://", "https://"))
+
+
+# -- who is asking: the hop identity and its token ------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class HopIdentity:
+    """The original request behind a department call (one per hub request; compared by identity)."""
+
+    request_id: str
+    client_id: str
+    department: str
+    officer: str
+    area: str
+    purpose: str
+    case: str
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)  # audience -> (token, exp)
+
+    def act(self) -> dict[str, str]:
+        return {"client_id": self.client_id, "department": self.department, "officer": self.officer, "area": self.area}
+
+
+_HOP: contextvars.ContextVar[HopIdentity | None] = contextvars.ContextVar("hub_hop", default=None)
+
+
+def bind_hop(request_id: str, actor: Actor, officer: str, purpose: str, case: str) -> HopIdentity:
+    """Record who is asking for the rest of this request (the gateway calls this before execution).
+
+    A context variable reaches the DataLoader batches, which run in tasks created from the request's context.
+    """
+    hop = HopIdentity(request_id, actor.client_id, actor.department, officer, actor.area, purpose, case)
+    _HOP.set(hop)
+    return hop
+
+
+@contextmanager
+def hop_scope(hop: HopIdentity | None) -> Iterator[HopIdentity | None]:
+    """Bind ``hop`` for the duration of a block (tests and tools calling a source outside a request)."""
+    token = _HOP.set(hop)
+    try:
+        yield hop
+    finally:
+        _HOP.reset(token)
+
+
+def current_hop() -> HopIdentity | None:
+    return _HOP.get()
+
+
+class HopSigner:
+    """Signs hop tokens with the hub's own active token key (the key its JWKS publishes)."""
+
+    def __init__(self, keys: KeyRing, issuer: str, ttl: int = HOP_TTL) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.ttl = min(ttl, HOP_TTL)
+        self._key: tuple[TokenKey, float] | None = None
+
+    def _active(self) -> TokenKey:
+        now = time.monotonic()
+        if self._key is None or now - self._key[1] > 30:  # picks up `hub keys rotate` within 30 s
+            self._key = (self.keys.active(), now)
+        return self._key[0]
+
+    def token(self, audience: str, hop: HopIdentity | None, now: float | None = None) -> str:
+        """An RFC 9068 access token for one department (``aud``), naming the original actor when there is one."""
+        issued = time.time() if now is None else now
+        if hop is not None:
+            cached = hop.tokens.get(audience)
+            if cached is not None and cached[1] - issued > 15:
+                return cached[0]
+        key = self._active()
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": audience,
+            "sub": HUB_CLIENT_ID,
+            "client_id": HUB_CLIENT_ID,
+            "iat": int(issued),
+            "nbf": int(issued),
+            "exp": int(issued) + self.ttl,
+            "jti": secrets.token_urlsafe(16),
+        }
+        if hop is not None:
+            claims.update(act=hop.act(), purpose=hop.purpose, case=hop.case, request_id=hop.request_id)
+        header = {"alg": TOKEN_ALG, "typ": "at+jwt", "kid": key.kid}
+        token = jwt.encode(header, claims, key.key, algorithms=[TOKEN_ALG])
+        if hop is not None:
+            hop.tokens[audience] = (token, float(claims["exp"]))
+        return token
+
+
+# -- the contract: names, scalars, expected SDL, schema comparison ---------------------------------------------
+
+
+def camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def row_type_name(table: Table) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in table.name.split("_")) + "Row"
+
+
+def scalar_name(column: Column[Any]) -> str:
+    t = column.type
+    if isinstance(t, Boolean):
+        return "Boolean"
+    if isinstance(t, Integer):
+        return "Int"
+    if isinstance(t, Numeric):
+        return "Decimal"
+    if isinstance(t, Date):
+        return "Date"
+    if isinstance(t, String):
+        return "String"
+    raise ConfigError(f"column {column} has a type subgraphs cannot carry: {t!r}")
+
+
+def entity_tables(code: str) -> dict[str, list[tuple[str, Table]]]:
+    """entity type -> [(key column, table)] for the department's tables."""
+    md = DEPARTMENTS[code].metadata
+    if md is None:
+        raise ConfigError(f"department {code} has no data of its own; it cannot be a subgraph source")
+    out: dict[str, list[tuple[str, Table]]] = {}
+    for table in md.tables.values():
+        for key, (entity, _) in ENTITY_KEYS.items():
+            if key in table.c:
+                out.setdefault(entity, []).append((key, table))
+    return out
+
+
+def expected_sdl(code: str) -> str:
+    """The subgraph schema the hub expects of department ``code`` (federation directives left out)."""
+    entities = entity_tables(code)
+    tables = {t.name: t for pairs in entities.values() for _, t in pairs}
+    parts = ["scalar Date", "scalar Decimal"]
+    for table in tables.values():
+        cols = "\n".join(f"  {camel(c.name)}: {scalar_name(c)}{'' if c.nullable else '!'}" for c in table.columns)
+        parts.append(f"type {row_type_name(table)} {{\n{cols}\n}}")
+    for entity, pairs in entities.items():
+        fields = "\n".join(f"  {camel(t.name)}: [{row_type_name(t)}!]!" for _, t in pairs)
+        parts.append(f"type {entity} {{\n{fields}\n}}")
+    parts.append("type Query {\n" + "\n".join(f"  _{e.lower()}: {e}" for e in entities) + "\n}")
+    return "\n\n".join(parts) + "\n"
+
+
+class _NamedTypes(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_named_type(self, node: NamedTypeNode, *_: Any) -> None:
+        self.names.add(node.name.value)
+
+
+BUILTIN_SCALARS = {"String", "Int", "Float", "Boolean", "ID"}
+
+
+def served_schema(sdl: str) -> GraphQLSchema:
+    """Build a schema from a subgraph's SDL: federation directives are tolerated, their scalars stubbed, and
+    federation-1 ``extend type X @key(...)`` of a type the subgraph does not otherwise define is made a type."""
+    doc = parse(sdl, no_location=True)
+    defined = {d.name.value for d in doc.definitions if isinstance(d, TypeDefinitionNode)}
+    definitions: list[Any] = []
+    for d in doc.definitions:
+        if isinstance(d, ObjectTypeExtensionNode) and d.name.value not in defined:
+            defined.add(d.name.value)
+            d = ObjectTypeDefinitionNode(name=d.name, interfaces=d.interfaces, directives=d.directives, fields=d.fields)
+        definitions.append(d)
+    names = _NamedTypes()
+    visit(doc, names)
+    for missing in sorted(names.names - defined - BUILTIN_SCALARS):
+        definitions.append(ScalarTypeDefinitionNode(name=NameNode(value=missing)))
+    return build_ast_schema(DocumentNode(definitions=tuple(definitions)), assume_valid=True, assume_valid_sdl=True)
+
+
+def _project(schema: GraphQLSchema, entities: Iterable[str]) -> GraphQLSchema:
+    fields: dict[str, GraphQLField] = {}
+    for entity in entities:
+        t = schema.type_map.get(entity)
+        if isinstance(t, GraphQLObjectType):
+            fields[f"_{entity.lower()}"] = GraphQLField(t)
+    return GraphQLSchema(query=GraphQLObjectType("Query", fields), assume_valid=True)
+
+
+def _has_key(t: GraphQLObjectType, key_field: str) -> bool:
+    for node in (t.ast_node, *t.extension_ast_nodes):
+        for d in getattr(node, "directives", None) or ():
+            if d.name.value != "key":
+                continue
+            for arg in d.arguments:
+                if arg.name.value == "fields" and isinstance(arg.value, StringValueNode):
+                    if key_field in arg.value.value.split():
+                        return True
+    return False
+
+
+def schema_problems(code: str, sdl: str) -> list[str]:
+    """Every way the served SDL falls short of what the hub reads from department ``code``; empty if none."""
+    try:
+        served = served_schema(sdl)
+    except (GraphQLError, TypeError) as exc:
+        return [f"the SDL does not parse or build ({exc})"]
+    expected = build_ast_schema(parse(expected_sdl(code)))
+    entities = list(entity_tables(code))
+    problems: list[str] = []
+    for entity in entities:
+        key_field = next(kf for e, kf in ENTITY_KEYS.values() if e == entity)
+        t = served.type_map.get(entity)
+        if not isinstance(t, GraphQLObjectType):
+            problems.append(f'entity type {entity} is missing (serve it with @key(fields: "{key_field}"))')
+        elif not _has_key(t, key_field):
+            problems.append(f'{entity} has no @key(fields: "{key_field}")')
+    scalars = {n for n, t in expected.type_map.items() if isinstance(t, GraphQLScalarType)}
+    for change in find_breaking_changes(_project(expected, entities), _project(served, entities)):
+        if change.type is BreakingChangeType.TYPE_REMOVED and (
+            change.description.startswith("Standard scalar") or change.description.split()[0] in scalars
+        ):
+            continue  # a scalar no longer referenced: the field that used it is reported on its own
+        if change.type is BreakingChangeType.TYPE_REMOVED and change.description.split()[0] in entities:
+            continue  # reported above
+        problems.append(change.description.removeprefix("Field ").rstrip("."))
+    return problems
+
+
+def check_subgraphs(sources: Iterable[SqlSource]) -> None:
+    """Start-up check of every subgraph department; ``ConfigError`` naming department, type and field."""
+    subgraphs = [s for s in sources if isinstance(s, SubgraphSource)]
+    for source in subgraphs:
+        try:
+            source.check_schema()
+        except ConfigError:
+            for s in sources:
+                s.close()
+            raise
+
+
+# -- rows from JSON ---------------------------------------------------------------------------------------------
+
+
+def _value(column: Column[Any], value: Any) -> Any:
+    """A JSON value as the SQL source would give it (``date``, ``Decimal``, ``int``, ``bool``, ``str``)."""
+    if value is None:
+        return None
+    t = column.type
+    if isinstance(t, Boolean):
+        if not isinstance(value, bool):
+            raise ValueError(f"{column.name}: expected a boolean")
+        return value
+    if isinstance(t, Integer):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{column.name}: expected an integer")
+        return value
+    if isinstance(t, Numeric):
+        try:
+            return Decimal(str(value))
+        except InvalidOperation:
+            raise ValueError(f"{column.name}: expected a decimal") from None
+    if isinstance(t, Date):
+        return date.fromisoformat(str(value))
+    return str(value)
+
+
+_ROW_TYPES: dict[str, Any] = {}
+
+
+def _row_type(table: Table) -> Any:
+    """A named tuple per table: attribute access by column name, and equal to the SQL source's row tuples."""
+    key = f"{id(table)}.{table.name}"
+    cls = _ROW_TYPES.get(key)
+    if cls is None:
+        cls = _ROW_TYPES[key] = namedtuple(row_type_name(table), [c.name for c in table.columns])
+    return cls
+
+
+def _matching(table: Table, records: list[dict[str, Any]], condition: ColumnElement[bool]) -> set[int]:
+    """Indexes of ``records`` satisfying ``condition``, evaluated by SQLite in a transient in-memory table."""
+    md = MetaData()
+    copy = Table(
+        table.name,
+        md,
+        Column("_hub_row", Integer, primary_key=True),
+        *[Column(c.name, c.type, nullable=True) for c in table.columns],
+    )
+    engine = create_engine("sqlite://")
+    try:
+        with engine.begin() as conn:
+            md.create_all(conn)
+            if records:
+                conn.execute(insert(copy), [{"_hub_row": i, **r} for i, r in enumerate(records)])
+            stmt: Select[Any] = select(literal_column("_hub_row")).select_from(table).where(condition)
+            return {int(r[0]) for r in conn.execute(stmt)}
+    finally:
+        engine.dispose()
+
+
+def _columns_read(condition: ColumnElement[bool], table: Table) -> set[str]:
+    return {el.name for el in visitors.iterate(condition) if isinstance(el, Column) and el.table is table}
+
+
+# -- the source -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Want:
+    table: Table
+    key: str
+    keys: set[str] = field(default_factory=set)
+    columns: set[str] = field(default_factory=set)
+
+
+_Found = dict[tuple[str, str], dict[str, list[dict[str, Any]]]]  # (table, key column) -> key -> records
+
+
+@dataclass(eq=False)
+class _Batch:
+    hop: HopIdentity | None
+    done: asyncio.Future[_Found]
+    wants: dict[tuple[str, str], _Want] = field(default_factory=dict)
+
+
+class SubgraphSource(SqlSource):
+    """One department reached through its GraphQL subgraph.
+
+    It offers exactly the interface of ``SqlSource`` (``code``, ``statements`` — here HTTP requests —,
+    ``breaker``, ``rows_by``, ``predicate``, ``aggregate``, ``close``) and subclasses it only so that the
+    hub's ``dict[str, SqlSource]`` annotations hold; no SQL engine is opened.
+    """
+
+    BATCH_TURNS = 2  # event-loop turns a batch stays open for other loaders of the same request to join
+
+    def __init__(
+        self,
+        code: str,
+        url: str,
+        *,
+        signer: HopSigner,
+        timeout: float = 5.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        entity_tables(code)  # refuses departments without tables
+        self.code = code
+        self.url = url
+        self.signer = signer
+        self.timeout = timeout
+        self.breaker = breaker or CircuitBreaker()
+        self.statements = 0
+        self.schema_checked = False
+        self._pending: dict[HopIdentity | None, _Batch] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ssl = ssl.create_default_context() if url.startswith("https://") else None
+
+    def close(self) -> None:
+        self._pending.clear()
+
+    # -- schema check ------------------------------------------------------------------------------------------
+    def _check(self, payload: Any) -> None:
+        sdl = _data(payload, self.code)["_service"]["sdl"]
+        if not isinstance(sdl, str):
+            raise ValueError("_service.sdl is not a string")
+        problems = schema_problems(self.code, sdl)
+        if problems:
+            raise ConfigError(
+                f"department {self.code}: subgraph schema at {self.url} does not match what the hub expects: "
+                + "; ".join(problems),
+                code="SUBGRAPH_SCHEMA_MISMATCH",
+                details={"department": self.code, "problems": problems},
+            )
+        self.schema_checked = True
+
+    def check_schema(self) -> bool:
+        """Fetch ``_service { sdl }`` now (blocking). ``ConfigError`` on mismatch; ``False`` if unreachable."""
+        token = self.signer.token(self.code, None)
+        try:
+            self.statements += 1
+            r = httpx.post(
+                self.url,
+                json={"query": SDL_QUERY},
+                headers={"authorization": f"Bearer {token}"},
+                timeout=self.timeout,
+                verify=self._ssl or True,
+            )
+            r.raise_for_status()
+            payload = r.json()
+            self._check(payload)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable) as exc:
+            log.warning(
+                "department %s: subgraph %s unreachable at start-up (%s); its schema is checked before first use",
+                self.code,
+                self.url,
+                exc.__class__.__name__,
+            )
+            return False
+        return True
+
+    # -- the HubContext interface --------------------------------------------------------------------------------
+    async def rows_by(
+        self, table: Table, key: str, keys: Sequence[str], where: ColumnElement[bool] | None = None
+    ) -> list[list[Any]]:
+        """Rows of ``table`` whose ``key`` is in ``keys``, grouped in the order of ``keys`` (one POST per batch)."""
+        wanted = list(dict.fromkeys(keys))
+        found = await self._fetch(table, key, wanted, {c.name for c in table.columns})
+        row = _row_type(table)
+        if where is None:
+            return [[row(**{c.name: r.get(c.name) for c in table.columns}) for r in found.get(k, [])] for k in keys]
+        records = [r for k in wanted for r in found.get(k, [])]
+        keep = await anyio.to_thread.run_sync(_matching, table, records, where)
+        kept: dict[str, list[Any]] = {}
+        for i, r in enumerate(records):
+            if i in keep:
+                kept.setdefault(r[key], []).append(row(**{c.name: r.get(c.name) for c in table.columns}))
+        return [kept.get(k, []) for k in keys]
+
+    async def predicate(
+        self, table: Table, key: str, keys: Sequence[str], condition: ColumnElement[bool]
+    ) -> list[bool]:
+        """Whether any row of each key satisfies ``condition``. Only the columns it reads are requested, and the
+        hub evaluates it: unlike a SQL source, the compared values cross the wire (and are then discarded)."""
+        wanted = list(dict.fromkeys(keys))
+        found = await self._fetch(table, key, wanted, {key} | _columns_read(condition, table))
+        records: list[dict[str, Any]] = []
+        owners: list[str] = []
+        for k in wanted:
+            for r in found.get(k, []):
+                records.append(r)
+                owners.append(k)
+        hits = await anyio.to_thread.run_sync(_matching, table, records, condition)
+        hit_keys = {owners[i] for i in hits}
+        return [k in hit_keys for k in keys]
+
+    async def aggregate(self, stmt: Any) -> list[tuple[Any, ...]]:
+        raise UpstreamUnavailable(
+            f"department {self.code} is served by a GraphQL subgraph; aggregates are computed only by SQL sources"
+        )
+
+    # -- batching ------------------------------------------------------------------------------------------------
+    async def _fetch(
+        self, table: Table, key: str, keys: Sequence[str], columns: set[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        if key not in ENTITY_KEYS:
+            raise UpstreamUnavailable(f"department {self.code}: no subgraph entity is keyed by {key}")
+        loop = asyncio.get_running_loop()
+        hop = current_hop()
+        batch = self._pending.get(hop)
+        if batch is None:
+            batch = _Batch(hop, loop.create_future())
+            self._pending[hop] = batch
+            self._launch_later(batch, self.BATCH_TURNS)
+        want = batch.wants.setdefault((table.name, key), _Want(table, key))
+        want.keys.update(keys)
+        want.columns.update(columns)
+        found = await asyncio.shield(batch.done)
+        return found.get((table.name, key), {})
+
+    def _launch_later(self, batch: _Batch, turns: int) -> None:
+        loop = asyncio.get_running_loop()
+        if turns > 0:
+            loop.call_soon(self._launch_later, batch, turns - 1)
+            return
+        if self._pending.get(batch.hop) is batch:
+            del self._pending[batch.hop]
+        task = loop.create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: _Batch) -> None:
+        try:
+            found = await self._run(batch)
+        except UpstreamUnavailable as exc:
+            batch.done.set_exception(exc)
+        except BaseException as exc:  # never leave the waiters hanging
+            batch.done.set_exception(UpstreamUnavailable(f"department {self.code} is unavailable"))
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("department %s: unexpected failure", self.code)
+        else:
+            batch.done.set_result(found)
+
+    async def _run(self, batch: _Batch) -> _Found:
+        if not self.breaker.allow():
+            raise UpstreamUnavailable(f"department {self.code} is unavailable (circuit open)")
+        try:
+            with anyio.fail_after(self.timeout):
+                found = await self._entities(batch)
+        except TimeoutError:
+            self.breaker.failure()
+            raise UpstreamUnavailable(f"department {self.code} did not answer within {self.timeout}s") from None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable) as exc:
+            self.breaker.failure()
+            log.warning("department %s (subgraph) failed: %s: %s", self.code, exc.__class__.__name__, exc)
+            raise UpstreamUnavailable(f"department {self.code} is unavailable") from exc
+        self.breaker.success()
+        return found
+
+    async def _post(self, client: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str) -> Any:
+        self.statements += 1
+        r = await client.post(
+            self.url, json={"query": query, "variables": variables}, headers={"authorization": f"Bearer {token}"}
+        )
+        r.raise_for_status()
+        return r.json()
+
+    async def _entities(self, batch: _Batch) -> _Found:
+        token = self.signer.token(self.code, batch.hop)
+        async with httpx.AsyncClient(timeout=self.timeout, verify=self._ssl or True) as client:
+            if not self.schema_checked:  # unreachable at start-up: check before the first use
+                try:
+                    self._check(await self._post(client, SDL_QUERY, {}, self.signer.token(self.code, None)))
+                except ConfigError as exc:
+                    log.error("%s", exc.message)
+                    raise UpstreamUnavailable(f"department {self.code}: subgraph schema does not match") from None
+            by_entity: dict[str, list[_Want]] = {}
+            for want in batch.wants.values():
+                by_entity.setdefault(ENTITY_KEYS[want.key][0], []).append(want)
+            representations: list[dict[str, str]] = []
+            index: list[tuple[str, str]] = []
+            selections: list[str] = []
+            for entity, wants in by_entity.items():
+                key_field = ENTITY_KEYS[wants[0].key][1]
+                values = sorted({k for w in wants for k in w.keys})
+                representations += [{"__typename": entity, key_field: v} for v in values]
+                index += [(entity, v) for v in values]
+                inner = " ".join(
+                    f"{camel(w.table.name)} {{ {' '.join(camel(c) for c in sorted(w.columns))} }}" for w in wants
+                )
+                selections.append(f"... on {entity} {{ {inner} }}")
+            query = (
+                "query HubEntities($r: [_Any!]!) { _entities(representations: $r) { " + " ".join(selections) + " } }"
+            )
+            payload = await self._post(client, query, {"r": representations}, token)
+        entities = _data(payload, self.code)["_entities"]
+        if not isinstance(entities, list) or len(entities) != len(representations):
+            raise ValueError("_entities did not answer one item per representation")
+        found: _Found = {}
+        for (entity, value), item in zip(index, entities, strict=True):
+            if item is None:
+                continue
+            for want in by_entity[entity]:
+                if value not in want.keys:
+                    continue
+                records = item.get(camel(want.table.name))
+                if records is None:
+                    continue
+                if isinstance(records, dict):
+                    records = [records]
+                cols = [c for c in want.table.columns if c.name in want.columns]
+                out = found.setdefault((want.table.name, want.key), {}).setdefault(value, [])
+                for rec in records:
+                    out.append({c.name: _value(c, rec.get(camel(c.name))) for c in cols})
+        return found
+
+
+def _data(payload: Any, code: str) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise ValueError("the subgraph's answer is not a JSON object")
+    errors = payload.get("errors")
+    if errors:
+        first = errors[0] if isinstance(errors, list) and errors else {}
+        message = first.get("message", "") if isinstance(first, dict) else ""
+        ext = first.get("extensions", {}) if isinstance(first, dict) else {}
+        code_ = ext.get("code", "") if isinstance(ext, dict) else ""
+        log.warning("department %s (subgraph) answered with %d error(s): %s %s", code, len(errors), code_, message)
+        raise UpstreamUnavailable(f"department {code} refused or failed the request")
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise ValueError("the subgraph's answer has no data")
+    return data
