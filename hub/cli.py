@@ -142,6 +142,26 @@ def cmd_clients_disable(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clients_enable(args: argparse.Namespace) -> int:
+    store, _ = _clients(args)
+    store.enable(args.client_id)
+    print(f"enabled {args.client_id}")
+    return 0
+
+
+def cmd_clients_update(args: argparse.Namespace) -> int:
+    from hub.app import load_policy_set
+
+    store, s = _clients(args)
+    purposes = args.purposes.split(",") if args.purposes is not None else None
+    roles = [r for r in args.roles.split(",") if r] if args.roles is not None else None
+    client = store.update(
+        args.client_id, purposes=purposes, roles=roles, known_purposes=set(load_policy_set(s).purposes)
+    )
+    print(f"{client.client_id}: purposes {','.join(client.purposes)}; roles {','.join(client.roles) or '-'}")
+    return 0
+
+
 def cmd_clients_rotate(args: argparse.Namespace) -> int:
     store, _ = _clients(args)
     print(json.dumps({"client_id": args.client_id, "client_secret": store.rotate_secret(args.client_id)}))
@@ -253,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     dis = cl.add_parser("disable")
     dis.add_argument("client_id")
     dis.set_defaults(fn=cmd_clients_disable)
+    en = cl.add_parser("enable")
+    en.add_argument("client_id")
+    en.set_defaults(fn=cmd_clients_enable)
+    up = cl.add_parser("update", help="change a client's purposes or roles (takes effect on the next request)")
+    up.add_argument("client_id")
+    up.add_argument("--purposes", help="comma-separated purpose ids")
+    up.add_argument("--roles", help="comma-separated roles ('' for none)")
+    up.set_defaults(fn=cmd_clients_update)
     rot = cl.add_parser("rotate-secret")
     rot.add_argument("client_id")
     rot.set_defaults(fn=cmd_clients_rotate)

@@ -135,6 +135,27 @@ class ClientStore:
     def enable(self, client_id: str) -> None:
         self._set(client_id, status="active")
 
+    def update(
+        self,
+        client_id: str,
+        *,
+        purposes: builtins.list[str] | None = None,
+        roles: builtins.list[str] | None = None,
+        known_purposes: set[str] | None = None,
+    ) -> Client:
+        values: dict[str, object] = {}
+        if purposes is not None:
+            unknown = [p for p in purposes if known_purposes is not None and p not in known_purposes]
+            if unknown:
+                raise RequestError(f"unknown purpose {unknown[0]!r}", code="BAD_ARGUMENT")
+            values["purposes"] = json.dumps(sorted(purposes))
+        if roles is not None:
+            values["roles"] = json.dumps(sorted(roles))
+        self._set(client_id, **values)
+        client = self.get(client_id)
+        assert client is not None
+        return client
+
     def rotate_secret(self, client_id: str) -> str:
         secret = secrets.token_urlsafe(32)
         self._set(client_id, secret_hash=hash_secret(secret))
