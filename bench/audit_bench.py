@@ -117,9 +117,11 @@ def measure(root: Path, n: int) -> dict[str, Any]:
     assert pure.ok, pure.problem
     out["heads"] = len(heads)
     del rows
+    log.engine.dispose()
+    _, log = fresh(root, f"log-{n}")  # a new AuditLog: its Merkle tree is built from the database
     started = time.perf_counter()
     tree = log.tree()
-    out["tree_build_seconds"] = round(time.perf_counter() - started, 2)
+    out["tree_build_from_db_seconds"] = round(time.perf_counter() - started, 2)
     rng = random.Random(1)
     times = []
     root_hash = tree.root()

@@ -333,7 +333,12 @@ def machine() -> dict[str, Any]:
 
 def write_result(name: str, result: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": name, "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()} | result
+    result = {
+        "benchmark": name,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],  # other work on the machine shows here
+    } | result
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     log(f"wrote {path.relative_to(REPO)}")

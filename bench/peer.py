@@ -1,16 +1,19 @@
-"""Peer: Apollo's gateway and the hub, each federating the same two department subgraphs, same query, same load.
+"""Peer: Apollo's gateway and the hub, each federating the same two department subgraphs, same load.
 
-* Two subgraph processes (Apollo Federation 2): public security (owns ``Person @key(fields: "idNumber")``)
-  and civil affairs (``Person.civilAffairs`` through ``_entities``); ``hub.demo.subgraph`` when the hub has
-  it, else ``bench.subgraphs``. Both read the demo department SQLite files.
-* ``apollo``: ``@apollo/gateway`` + ``@apollo/server`` (versions pinned in ``bench/apollo/package.json`` and
-  its lock file, installed with ``npm ci`` under ``bench/results/apollo``), composing the two subgraphs with
-  ``IntrospectAndCompose`` at start.
-* ``hub``: the hub (token, policy, audit on SQLite) with those two departments served by the subgraphs
-  (``hub.sources.subgraph.SubgraphSource``). While the hub cannot federate subgraphs, the hub side reads the
-  same two departments from their SQLite files with its own SQL sources instead, and the result says so.
+* Two subgraph processes, ``hub.demo.subgraph`` (strawberry, Apollo Federation 2): public security and civil
+  affairs, each serving its demo SQLite tables as ``Person @key(fields: "idNumber") { <table>: [Row!]! }``
+  through ``_entities`` and checking the hub's hop token (ES256, ``aud`` = the department) on every call.
+* ``apollo``: ``@apollo/gateway`` + ``@apollo/server`` (pinned in ``bench/apollo/package.json`` and its lock
+  file; ``npm ci`` under ``bench/results/apollo``), composing the two subgraphs at start plus an in-process
+  entry subgraph for the root field (see ``bench/apollo/gateway.mjs``). Hop tokens, minted by the bench with
+  the hub's key, are forwarded per subgraph.
+* ``hub``: the hub (token, policy plan, audit on SQLite) with ``HUB_DEPT_PUBLIC_SECURITY_URL`` and
+  ``HUB_DEPT_CIVIL_AFFAIRS_URL`` pointing at the two subgraphs (``hub.sources.subgraph.SubgraphSource``).
+* ``hub-sql`` (reference only): the same hub reading those two departments from their SQLite files directly.
 
-Rounds interleave the two targets; medians over rounds, ratios are hub / apollo.
+The same question — one resident's name, sex, birth date and assistance tier, start date and amount — in each
+side's own schema (the subgraphs' row fields for Apollo, the hub's published schema for the hub); the answers
+are checked equal before the load. Rounds interleave the two targets; medians over rounds; ratios hub / apollo.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ import json
 import os
 import shutil
 import subprocess
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
     BENCH,
     CASE_CLIENT,
     HEADERS_CASE,
+    PYTHON,
     RESULTS,
     Server,
     department_data,
@@ -45,11 +51,15 @@ from bench.common import (
 )
 from bench.common import free_port as port
 
-QUERY = """query Peer($id: String!) {
+HUB_QUERY = """query Peer($id: String!) {
   person(idNumber: $id) { idNumber name sex birthDate civilAffairs { tier startDate monthlyAmount } }
+}"""
+APOLLO_QUERY = """query Peer($id: String!) {
+  person(idNumber: $id) { idNumber residents { name sex dob } assistance { tier startDate monthlyAmount } }
 }"""
 SUBGRAPH_DEPTS = ["public_security", "civil_affairs"]
 APOLLO_DIR = RESULTS / "apollo"
+ISSUER = "https://hub.local"
 
 
 def npm_install() -> str | None:
@@ -78,38 +88,41 @@ def npm_install() -> str | None:
     return None
 
 
-def hub_subgraph_support() -> tuple[bool, str]:
-    """Whether this hub can federate subgraphs (``hub.sources.subgraph`` and ``hub.demo.subgraph`` exist)."""
+def hub_subgraph_support() -> str | None:
+    """None when this hub can federate subgraphs, else why not."""
     missing = [m for m in ("hub.sources.subgraph", "hub.demo.subgraph") if importlib.util.find_spec(m) is None]
-    if missing:
-        return False, f"{', '.join(missing)} not in this hub yet"
-    return True, ""
+    return f"{', '.join(missing)} not in this hub" if missing else None
 
 
-def start_subgraphs(running: list[Server], use_hub_demo: bool) -> dict[str, str]:
-    data_dir = department_data().parent
+def start_subgraphs(running: list[Server], root: Path) -> dict[str, str]:
+    """The two department subgraphs, trusting the hub's token keys (a JWKS file written from its key ring)."""
+    from hub.auth.keys import KeyRing
+
+    ring = KeyRing(root / "keys")
+    ring.ensure()
+    jwks = root / "jwks.json"
+    jwks.write_text(json.dumps(ring.jwks()))
     urls = {}
     for dept in SUBGRAPH_DEPTS:
         p = port()
-        if use_hub_demo:
-            cmd = uvicorn_cmd("hub.demo.subgraph:create_app", p)
-        else:
-            cmd = uvicorn_cmd("bench.subgraphs:create_app", p)
-        env = hub_env(data_dir, BENCH_SUBGRAPH=dept, BENCH_DATA_DIR=str(data_dir), HUB_SUBGRAPH=dept)
-        server = start_server(f"subgraph-{dept}", cmd, port=p, env=env)
+        db = department_data() / f"{dept}.sqlite"
+        cmd = [PYTHON, "-m", "hub.demo.subgraph", "--db", str(db), "--department", dept]
+        cmd += ["--host", "127.0.0.1", "--port", str(p), "--jwks", str(jwks), "--issuer", ISSUER]
+        server = start_server(f"subgraph-{dept}", cmd, port=p, env=hub_env(root))
         running.append(server)
         urls[dept] = server.url + "/graphql"
     return urls
 
 
+def apollo_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APOLLO_")}
+    env.update(APOLLO_TELEMETRY_DISABLED="true", NODE_ENV="production", **extra)
+    return env
+
+
 def start_apollo(running: list[Server], subgraphs: dict[str, str]) -> Server:
     p = port()
-    env = dict(
-        os.environ,
-        PORT=str(p),
-        NODE_ENV="production",
-        SUBGRAPHS=json.dumps([{"name": k, "url": v} for k, v in subgraphs.items()]),
-    )
+    env = apollo_env(PORT=str(p), SUBGRAPHS=json.dumps([{"name": k, "url": v} for k, v in subgraphs.items()]))
     server = start_server(
         "apollo-gateway", ["node", "gateway.mjs"], port=p, env=env, ready_path="/", cwd=APOLLO_DIR, timeout=90
     )
@@ -117,27 +130,53 @@ def start_apollo(running: list[Server], subgraphs: dict[str, str]) -> Server:
     return server
 
 
-def start_hub(running: list[Server], subgraphs: dict[str, str] | None) -> tuple[Server, dict[str, str]]:
-    root = fresh_dir("peer-hub")
+def start_hub(
+    running: list[Server], root: Path, subgraphs: dict[str, str], name: str = "peer-hub"
+) -> tuple[Server, dict[str, str]]:
     secrets = register_clients("", root)
-    extra = {}
-    if subgraphs is not None:
-        extra = {f"HUB_DEPT_{d.upper()}_URL": url for d, url in subgraphs.items()}
+    extra = {f"HUB_DEPT_{d.upper()}_URL": url for d, url in subgraphs.items()}
     p = port()
-    server = start_server("peer-hub", uvicorn_cmd("hub.app:create_app", p), port=p, env=hub_env(root, **extra))
+    server = start_server(name, uvicorn_cmd("hub.app:create_app", p), port=p, env=hub_env(root, **extra))
     running.append(server)
     token = hub_token(server.url, CASE_CLIENT, secrets[CASE_CLIENT])
     return server, {**HEADERS_CASE, "authorization": f"Bearer {token}"}
 
 
-def answer(url: str, headers: dict[str, str], body: str) -> Any:
+def hop_headers(root: Path) -> dict[str, str]:
+    """Fresh hop tokens (one per department, signed with the hub's key) for Apollo to forward."""
+    from hub.auth.actor import Actor
+    from hub.auth.keys import KeyRing
+    from hub.sources.subgraph import HopSigner, bind_hop
+
+    signer = HopSigner(KeyRing(root / "keys"), ISSUER)
+    actor = Actor(client_id=CASE_CLIENT, department="civil_affairs", area="330113", purposes=("CASE",))
+    hop = bind_hop("bench-apollo", actor, HEADERS_CASE["x-hub-officer"], "CASE", HEADERS_CASE["x-hub-case"])
+    return {f"x-hop-{d.replace('_', '-')}": signer.token(d, hop) for d in SUBGRAPH_DEPTS}
+
+
+def post(url: str, headers: dict[str, str], body: str) -> Any:
     import httpx
 
     r = httpx.post(url, content=body, headers={"content-type": "application/json", **headers}, timeout=30)
     data = r.json()
     if r.status_code != 200 or "errors" in data or not (data.get("data") or {}).get("person"):
-        raise RuntimeError(f"{url}: {r.status_code} {r.text[:500]}")
-    return data["data"]
+        raise RuntimeError(f"{url}: {r.status_code} {r.text[:800]}")
+    return data["data"]["person"]
+
+
+def same_answer(apollo: dict[str, Any], hub: dict[str, Any]) -> bool:
+    """The two answers carry the same facts (Apollo's are raw rows, the hub's the published fields)."""
+    res = apollo["residents"][0]
+    row = apollo["assistance"][0] if apollo["assistance"] else {"tier": None, "startDate": None, "monthlyAmount": None}
+    amount = None if row["monthlyAmount"] is None else float(Decimal(str(row["monthlyAmount"])))
+    mapped = {
+        "idNumber": apollo["idNumber"],
+        "name": res["name"],
+        "sex": res["sex"],
+        "birthDate": res["dob"],
+        "civilAffairs": {"tier": row["tier"], "startDate": row["startDate"], "monthlyAmount": amount},
+    }
+    return mapped == hub
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,42 +186,63 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--warmup", type=float, default=None)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--install-only", action="store_true", help="only npm ci the Apollo gateway (needs the registry)")
     a = ap.parse_args(argv)
     rounds = a.rounds or (1 if a.quick else 3)
     duration = a.duration or (2.0 if a.quick else 6.0)
     warmup = a.warmup if a.warmup is not None else (1.0 if a.quick else 2.0)
-    bodies = [json.dumps({"query": QUERY, "variables": {"id": i}}) for i in sample_ids("330113", 200)]
-    result: dict[str, Any] = {"quick": a.quick, "query": QUERY, "concurrency": a.concurrency, "skipped": {}}
+    ids = sample_ids("330113", 200)
+    apollo_bodies = [json.dumps({"query": APOLLO_QUERY, "variables": {"id": i}}) for i in ids]
+    hub_bodies = [json.dumps({"query": HUB_QUERY, "variables": {"id": i}}) for i in ids]
+    result: dict[str, Any] = {
+        "quick": a.quick,
+        "query": {"hub": HUB_QUERY, "apollo": APOLLO_QUERY},
+        "concurrency": a.concurrency,
+        "subgraphs": {d: "hub.demo.subgraph" for d in SUBGRAPH_DEPTS},
+        "skipped": {},
+    }
 
     why_not = npm_install()
+    if a.install_only:
+        if why_not:
+            log(f"apollo: {why_not}")
+        return 0
     if why_not:
-        result["skipped"]["apollo"] = why_not
+        result["skipped"]["peer"] = f"Apollo gateway: {why_not}"
         write_result("peer", result)
         return 0
-    federates, why = hub_subgraph_support()
-    result["hub_federates_subgraphs"] = federates
-    result["subgraphs"] = "hub.demo.subgraph" if federates else "bench.subgraphs"
-    if not federates:
-        result["skipped"]["hub over the subgraphs"] = (
-            f"{why}; the hub side reads the same two departments from SQLite with its own sources"
-        )
+    why_not = hub_subgraph_support()
+    if why_not:
+        result["skipped"]["peer"] = f"the hub cannot federate subgraphs: {why_not}"
+        write_result("peer", result)
+        return 0
 
+    root = fresh_dir("peer")
     with servers() as running:
-        subgraphs = start_subgraphs(running, use_hub_demo=federates)
+        subgraphs = start_subgraphs(running, root)
         apollo = start_apollo(running, subgraphs)
-        hub, hub_headers = start_hub(running, subgraphs if federates else None)
-        targets = {"apollo": (apollo, apollo.url + "/", {}), "hub": (hub, hub.url + "/graphql", hub_headers)}
-        got = {name: answer(url, headers, bodies[0]) for name, (_, url, headers) in targets.items()}
-        if got["apollo"] != got["hub"]:
-            raise RuntimeError(f"apollo and hub answer differently: {got}")
+        hub, hub_headers = start_hub(running, root, subgraphs)
+        hub_sql, sql_headers = start_hub(running, fresh_dir("peer-sql"), {}, name="peer-hub-sql")
+        targets = {
+            "apollo": (apollo.url + "/", apollo_bodies, lambda: hop_headers(root)),
+            "hub": (hub.url + "/graphql", hub_bodies, lambda: hub_headers),
+            "hub-sql": (hub_sql.url + "/graphql", hub_bodies, lambda: sql_headers),
+        }
+        gateways = {"apollo": apollo, "hub": hub, "hub-sql": hub_sql}
+        subgraph_servers = [s for s in running if s.name.startswith("subgraph-")]
+        a_answer = post(apollo.url + "/", hop_headers(root), apollo_bodies[0])
+        h_answer = post(hub.url + "/graphql", hub_headers, hub_bodies[0])
+        if not same_answer(a_answer, h_answer):
+            raise RuntimeError(f"apollo and hub answer differently: {a_answer} vs {h_answer}")
         log(f"peer: apollo and hub give the same answer; {rounds} round(s) of {duration}s at c={a.concurrency}")
         per_round: list[dict[str, dict[str, Any]]] = []
         for r in range(rounds):
             this = {}
-            for name, (_server, url, headers) in targets.items():
+            for name, (url, bodies, headers) in targets.items():
+                cpu0 = gateways[name].cpu_seconds(), sum(s.cpu_seconds() for s in subgraph_servers)
                 res = load(
                     url,
-                    headers,
+                    headers(),
                     bodies,
                     concurrency=a.concurrency,
                     duration=duration,
@@ -191,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if res["errors"]:
                     raise RuntimeError(f"{name}: {res['errors']} errors, e.g. {res['error_samples']}")
+                n = max(1, res["completed_total"])
+                res["gateway_cpu_ms_per_request"] = round((gateways[name].cpu_seconds() - cpu0[0]) * 1000 / n, 2)
+                res["subgraphs_cpu_ms_per_request"] = round(
+                    (sum(s.cpu_seconds() for s in subgraph_servers) - cpu0[1]) * 1000 / n, 2
+                )
                 this[name] = res
                 log(
                     f"round {r + 1}/{rounds} {name:7} {res['throughput_rps']:8.1f} req/s  "
@@ -203,12 +268,19 @@ def main(argv: list[str] | None = None) -> int:
             "throughput_rps": round(median([r[name]["throughput_rps"] for r in per_round]), 1),
             "p50_ms": round(median([r[name]["p50_ms"] for r in per_round]), 2),
             "p99_ms": round(median([r[name]["p99_ms"] for r in per_round]), 2),
+            "gateway_cpu_ms_per_request": round(median([r[name]["gateway_cpu_ms_per_request"] for r in per_round]), 2),
+            "subgraphs_cpu_ms_per_request": round(
+                median([r[name]["subgraphs_cpu_ms_per_request"] for r in per_round]), 2
+            ),
         }
-        for name in ("apollo", "hub")
+        for name in targets
     }
     ratios = {
-        key: round(median([r["hub"][field] / r["apollo"][field] for r in per_round]), 3)
-        for key, field in (("throughput", "throughput_rps"), ("p50", "p50_ms"), ("p99", "p99_ms"))
+        f"{name}/apollo": {
+            key: round(median([r[name][field] / r["apollo"][field] for r in per_round]), 3)
+            for key, field in (("throughput", "throughput_rps"), ("p50", "p50_ms"), ("p99", "p99_ms"))
+        }
+        for name in ("hub", "hub-sql")
     }
     apollo_versions = json.loads((BENCH / "apollo" / "package.json").read_text())["dependencies"]
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
@@ -221,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             "node": node,
             "summary": summary,
             "ratios": ratios,
-            "targets": {"hub throughput >= apollo": ratios["throughput"] >= 1.0},
+            "targets": {"hub throughput >= apollo": ratios["hub/apollo"]["throughput"] >= 1.0},
             "per_round": per_round,
         }
     )

@@ -207,8 +207,8 @@ async def handle(state: HubState, request: Request) -> Response:
     try:
         raw = await read_body(request, settings.max_body_bytes)
         ex.actor = await authenticate(state, request)
-        purpose = request_context(state, request, ex.actor, ex)
         ex.origin_request_id = origin_request_id(request.headers, ex.actor)  # federation: kept for role "hub" only
+        purpose = request_context(state, request, ex.actor, ex)
         query, variables, op_name = parse_payload(raw)
         ex.operation_sha256 = hashlib.sha256(query.encode("utf-8")).hexdigest()
         document = parse_document(query, settings.max_tokens)

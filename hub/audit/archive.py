@@ -23,7 +23,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 from hub.audit.log import AuditLog
 from hub.audit.verify import VerifyReport, load_public_key
 from hub.db import archives, audit_entries, audit_subjects, tree_heads
-from hub.errors import HubError
+from hub.errors import ConfigError, HubError
 from hub.settings import Settings
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "ArchiveResult",
     "ArchivedState",
     "archive_before",
+    "archived_leaves",
     "archived_state",
     "default_retention_days",
     "seeded_audit_log",
@@ -40,7 +41,7 @@ ARCHIVE_DIR = "archive"
 
 
 class ArchiveError(HubError):
-    code = "AUDIT_ARCHIVE"
+    """Archiving or the archived prefix failed (code ``HUB_ERROR``; argument problems use ``BAD_ARGUMENT``)."""
 
 
 @dataclass(frozen=True)
@@ -76,22 +77,23 @@ class ArchiveResult:
         return self.last_seq - self.first_seq + 1
 
 
-def resolve(settings: Settings, stored: str) -> Path:
+def resolve(data_dir: Path | None, stored: str) -> Path:
     """The archive file of an ``archives`` row (stored absolute; looked up in the archive folder if moved)."""
     path = Path(stored)
-    if path.exists():
+    if path.exists() or data_dir is None:
         return path
-    return settings.data_dir / ARCHIVE_DIR / path.name
+    return data_dir / ARCHIVE_DIR / path.name
 
 
-def archive_rows(settings: Settings, engine: Engine) -> list[ArchiveInfo]:
+def archive_rows(settings: Settings | None, engine: Engine) -> list[ArchiveInfo]:
     with engine.connect() as conn:
         rows = conn.execute(select(archives).order_by(archives.c.first_seq, archives.c.id)).all()
+    data_dir = settings.data_dir if settings is not None else None
     return [
         ArchiveInfo(
             r.first_seq,
             r.last_seq,
-            resolve(settings, r.file),
+            resolve(data_dir, r.file),
             r.sha256,
             r.archived_at if r.archived_at.tzinfo else r.archived_at.replace(tzinfo=UTC),
             bool(r.verified),
@@ -113,8 +115,11 @@ def _failed(seq: int | None, problem: str, state: ArchivedState) -> ArchivedStat
     return state
 
 
-def archived_state(settings: Settings, engine: Engine, public_key: Ed25519PublicKey) -> ArchivedState:
-    """Verify every archive file in order and return the archived prefix's recomputed leaves."""
+def archived_state(settings: Settings | None, engine: Engine, public_key: Ed25519PublicKey) -> ArchivedState:
+    """Verify every archive file in order and return the archived prefix's recomputed leaves.
+
+    ``settings`` only serves to find archive files whose recorded absolute path no longer exists.
+    """
     from hub.audit.export import check_export, file_sha256
 
     state = ArchivedState()
@@ -156,6 +161,18 @@ def archived_state(settings: Settings, engine: Engine, public_key: Ed25519Public
         state.leaves = leaves
         state.next_seq = a.last_seq + 1
     return state
+
+
+def archived_leaves(engine: Engine, public_key: Ed25519PublicKey) -> list[bytes]:
+    """The verified leaf hashes of every archived entry, in order (empty when nothing was archived).
+
+    Meant for ``AuditLog.tree()`` (see docs/audit.md, "Archiving"); raises :class:`ArchiveError` when an
+    archive does not verify, so that no head is ever signed over a broken prefix.
+    """
+    state = archived_state(None, engine, public_key)
+    if state.report is not None and not state.report.ok:
+        raise ArchiveError(f"the archived part of the audit log does not verify: {state.report.problem}")
+    return state.leaves
 
 
 def seeded_audit_log(settings: Settings) -> tuple[AuditLog, ArchivedState]:
@@ -209,7 +226,7 @@ def archive_before(
 
     key_path = settings.key_dir / "audit-public.pem"
     if not key_path.exists():
-        raise ArchiveError(f"no audit public key at {key_path}", code="NO_AUDIT_KEY")
+        raise ConfigError(f"no audit public key at {key_path}")
     public_key = load_public_key(key_path)
     upgrade(settings.database_url)
     engine = hub_engine(settings.database_url)

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import RequestError
+from hub.errors import ConfigError, RequestError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -42,7 +42,7 @@ def add_audit_commands(sub: Any) -> None:
     ar.set_defaults(fn=cmd_archive)
 
     su = au.add_parser("subject", help="every recorded access to one resident (by ID number)")
-    su.add_argument("id_number", metavar="ID_NUMBER")
+    su.add_argument("id_number", metavar="ID_NUMBER", help="the ID number, or - to read it from stdin")
     su.set_defaults(fn=cmd_subject)
 
     sign = au.add_parser("sign", help="sign a tree head now")
@@ -60,11 +60,29 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings_of(args)
 
 
+def _key_path(value: str | None) -> Path | None:
+    """The ``--public-key`` file, checked to hold an Ed25519 public key in PEM."""
+    from hub.audit.verify import load_public_key
+
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise RequestError(f"no such file: {value}", code="NOT_FOUND")
+    try:
+        load_public_key(path)
+    except ValueError:
+        raise RequestError(f"{value} is not an Ed25519 public key in PEM form", code="BAD_ARGUMENT") from None
+    return path
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     if args.file:
         from hub.audit.export import verify_file
 
-        key = Path(args.public_key) if args.public_key else None
+        key = _key_path(args.public_key)
+        if not Path(args.file).is_file():
+            raise RequestError(f"no such file: {args.file}", code="NOT_FOUND")
         report = verify_file(Path(args.file), key)
         print(report.summary(f"export {Path(args.file).name}"))
         if report.ok and key is None:
@@ -76,7 +94,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         from hub.audit.verify import verify_store
 
-        report = verify_store(_settings(args), Path(args.public_key) if args.public_key else None)
+        report = verify_store(_settings(args), _key_path(args.public_key))
         print(report.summary("audit log"))
     return 0 if report.ok else 1
 
@@ -162,13 +180,15 @@ def cmd_subject(args: argparse.Namespace) -> int:
     from hub.db import hub_engine, upgrade
     from hub.ids import id_problem
 
+    if args.id_number == "-":  # keeps the number out of shell history and the process list
+        args.id_number = sys.stdin.readline().strip()
     problem = id_problem(args.id_number)
     if problem is not None:  # the message never repeats the number
         raise RequestError(problem, code="BAD_ID_NUMBER")
     settings = _settings(args)
     key_file = settings.key_dir / "pseudonym.key"
     if not key_file.exists():  # a fresh key would silently find nobody
-        raise RequestError(f"no pseudonym key at {key_file}", code="NO_PSEUDONYM_KEY")
+        raise ConfigError(f"no pseudonym key at {key_file}")
     subject = pseudonym(key_file.read_bytes(), args.id_number)  # the same HMAC as AuditLog.pseudonym
     args.id_number = None  # nothing below needs the plain number
     upgrade(settings.database_url)

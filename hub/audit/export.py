@@ -46,7 +46,7 @@ from hub.audit.verify import (
     raw_public_key,
     signed_at_ms,
 )
-from hub.errors import RequestError
+from hub.errors import ConfigError, HubError, RequestError
 from hub.settings import Settings
 
 __all__ = ["FORMAT", "ExportResult", "check_export", "export_range", "file_sha256", "verify_file"]
@@ -147,21 +147,19 @@ def export_range(settings: Settings, path: Path, first: int = 0, last: int | Non
 
     key_path = settings.key_dir / "audit-public.pem"
     if not key_path.exists():
-        raise RequestError(f"no audit public key at {key_path}", code="NO_AUDIT_KEY")
+        raise ConfigError(f"no audit public key at {key_path}")
     pem = key_path.read_bytes()
     upgrade(settings.database_url)
     engine = hub_engine(settings.database_url)
     try:
         state = archived_state(settings, engine, load_public_key(key_path))
         if state.report is not None and not state.report.ok:
-            raise RequestError(
-                f"the archived part of the log does not verify: {state.report.problem}", code="AUDIT_BAD"
-            )
+            raise HubError(f"the archived part of the log does not verify: {state.report.problem}")
         if first < state.next_seq:
             names = ", ".join(a.file.name for a in state.archives)
             raise RequestError(
                 f"entries before {state.next_seq} are archived ({names}); an archive file is itself an export",
-                code="ARCHIVED",
+                code="BAD_ARGUMENT",
             )
         t = audit_entries
         with engine.connect() as conn:
@@ -171,7 +169,7 @@ def export_range(settings: Settings, path: Path, first: int = 0, last: int | Non
             if newest is None or last is None or last < first or last > newest:
                 raise RequestError(
                     f"no entries {first}–{last if last is not None else '?'} in the log (newest: {newest})",
-                    code="BAD_RANGE",
+                    code="BAD_ARGUMENT",
                 )
             base = list(state.leaves)
             base.extend(

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.audit.entry import GENESIS, head_message
-from hub.audit.merkle import MerkleTree, ProofError, verify_consistency
+from hub.audit.merkle import MerkleTree, ProofError, root_from_leaf_hashes, verify_consistency
 from hub.settings import Settings
 
 __all__ = [
@@ -188,6 +188,7 @@ class _Verifier:
         self.prev_of_first = prev_of_first
         self.leaves: list[bytes] = list(base_leaves)
         self.hook = hook
+        self.heads_source: Callable[[], Iterable[HeadRecord]] | None = None
         self.entries_checked = 0
         self.heads_checked = 0
         self.signed_size = 0
@@ -233,7 +234,7 @@ class _Verifier:
                 if own != seq or type(own) is not int:
                     self._moved(seq, own, obj, leaf, it)
                 if prev != prev_hex:
-                    self._broken_link(seq, leaf, it)
+                    self._broken_link(seq, leaf, prev, it)
                 if hook is not None:
                     problem = hook(seq, obj)
                     if problem:
@@ -277,13 +278,14 @@ class _Verifier:
             raise _Fail(seq, f"entry {seq}: missing ({deleted}; the later entries were renumbered down by {n})")
         raise _Fail(seq, f"entry {seq}: out of order: the row holds entry {own} (reordered)")
 
-    def _broken_link(self, seq: int, leaf: bytes, it: Iterator[EntryRow]) -> None:
+    def _broken_link(self, seq: int, leaf: bytes, prev: object, it: Iterator[EntryRow]) -> None:
         if seq == 0:
             raise _Fail(0, "entry 0: its prev is not the genesis value (modified or inserted)")
         before = seq - 1
         if before >= self.first_seq:
-            # If the next entry still chains to this one, this entry is original and names the original leaf
-            # of the one before it: that entry was rewritten together with its stored leaf hash.
+            # This entry names the leaf entry ``before`` had when it was written. If the next entry still chains
+            # to this one, or a signed head's root comes out right with that leaf, this entry is the original
+            # and entry ``before`` was rewritten together with its stored leaf hash.
             nxt = _peek(it)
             if nxt is not None and nxt[0] == seq + 1 and _own_prev(nxt[1]) == leaf.hex():
                 raise _Fail(
@@ -291,7 +293,34 @@ class _Verifier:
                     f"entry {before}: rewritten together with its leaf hash (entry {seq} names a different leaf for "
                     "it)",
                 )
+            size = self._signed_with(before, prev, [*self.leaves, leaf])
+            if size is not None:
+                raise _Fail(
+                    before,
+                    f"entry {before}: rewritten together with its leaf hash (entry {seq} and the tree head at size "
+                    f"{size} name a different leaf for it)",
+                )
         raise _Fail(seq, f"entry {seq}: out of order / inserted: its prev does not match entry {before}")
+
+    def _signed_with(self, index: int, claimed_hex: object, leaves: list[bytes]) -> int | None:
+        """The size of a validly signed head whose root is right if leaf ``index`` were ``claimed_hex``."""
+        if self.heads_source is None or not isinstance(claimed_hex, str) or len(claimed_hex) != 64:
+            return None
+        try:
+            claimed = bytes.fromhex(claimed_hex)
+        except ValueError:
+            return None
+        candidate = [*leaves[:index], claimed, *leaves[index + 1 :]]
+        for h in self.heads_source():
+            if not index < h.tree_size <= len(candidate):
+                continue
+            try:
+                self.public_key.verify(h.signature, head_message(h.tree_size, h.root_hash, h.signed_at_ms))
+            except (InvalidSignature, ValueError):
+                continue
+            if root_from_leaf_hashes(candidate[: h.tree_size]) == h.root_hash:
+                return h.tree_size
+        return None
 
     # -- tree heads -----------------------------------------------------------------------------------------
     def check_heads(self, heads: Iterable[HeadRecord]) -> None:
@@ -305,6 +334,8 @@ class _Verifier:
                 self.public_key.verify(h.signature, head_message(h.tree_size, h.root_hash, h.signed_at_ms))
             except (InvalidSignature, ValueError):
                 raise _Fail(None, f"{label}: bad signature") from None
+            if h.tree_size < 0:
+                raise _Fail(None, f"{label}: a negative tree size")
             if h.tree_size > n:
                 missing = h.tree_size - n
                 raise _Fail(
@@ -358,11 +389,16 @@ def _run(
     """Verify; return the report and base leaves + recomputed leaves of every entry that passed."""
     started = time.perf_counter()
     v = _Verifier(public_key, first_seq, prev_of_first, base_leaves, hook)
+    if callable(heads):
+        v.heads_source = heads
+    else:
+        head_list = list(heads)
+        v.heads_source = lambda: head_list
     report = VerifyReport(ok=True, first_seq=first_seq, key_fingerprint=key_fingerprint(public_key))
     try:
         v.check_base()
         v.check_entries(rows)
-        v.check_heads(heads() if callable(heads) else heads)
+        v.check_heads(v.heads_source())
     except _Fail as fail:
         report.ok = False
         report.first_bad_seq = fail.seq
@@ -462,7 +498,11 @@ def verify_store(settings: Settings, public_key_path: Path | None = None) -> Ver
                     nxt = next(subjects, None)
                 pending[0] = nxt
                 listed = obj.get("subjects", [])
-                if found != (sorted(listed) if isinstance(listed, list) else listed):
+                if (
+                    not isinstance(listed, list)
+                    or not all(isinstance(x, str) for x in listed)
+                    or found != sorted(listed)
+                ):
                     return "its audit_subjects rows differ from the subjects in the signed entry (index tampered)"
                 return None
 

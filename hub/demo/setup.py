@@ -112,7 +112,7 @@ def start_demo_subgraph(settings: Settings, host: str, port: int) -> tuple[subpr
         return None, settings
     base = f"http://{host}:{port + 1}"
     cmd = [sys.executable, "-m", "hub.demo.subgraph", "--db", str(settings.data_dir / "departments" / "education.sqlite"),
-           "--host", host, "--port", str(port + 1), "--issuer", settings.issuer,
+           "--host", host, "--port", str(port + 1), "--issuer", settings.issuer, "--exit-with-parent",
            "--jwks", f"http://{host}:{port}/.well-known/jwks.json"]  # fmt: skip
     proc = subprocess.Popen(cmd)  # noqa: S603 (our own module, fixed arguments)
     deadline = time.monotonic() + 20

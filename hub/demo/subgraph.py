@@ -19,7 +19,9 @@ on behalf of which client, department and officer), why (purpose, case), for wha
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import date
@@ -30,7 +32,7 @@ from typing import Any, Optional
 import anyio
 import httpx
 import strawberry
-from graphql import FieldNode, GraphQLError, InlineFragmentNode, OperationDefinitionNode, parse
+from graphql import FieldNode, GraphQLError, InlineFragmentNode, OperationDefinitionNode, Visitor, parse, visit
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -195,6 +197,8 @@ class Verifier:
             registry.validate(claims)
         except (JoseError, ValueError) as exc:
             raise PermissionError(f"the token is not valid here ({exc.__class__.__name__})") from None
+        if claims.get("client_id") != "hub":
+            raise PermissionError("only the hub's own hop tokens are accepted")
         if int(claims["exp"]) - int(claims["iat"]) > MAX_LIFETIME:
             raise PermissionError("the token lives too long for a hop token")
         return claims
@@ -207,23 +211,37 @@ def _error(message: str, code: str, status: int) -> JSONResponse:
     return JSONResponse({"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}, status)
 
 
+class _Fields(Visitor):
+    """Every field of a document, wherever it is (operations, fragments, aliases)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes: list[FieldNode] = []
+
+    def enter_field(self, node: FieldNode, *_: Any) -> None:
+        self.nodes.append(node)
+
+
 def _asked(document: Any) -> tuple[bool, bool, list[str]]:
-    """(touches _entities, only _service, the entity fields asked for) of a parsed document."""
-    entities, service_only, fields = False, True, []
-    for op in document.definitions:
-        if not isinstance(op, OperationDefinitionNode):
+    """(asks for _entities anywhere, asks for nothing but the SDL, the entity fields asked for)."""
+    found = _Fields()
+    visit(document, found)
+    names = {f.name.value for f in found.nodes}
+    service_only = (
+        bool(names)
+        and names <= {"_service", "sdl", "__typename"}
+        and all(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+    )
+    fields = []
+    for node in found.nodes:
+        if node.name.value != "_entities" or node.selection_set is None:
             continue
-        for sel in op.selection_set.selections:
-            if not isinstance(sel, FieldNode) or sel.name.value not in ("_service", "__typename"):
-                service_only = False
-            if isinstance(sel, FieldNode) and sel.name.value == "_entities":
-                entities = True
-                for frag in sel.selection_set.selections if sel.selection_set else ():
-                    if isinstance(frag, InlineFragmentNode) and frag.type_condition and frag.selection_set:
-                        for f in frag.selection_set.selections:
-                            if isinstance(f, FieldNode):
-                                fields.append(f"{frag.type_condition.name.value}.{f.name.value}")
-    return entities, service_only, fields
+        for frag in node.selection_set.selections:
+            if isinstance(frag, InlineFragmentNode) and frag.type_condition and frag.selection_set:
+                for f in frag.selection_set.selections:
+                    if isinstance(f, FieldNode):
+                        fields.append(f"{frag.type_condition.name.value}.{f.name.value}")
+    return "_entities" in names, service_only, fields
 
 
 def create_subgraph_app(
@@ -321,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--purposes", default="", help="comma-separated purposes accepted (default: any)")
     p.add_argument("--drop-field", action="append", default=[], help="leave this column out of the schema")
     p.add_argument("--debug", action="store_true", help="serve GET /_last_hop")
+    p.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it ends")
     args = p.parse_args(argv)
     if args.department not in DEPARTMENTS or DEPARTMENTS[args.department].metadata is None:
         print(f"unknown source department {args.department!r}", file=sys.stderr)
@@ -341,8 +360,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps({"event": "listening", "department": args.department, "url": f"http://{args.host}:{args.port}"}),
         flush=True,
     )
+    if args.exit_with_parent:
+        _exit_with_parent()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _exit_with_parent() -> None:
+    """``hub demo`` may end by a signal that skips its clean-up (uvicorn re-raises it): do not outlive it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 if __name__ == "__main__":

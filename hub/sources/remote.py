@@ -315,7 +315,7 @@ def _remote_errors(answer: RemoteAnswer, job: _Job, position: int | None = None)
         if not isinstance(err, dict):
             continue
         ext = err.get("extensions")
-        code = str(ext.get("code", "REMOTE_ERROR")) if isinstance(ext, dict) else "REMOTE_ERROR"
+        code = str(ext.get("code", "HUB_ERROR")) if isinstance(ext, dict) else "HUB_ERROR"
         path = err.get("path") if isinstance(err.get("path"), list) else None
         message = f"{answer.hub}: {err.get('message', '')}"
         if job.positions is None:

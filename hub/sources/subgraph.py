@@ -336,12 +336,14 @@ def schema_problems(code: str, sdl: str) -> list[str]:
 
 def check_subgraphs(sources: Iterable[SqlSource]) -> None:
     """Start-up check of every subgraph department; ``ConfigError`` naming department, type and field."""
-    subgraphs = [s for s in sources if isinstance(s, SubgraphSource)]
-    for source in subgraphs:
+    every = list(sources)
+    for source in every:
+        if not isinstance(source, SubgraphSource):
+            continue
         try:
             source.check_schema()
         except ConfigError:
-            for s in sources:
+            for s in every:
                 s.close()
             raise
 
@@ -474,7 +476,6 @@ class SubgraphSource(SqlSource):
             raise ConfigError(
                 f"department {self.code}: subgraph schema at {self.url} does not match what the hub expects: "
                 + "; ".join(problems),
-                code="SUBGRAPH_SCHEMA_MISMATCH",
                 details={"department": self.code, "problems": problems},
             )
         self.schema_checked = True

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ def db(settings: Settings) -> sqlite3.Connection:
     return sqlite3.connect(settings.data_dir / "hub.sqlite", isolation_level=None)
 
 
-def sql(settings: Settings, *statements: tuple[str, Sequence[Any]] | str) -> None:
+def sql(settings: Settings, *statements: tuple[str, Sequence[Any] | Mapping[str, Any]] | str) -> None:
     with db(settings) as conn:
         for s in statements:
             if isinstance(s, str):
@@ -262,6 +262,17 @@ def test_rewritten_with_leaf_hash_is_caught_by_the_next_prev(log60: Settings) ->
         verify_store(log60),
         37,
         "entry 37: rewritten together with its leaf hash (entry 38 names a different leaf for it)",
+    )
+
+
+def test_rewritten_second_to_last_entry_is_named_with_the_signed_head(log60: Settings) -> None:
+    # no entry after 59 confirms it, but the head at size 60 does: with 59's prev as leaf 58 its root is right
+    rewrite(log60, 58, officer="officer-innocent")
+    assert_fails(
+        verify_store(log60),
+        58,
+        "entry 58: rewritten together with its leaf hash (entry 59 and the tree head at size 60 name a different "
+        "leaf for it)",
     )
 
 

@@ -1,0 +1,162 @@
+"""Hub to hub: region A (in-process, area 3301) asks region B (a real ``hub serve`` process, area 3302)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import date
+
+import httpx
+import pytest
+
+from hub.db import hub_engine
+from hub.errors import ConfigError
+from hub.ids import make_id
+from hub.settings import Settings
+from hub.sources.remote import RemoteHubs
+from hub.sources.subgraph import is_subgraph_url
+from tests.federation.conftest import B_AREA, Fed, FedHub, Region, audit_entry, running
+
+PERSON = "{ person(idNumber: $id) { name areaCode civilAffairs { tier } education { isFullTimeStudent } } }"
+
+
+@pytest.fixture(scope="module")
+async def hub_a(fed: Fed) -> AsyncIterator[FedHub]:
+    region = fed.region
+    assert region is not None and region.proc is not None
+    settings = fed.settings(
+        "a",
+        remote_hubs={"region-b": region.proc.wait_ready()},
+        remote_credentials={"region-b": ("region-a", region.secret)},
+    )
+    async with running(settings) as h:
+        yield h
+
+
+def _b(fed: Fed) -> Region:
+    assert fed.region is not None
+    return fed.region
+
+
+def _b_entry(fed: Fed, request_id: str) -> dict[str, object]:
+    return audit_entry(hub_engine(f"sqlite:///{_b(fed).root / 'hub.sqlite'}"), request_id)
+
+
+def _b_resident(fed: Fed) -> tuple[str, str]:
+    b = _b(fed)
+    with sqlite3.connect(b.root / "departments" / "public_security.sqlite") as conn:
+        row = conn.execute("SELECT id_number, name FROM residents WHERE id_number = ?", (b.ids[0],)).fetchone()
+    return row[0], row[1]
+
+
+async def test_resident_of_region_b_answered_under_b_policies(fed: Fed, hub_a: FedHub) -> None:
+    id_number, name = _b_resident(fed)
+    r = await hub_a.query(f"query($id: String!) {PERSON}", client="linping-ca", variables={"id": id_number})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "errors" not in body, body
+    person = body["data"]["person"]
+    assert person["name"] == name and person["areaCode"].startswith(B_AREA)
+    assert set(person["civilAffairs"]) == {"tier"} and set(person["education"]) == {"isFullTimeStudent"}
+
+    # Both logs record the exchange under the same ids.
+    a_entry = hub_a.audit(r.headers["x-request-id"])
+    assert [x["hub"] for x in a_entry["remote"]] == ["region-b"]
+    b_id = a_entry["remote"][0]["request_id"]
+    b_entry = _b_entry(fed, b_id)
+    assert b_entry["origin_request_id"] == r.headers["x-request-id"]
+    assert (b_entry["client_id"], b_entry["officer"], b_entry["purpose"], b_entry["case_ref"]) == (
+        "region-a",
+        "officer-li",
+        "CASE",
+        "CASE-FED-1",
+    )
+    assert b_entry["decision"] == "allow" and b_entry["subject_count"] == 1
+    assert a_entry["decision"] == "allow" and a_entry["subject_count"] == 1  # A's log names the resident too
+    assert hub_a.source("public_security").breaker.state == "closed"
+
+
+async def test_field_denied_by_b_carries_b_refusal(fed: Fed, hub_a: FedHub) -> None:
+    id_number, _ = _b_resident(fed)
+    q = "query($id: String!) { person(idNumber: $id) { name education { droppedOut } } }"
+    r = await hub_a.query(q, client="linping-ca", variables={"id": id_number})  # A's policy grants droppedOut
+    body = r.json()
+    assert body["data"] == {"person": None}
+    [err] = body["errors"]
+    assert err["extensions"]["code"] == "POLICY_DENIED" and err["path"] == ["person"]
+    assert err["message"].startswith("region-b: ") and "EducationRecord.droppedOut" in err["message"]
+    a_entry = hub_a.audit(r.headers["x-request-id"])
+    b_entry = _b_entry(fed, a_entry["remote"][0]["request_id"])
+    assert b_entry["decision"] == "deny" and b_entry["origin_request_id"] == r.headers["x-request-id"]
+    assert a_entry["reasons"] == ["POLICY_DENIED"]
+
+
+async def test_people_merge_local_remote_and_missing(fed: Fed, hub_a: FedHub) -> None:
+    b = _b(fed)
+    with sqlite3.connect(fed.root / "departments" / "public_security.sqlite") as conn:
+        local = conn.execute("SELECT id_number FROM residents WHERE area_code = '330113' LIMIT 1").fetchone()[0]
+    nobody = make_id("110101", date(1990, 3, 7), 1)  # valid, but registered in neither region
+    ids = [local, b.ids[1], nobody, b.ids[2]]
+    r = await hub_a.query(
+        "query($ids: [String!]!) { people(idNumbers: $ids) { idNumber areaCode } }",
+        client="linping-ca",
+        variables={"ids": ids},
+    )
+    body = r.json()
+    assert "errors" not in body, body
+    got = body["data"]["people"]
+    assert got[0]["idNumber"] == local and got[0]["areaCode"] == "330113"
+    assert got[1]["idNumber"] == b.ids[1] and got[1]["areaCode"].startswith(B_AREA)
+    assert got[2] is None
+    assert got[3]["idNumber"] == b.ids[2]
+    a_entry = hub_a.audit(r.headers["x-request-id"])
+    assert a_entry["subject_count"] == 3
+    b_entry = _b_entry(fed, a_entry["remote"][0]["request_id"])
+    assert b_entry["subject_count"] == 2  # B saw only the residents A could not answer
+
+
+async def test_local_answer_asks_no_one_and_origin_header_needs_hub_role(fed: Fed, hub_a: FedHub) -> None:
+    with sqlite3.connect(fed.root / "departments" / "public_security.sqlite") as conn:
+        local = conn.execute("SELECT id_number FROM residents WHERE area_code = '330113' LIMIT 1").fetchone()[0]
+    r = await hub_a.query(f"query($id: String!) {PERSON}", client="linping-ca", variables={"id": local})
+    assert r.json()["data"]["person"] is not None
+    assert "remote" not in hub_a.audit(r.headers["x-request-id"])
+
+    # An ordinary client at B cannot label its request as coming from another hub.
+    b = _b(fed)
+    assert b.proc is not None
+    async with httpx.AsyncClient(base_url=b.proc.base) as c:
+        token = (
+            await c.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=("b-ca", b.other_secret))
+        ).json()["access_token"]
+        r = await c.post(
+            "/graphql",
+            json={"query": f'{{ person(idNumber: "{b.ids[0]}") {{ name }} }}'},
+            headers={
+                "authorization": f"Bearer {token}",
+                "x-hub-purpose": "CASE",
+                "x-hub-case": "C-1",
+                "x-hub-officer": "officer-b",
+                "x-hub-origin-request-id": "forged",
+            },
+        )
+    assert r.json()["data"]["person"]["name"]
+    assert "origin_request_id" not in _b_entry(fed, r.headers["x-request-id"])
+
+
+def test_remote_settings_from_env() -> None:
+    env = {
+        "HUB_REMOTE_HUBS": "region-b=http://127.0.0.1:9001, region-c=https://hub-c.example",
+        "HUB_REMOTE_REGION_B_CLIENT_ID": "region-a",
+        "HUB_REMOTE_REGION_B_CLIENT_SECRET": "s3cret",
+        "HUB_DEPT_EDUCATION_URL": "http://127.0.0.1:9002/graphql",
+    }
+    s = Settings.from_env(env)
+    assert dict(s.remote_hubs) == {"region-b": "http://127.0.0.1:9001", "region-c": "https://hub-c.example"}
+    assert s.remote_credentials["region-b"] == ("region-a", "s3cret")
+    assert "s3cret" not in repr(s)
+    assert is_subgraph_url(s.department_url("education")) and not is_subgraph_url(s.department_url("tax"))
+    with pytest.raises(ConfigError, match="HUB_REMOTE_REGION_C_CLIENT_ID"):
+        RemoteHubs.from_settings(s)
+    with pytest.raises(ConfigError, match="not name=url"):
+        Settings.from_env({"HUB_REMOTE_HUBS": "http://nameless"})
