@@ -1,10 +1,10 @@
 """Audit-log figures: append throughput, verification time, inclusion-proof time. Prints JSON.
 
     python -m bench.audit_bench                      # 100,000 entries
-    python -m bench.audit_bench --entries 1000000    # also the 1M figure (takes a few minutes to build)
+    python -m bench.audit_bench --entries 100000 1000000   # also 1M (building it takes about 2 minutes)
 
 Everything runs on a fresh SQLite hub database (WAL, synchronous=FULL) in a temporary folder. Entries are
-shaped like the gateway's (``hub.gateway.audit_body``), about 700 bytes of canonical JSON each.
+shaped like the gateway's (``hub.gateway.audit_body``), about 920 bytes of canonical JSON each.
 """
 
 from __future__ import annotations

@@ -148,11 +148,16 @@ class AuditLog:
     # -- the tree and its signed heads ----------------------------------------------------------------
     def size(self) -> int:
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(audit_entries)).scalar_one())
+            last = conn.execute(select(func.max(audit_entries.c.seq))).scalar()
+            return 0 if last is None else int(last) + 1
 
     def tree(self) -> MerkleTree:
         """The Merkle tree over the stored leaves, extended incrementally from the last call."""
         with self.engine.connect() as conn:
+            if self._tree.size == 0:  # entries moved out by `hub audit archive` are the tree's first leaves
+                from hub.audit.archive import archived_leaves
+
+                self._tree.extend(archived_leaves(self.engine, self.signing_key.public_key()))
             rows = conn.execute(
                 select(audit_entries.c.leaf_hash)
                 .where(audit_entries.c.seq >= self._tree.size)

@@ -664,11 +664,6 @@ def test_signing_after_archiving_with_the_seeded_log(archived: tuple[Settings, P
     assert (r.ok, r.entries_checked, r.heads_checked, r.unsigned_entries) == (True, 53, 4, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AuditLog.tree() starts a fresh tree at the first entry still in the database, so after archiving a "
-    "newly opened AuditLog signs heads over the wrong leaves (change proposed for hub/audit/log.py)",
-)
 def test_plain_audit_log_signs_correct_heads_after_archiving(archived: tuple[Settings, Path]) -> None:
     settings, _ = archived
     log = open_audit_log(settings)
