@@ -71,6 +71,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Date,
+    Engine,
     Integer,
     MetaData,
     Numeric,
@@ -82,6 +83,7 @@ from sqlalchemy import (
     literal_column,
     select,
 )
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import visitors
 
 from hub.auth.keys import TOKEN_ALG, KeyRing, TokenKey
@@ -386,25 +388,41 @@ def _row_type(table: Table) -> Any:
     return cls
 
 
+_EVALUATORS: dict[str, tuple[Engine, Table]] = {}
+
+
+def _evaluator(table: Table) -> tuple[Engine, Table]:
+    """A private in-memory SQLite copy of ``table``'s shape, made once per table (not per call)."""
+    found = _EVALUATORS.get(table.name)
+    if found is None:
+        md = MetaData()
+        copy = Table(
+            table.name,
+            md,
+            Column("_hub_row", Integer, primary_key=True),
+            *[Column(c.name, c.type, nullable=True) for c in table.columns],
+        )
+        engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+        md.create_all(engine)
+        found = _EVALUATORS[table.name] = (engine, copy)
+    return found
+
+
 def _matching(table: Table, records: list[dict[str, Any]], condition: ColumnElement[bool]) -> set[int]:
-    """Indexes of ``records`` satisfying ``condition``, evaluated by SQLite in a transient in-memory table."""
-    md = MetaData()
-    copy = Table(
-        table.name,
-        md,
-        Column("_hub_row", Integer, primary_key=True),
-        *[Column(c.name, c.type, nullable=True) for c in table.columns],
-    )
-    engine = create_engine("sqlite://")
-    try:
-        with engine.begin() as conn:
-            md.create_all(conn)
+    """Indexes of ``records`` satisfying ``condition``, evaluated by SQLite on a transient in-memory copy.
+
+    Runs synchronously with no await inside, so calls never interleave on the shared connection; the rows
+    are deleted again before it returns (nothing is kept).
+    """
+    engine, copy = _evaluator(table)
+    with engine.begin() as conn:
+        try:
             if records:
                 conn.execute(insert(copy), [{"_hub_row": i, **r} for i, r in enumerate(records)])
             stmt: Select[Any] = select(literal_column("_hub_row")).select_from(table).where(condition)
             return {int(r[0]) for r in conn.execute(stmt)}
-    finally:
-        engine.dispose()
+        finally:
+            conn.execute(copy.delete())
 
 
 def _columns_read(condition: ColumnElement[bool], table: Table) -> set[str]:
@@ -462,9 +480,25 @@ class SubgraphSource(SqlSource):
         self._pending: dict[HopIdentity | None, _Batch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ssl = ssl.create_default_context() if url.startswith("https://") else None
+        # one connection pool per event loop: a new httpx client per call would build a TLS context each time
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None or client.is_closed:
+            client = self._clients[loop] = httpx.AsyncClient(
+                timeout=self.timeout,
+                verify=self._ssl if self._ssl is not None else False,  # plain http: no TLS
+            )
+        return client
 
     def close(self) -> None:
         self._pending.clear()
+        for loop, client in list(self._clients.items()):
+            if not loop.is_closed() and loop.is_running():
+                loop.create_task(client.aclose())
+        self._clients.clear()
 
     # -- schema check ------------------------------------------------------------------------------------------
     def _check(self, payload: Any) -> None:
@@ -614,32 +648,30 @@ class SubgraphSource(SqlSource):
 
     async def _entities(self, batch: _Batch) -> _Found:
         token = self.signer.token(self.code, batch.hop)
-        async with httpx.AsyncClient(timeout=self.timeout, verify=self._ssl or True) as client:
-            if not self.schema_checked:  # unreachable at start-up: check before the first use
-                try:
-                    self._check(await self._post(client, SDL_QUERY, {}, self.signer.token(self.code, None)))
-                except ConfigError as exc:
-                    log.error("%s", exc.message)
-                    raise UpstreamUnavailable(f"department {self.code}: subgraph schema does not match") from None
-            by_entity: dict[str, list[_Want]] = {}
-            for want in batch.wants.values():
-                by_entity.setdefault(ENTITY_KEYS[want.key][0], []).append(want)
-            representations: list[dict[str, str]] = []
-            index: list[tuple[str, str]] = []
-            selections: list[str] = []
-            for entity, wants in by_entity.items():
-                key_field = ENTITY_KEYS[wants[0].key][1]
-                values = sorted({k for w in wants for k in w.keys})
-                representations += [{"__typename": entity, key_field: v} for v in values]
-                index += [(entity, v) for v in values]
-                inner = " ".join(
-                    f"{camel(w.table.name)} {{ {' '.join(camel(c) for c in sorted(w.columns))} }}" for w in wants
-                )
-                selections.append(f"... on {entity} {{ {inner} }}")
-            query = (
-                "query HubEntities($r: [_Any!]!) { _entities(representations: $r) { " + " ".join(selections) + " } }"
+        client = self._client()
+        if not self.schema_checked:  # unreachable at start-up: check before the first use
+            try:
+                self._check(await self._post(client, SDL_QUERY, {}, self.signer.token(self.code, None)))
+            except ConfigError as exc:
+                log.error("%s", exc.message)
+                raise UpstreamUnavailable(f"department {self.code}: subgraph schema does not match") from None
+        by_entity: dict[str, list[_Want]] = {}
+        for want in batch.wants.values():
+            by_entity.setdefault(ENTITY_KEYS[want.key][0], []).append(want)
+        representations: list[dict[str, str]] = []
+        index: list[tuple[str, str]] = []
+        selections: list[str] = []
+        for entity, wants in by_entity.items():
+            key_field = ENTITY_KEYS[wants[0].key][1]
+            values = sorted({k for w in wants for k in w.keys})
+            representations += [{"__typename": entity, key_field: v} for v in values]
+            index += [(entity, v) for v in values]
+            inner = " ".join(
+                f"{camel(w.table.name)} {{ {' '.join(camel(c) for c in sorted(w.columns))} }}" for w in wants
             )
-            payload = await self._post(client, query, {"r": representations}, token)
+            selections.append(f"... on {entity} {{ {inner} }}")
+        query = "query HubEntities($r: [_Any!]!) { _entities(representations: $r) { " + " ".join(selections) + " } }"
+        payload = await self._post(client, query, {"r": representations}, token)
         entities = _data(payload, self.code)["_entities"]
         if not isinstance(entities, list) or len(entities) != len(representations):
             raise ValueError("_entities did not answer one item per representation")
