@@ -151,6 +151,21 @@ async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
                 per_dept = {k: s.statements - before[k] for k, s in state.sources.items()}
                 return wall, per_dept, body
 
+            from bench.plain_app import make_context
+
+            async def resolvers_only(ids: list[str]) -> float:
+                """The same query and resolvers with no hub around them: no token, policy, authorization, audit."""
+                context = make_context(state.sources, area_prefix="3301")
+                t0 = time.perf_counter()
+                result = execute(state.graphql_schema, document, context_value=context, variable_values={"ids": ids})
+                if not isinstance(result, ExecutionResult):
+                    result = await result
+                json.dumps({"data": result.data})
+                if result.errors:
+                    raise RuntimeError(f"resolvers alone failed: {result.errors[:3]}")
+                return time.perf_counter() - t0
+
+            resolver_walls: list[float] = []
             for n in sorted(sizes):
                 ids = [i for i, _ in heads[:n]]
                 if n == min(sizes):
@@ -164,6 +179,8 @@ async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
                     wall, per_dept, body = await once(ids)
                     capture.on = False
                     walls.append(wall)
+                    if n == biggest:  # interleaved with the hub's runs, so that noise hits both alike
+                        resolver_walls.append(await resolvers_only(ids))
                 statements = list(capture.statements)
                 raw_times = [replay(statements, dept_dir)[0] for _ in range(max(3, repeats))]
                 _, raw_rows = replay(statements, dept_dir)
@@ -183,29 +200,16 @@ async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
                     "response_bytes": len(json.dumps(body, ensure_ascii=False).encode()),
                 }
                 out["sizes"][str(n)] = entry
+                if n == biggest:
+                    out["resolvers_only_s"] = round(median(resolver_walls), 4)
+                    out["hub_to_resolvers_ratio"] = round(
+                        median([w / r for w, r in zip(walls, resolver_walls, strict=True)]), 3
+                    )
                 log(
                     f"batch {n:5} households ({members} residents): {entry['wall_s']:.3f} s, "
                     f"{entry['statements_total']} statements, raw SQL {entry['raw_sql_s'] * 1000:.1f} ms "
                     f"({entry['ratio_to_raw_sql']}x)"
                 )
-
-            # the same query and resolvers with no hub around them: no token, policy, authorization or audit
-            from bench.plain_app import make_context
-
-            ids = [i for i, _ in heads]
-            gschema = state.graphql_schema
-            resolver_walls = []
-            for _ in range(2):
-                context = make_context(state.sources, area_prefix="3301")
-                t0 = time.perf_counter()
-                result = execute(gschema, document, context_value=context, variable_values={"ids": ids})
-                if not isinstance(result, ExecutionResult):
-                    result = await result
-                json.dumps({"data": result.data})
-                resolver_walls.append(time.perf_counter() - t0)
-                if result.errors:
-                    raise RuntimeError(f"resolvers alone failed: {result.errors[:3]}")
-            out["resolvers_only_s"] = round(median(resolver_walls[1:]), 4)
 
     counts = [tuple(sorted(v["statements_per_department"].items())) for v in out["sizes"].values()]
     big = out["sizes"][str(biggest)]

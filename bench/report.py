@@ -123,7 +123,9 @@ def batch_rows(d: dict[str, Any]) -> list[Row]:
         rows.append(
             ("batch", "same resolvers, no hub (graphql-core)", f"{r:.3f} s ({_x(r / big['raw_sql_s'])} raw)", "", "")
         )
-        rows.append(("batch", "hub wall / resolvers alone", _x(big["wall_s"] / r), "", ""))
+        rows.append(
+            ("batch", "hub wall / resolvers alone", _x(d.get("hub_to_resolvers_ratio", big["wall_s"] / r)), "", "")
+        )
     rows.append(
         ("batch", "estimated query cost (default max_cost)", f"{d['estimated_cost']} ({d['default_max_cost']})", "", "")
     )
@@ -194,6 +196,19 @@ def peer_rows(d: dict[str, Any]) -> list[Row]:
                 f"{_x(r['throughput'])} | {_x(r['p50'])} | {_x(r['p99'])}",
                 ">= 1x req/s" if main else "",
                 verdict(r["throughput"] >= 1) if main else "",
+            )
+        )
+    for name, f in d.get("failed", {}).items():
+        died = f" server exited with {f['server_exit_code']};" if f.get("server_exit_code") is not None else ""
+        sample = (f["error_samples"] or [""])[0][:48]
+        rows.append(
+            (
+                "peer",
+                f"{name}: FAILED under load (round {f['round']})",
+                f"{f['errors']} errors / {f['ok']} ok ({f.get('ok_throughput_rps', 0):.1f} ok/s);{died} "
+                f"e.g. {sample}; {f['server_log']}",
+                ">= 1x req/s" if name == "hub" else "",
+                "MISSED" if name == "hub" else "",
             )
         )
     for name, why in d.get("skipped", {}).items():

@@ -33,6 +33,7 @@ import contextvars
 import logging
 import secrets
 import ssl
+import threading
 import time
 from collections import namedtuple
 from collections.abc import Iterable, Iterator, Sequence
@@ -388,34 +389,38 @@ def _row_type(table: Table) -> Any:
     return cls
 
 
-_EVALUATORS: dict[str, tuple[Engine, Table]] = {}
+_EVALUATORS: dict[str, tuple[Engine, Table, threading.Lock]] = {}
+_EVALUATORS_LOCK = threading.Lock()
 
 
-def _evaluator(table: Table) -> tuple[Engine, Table]:
+def _evaluator(table: Table) -> tuple[Engine, Table, threading.Lock]:
     """A private in-memory SQLite copy of ``table``'s shape, made once per table (not per call)."""
-    found = _EVALUATORS.get(table.name)
-    if found is None:
-        md = MetaData()
-        copy = Table(
-            table.name,
-            md,
-            Column("_hub_row", Integer, primary_key=True),
-            *[Column(c.name, c.type, nullable=True) for c in table.columns],
-        )
-        engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-        md.create_all(engine)
-        found = _EVALUATORS[table.name] = (engine, copy)
+    with _EVALUATORS_LOCK:
+        return _EVALUATORS.get(table.name) or _make_evaluator(table)
+
+
+def _make_evaluator(table: Table) -> tuple[Engine, Table, threading.Lock]:
+    md = MetaData()
+    copy = Table(
+        table.name,
+        md,
+        Column("_hub_row", Integer, primary_key=True),
+        *[Column(c.name, c.type, nullable=True) for c in table.columns],
+    )
+    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    md.create_all(engine)
+    found = _EVALUATORS[table.name] = (engine, copy, threading.Lock())
     return found
 
 
 def _matching(table: Table, records: list[dict[str, Any]], condition: ColumnElement[bool]) -> set[int]:
     """Indexes of ``records`` satisfying ``condition``, evaluated by SQLite on a transient in-memory copy.
 
-    Runs synchronously with no await inside, so calls never interleave on the shared connection; the rows
-    are deleted again before it returns (nothing is kept).
+    Calls may come from several worker threads at once: one lock per table serialises them on the shared
+    connection, and the rows are deleted again before the lock is released (nothing is kept, nothing mixes).
     """
-    engine, copy = _evaluator(table)
-    with engine.begin() as conn:
+    engine, copy, lock = _evaluator(table)
+    with lock, engine.begin() as conn:
         try:
             if records:
                 conn.execute(insert(copy), [{"_hub_row": i, **r} for i, r in enumerate(records)])
