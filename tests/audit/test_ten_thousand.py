@@ -1,0 +1,51 @@
+"""A 10,000-request run through the real app leaves exactly 10,000 audit entries, and they verify."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from hub.app import create_app
+from hub.audit.verify import verify_store
+from hub.db import audit_entries
+from hub.demo.generate import GenerateResult
+from tests.conftest import make_settings
+
+
+async def test_ten_thousand_requests_ten_thousand_entries(
+    dept_data: tuple[Path, GenerateResult], tmp_path: Path
+) -> None:
+    (tmp_path / "departments").symlink_to(dept_data[0] / "departments")
+    settings = make_settings(tmp_path)
+    app = create_app(settings, sign_interval=3600)
+    _, secret = app.state.hub.clients.add("ca", "civil_affairs", "330113", ["MON"])
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:
+            token = (
+                await c.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=("ca", secret))
+            ).json()["access_token"]
+            headers = {"authorization": f"Bearer {token}", "x-hub-purpose": "MON", "x-hub-officer": "load"}
+            denied = '{ person(idNumber: "11010519491231002X") { tax { annualWageIncome } } }'
+            statuses: list[int] = []
+
+            async def one(i: int) -> None:
+                query = denied if i % 10 == 0 else "{ catalog { coordinate } }"
+                r = await c.post("/graphql", json={"query": query}, headers=headers)
+                statuses.append(r.status_code)
+
+            for start in range(0, 10_000, 100):
+                await asyncio.gather(*(one(i) for i in range(start, start + 100)))
+        app.state.hub.audit.sign_head()
+    assert statuses.count(200) == 9_000 and statuses.count(403) == 1_000
+    with app.state.hub.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(audit_entries)).scalar_one() == 10_000
+        denials = conn.execute(
+            select(func.count()).select_from(audit_entries).where(audit_entries.c.decision == "deny")
+        ).scalar_one()
+    assert denials == 1_000
+    report = verify_store(settings)
+    assert report.ok, report.problem
+    assert report.entries_checked == 10_000
