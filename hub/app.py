@@ -12,7 +12,8 @@ from datetime import date
 from urllib.parse import parse_qs, unquote
 
 import anyio
-from graphql import GraphQLSchema
+from graphql import GraphQLSchema, specified_rules
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from joserfc import jws
 from joserfc.errors import JoseError
 from sqlalchemy.exc import SQLAlchemyError
@@ -60,6 +61,8 @@ class HubState:
         self.graphql_schema: GraphQLSchema = self.schema._schema
         self.catalog = catalog_of(self.schema)
         self.policy = load_policy_set(settings, self.catalog)
+        # Validation rules, fixed for the process: introspection is refused outside development mode.
+        self.validation_rules = list(specified_rules) + ([] if settings.dev_mode else [NoSchemaIntrospectionCustomRule])
         self.limits = Limits(
             settings.max_depth,
             settings.max_aliases,

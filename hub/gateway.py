@@ -23,10 +23,8 @@ from graphql import (
     OperationDefinitionNode,
     execute,
     parse,
-    specified_rules,
     validate,
 )
-from graphql.validation import NoSchemaIntrospectionCustomRule
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -215,10 +213,13 @@ async def handle(state: HubState, request: Request) -> Response:
         operation = pick_operation(document, op_name)
         ex.operation_name = operation.name.value if operation.name else ""
         check_limits(document, operation, state.limits, variables)
-        rules = list(specified_rules)
-        if not settings.dev_mode:
-            rules.append(NoSchemaIntrospectionCustomRule)
-        errors = validate(state.graphql_schema, document, rules, max_errors=20, hide_suggestions=not settings.dev_mode)
+        errors = validate(
+            state.graphql_schema,
+            document,
+            state.validation_rules,
+            max_errors=20,
+            hide_suggestions=not settings.dev_mode,
+        )
         if errors:
             raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
         today = date.today()
