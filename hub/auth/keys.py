@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +24,32 @@ from joserfc.jwk import ECKey, KeySet
 TOKEN_ALG = "ES256"  # noqa: S105 (an algorithm name, not a secret)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write a new file atomically: readers see either no file or the whole of it, never a partial key.
+    Raises FileExistsError if it is already there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # fails if the name exists, unlike rename
+    finally:
+        tmp.unlink()
+
+
+@contextlib.contextmanager
+def _locked(key_dir: Path) -> Iterator[None]:
+    """Serialise key generation between processes sharing one data directory (several `hub serve`)."""
+    key_dir.mkdir(parents=True, exist_ok=True)
+    with open(key_dir / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,10 @@ class KeyRing:
 
     def rotate(self, now: float | None = None) -> TokenKey:
         """Create a new active token key."""
+        with _locked(self.dir):
+            return self._rotate(now)
+
+    def _rotate(self, now: float | None) -> TokenKey:
         created = int(now if now is not None else time.time())
         existing = self.token_keys()
         if existing and existing[-1].created >= created:
@@ -64,10 +92,13 @@ class KeyRing:
         return self.token_keys()[-1]
 
     def ensure(self) -> None:
-        if not self.token_keys():
-            self.rotate()
-        self.audit_private_key()
-        self.pseudonym_key()
+        """Generate whatever key is missing. Several processes starting at once on one data directory
+        agree on one set of keys: generation happens under a file lock and each file appears whole."""
+        with _locked(self.dir):
+            if not self.token_keys():
+                self._rotate(None)
+            self.audit_private_key()
+            self.pseudonym_key()
 
     def active(self) -> TokenKey:
         keys = self.token_keys()
@@ -98,17 +129,22 @@ class KeyRing:
         path = self.dir / "audit-private.pem"
         if not path.exists():
             private = ed25519.Ed25519PrivateKey.generate()
-            _write_private(
-                path,
-                private.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-                ),
-            )
-            (self.dir / "audit-public.pem").write_bytes(
-                private.public_key().public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            with contextlib.suppress(FileExistsError):  # another process got there first: use its key
+                _write_private(
+                    path,
+                    private.private_bytes(
+                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                    ),
                 )
-            )
+                public = self.dir / "audit-public.pem"
+                public.unlink(missing_ok=True)
+                _write_private(
+                    public,
+                    private.public_key().public_bytes(
+                        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                    ),
+                    mode=0o644,
+                )
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         assert isinstance(key, ed25519.Ed25519PrivateKey)
         return key
@@ -120,5 +156,6 @@ class KeyRing:
     def pseudonym_key(self) -> bytes:
         path = self.dir / "pseudonym.key"
         if not path.exists():
-            _write_private(path, secrets.token_bytes(32))
+            with contextlib.suppress(FileExistsError):
+                _write_private(path, secrets.token_bytes(32))
         return path.read_bytes()

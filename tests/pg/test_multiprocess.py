@@ -37,27 +37,33 @@ def cluster(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.Tem
     store = ClientStore(create_engine(url))
     _, secret = store.add("ca", "civil_affairs", "330113", ["CASE"])
     env = {**os.environ, "HUB_DATA_DIR": str(root), "HUB_DATABASE_URL": url, "HUB_POLICY_DIR": str(POLICIES)}
-    procs, ports = [], []
-    for _ in range(2):
+    procs, ports, logs = [], [], []
+    for i in range(2):
         port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "hub", "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+        logs.append(root / f"serve-{i}.log")
+        with logs[-1].open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "hub", "serve", "--port", str(port)],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
-        )
         ports.append(port)
-    deadline = time.monotonic() + 30
-    for port in ports:
+    deadline = time.monotonic() + 60
+    for proc, port, log_path in zip(procs, ports, logs, strict=True):
         while True:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            assert time.monotonic() < deadline, "hub processes did not start"
+            if proc.poll() is not None or time.monotonic() > deadline:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                pytest.fail(f"hub serve on port {port} did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
     yield {"pg": pg, "url": url, "ports": ports, "procs": procs, "secret": secret, "root": root}
     for p in procs:
