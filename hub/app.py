@@ -30,7 +30,7 @@ from hub.auth.tokens import issue_token, verify_token
 from hub.db import hub_engine, upgrade
 from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
 from hub.errors import AuditUnavailable, AuthenticationError
-from hub.gateway import handle
+from hub.gateway import ValidDocuments, handle
 from hub.limits import Limits
 from hub.policy.loader import CatalogEntry, load_policies
 from hub.policy.model import PolicySet
@@ -63,6 +63,7 @@ class HubState:
         self.policy = load_policy_set(settings, self.catalog)
         # Validation rules, fixed for the process: introspection is refused outside development mode.
         self.validation_rules = list(specified_rules) + ([] if settings.dev_mode else [NoSchemaIntrospectionCustomRule])
+        self.documents = ValidDocuments()  # parsed and validated documents by query text
         self.limits = Limits(
             settings.max_depth,
             settings.max_aliases,

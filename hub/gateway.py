@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -160,6 +161,38 @@ def parse_document(query: str, max_tokens: int) -> DocumentNode:
         raise RequestError(f"syntax error: {exc.message}", code="GRAPHQL_PARSE_FAILED") from None
 
 
+class ValidDocuments:
+    """Documents that parsed and validated, by query text (LRU). Partner systems send the same few query texts
+    again and again; parsing and validating one costs 2-3 ms, a lookup microseconds. Only valid documents are
+    kept, and only small ones, so the cache cannot be used to hold memory. Limits and the policy plan still run
+    on every request (they depend on the variables and the caller)."""
+
+    def __init__(self, size: int = 512, max_text: int = 32_768) -> None:
+        self.size, self.max_text = size, max_text
+        self.hits = self.misses = 0
+        self._docs: OrderedDict[str, DocumentNode] = OrderedDict()
+
+    def get(self, query: str) -> DocumentNode | None:
+        doc = self._docs.get(query)
+        if doc is None:
+            self.misses += 1
+            return None
+        self._docs.move_to_end(query)
+        self.hits += 1
+        return doc
+
+    def put(self, query: str, document: DocumentNode) -> None:
+        if self.size <= 0 or len(query) > self.max_text:
+            return
+        self._docs[query] = document
+        self._docs.move_to_end(query)
+        while len(self._docs) > self.size:
+            self._docs.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+
 def pick_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode:
     ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if name:
@@ -209,19 +242,24 @@ async def handle(state: HubState, request: Request) -> Response:
         purpose = request_context(state, request, ex.actor, ex)
         query, variables, op_name = parse_payload(raw)
         ex.operation_sha256 = hashlib.sha256(query.encode("utf-8")).hexdigest()
-        document = parse_document(query, settings.max_tokens)
+        document = state.documents.get(query)
+        validated = document is not None
+        if document is None:
+            document = parse_document(query, settings.max_tokens)
         operation = pick_operation(document, op_name)
         ex.operation_name = operation.name.value if operation.name else ""
         check_limits(document, operation, state.limits, variables)
-        errors = validate(
-            state.graphql_schema,
-            document,
-            state.validation_rules,
-            max_errors=20,
-            hide_suggestions=not settings.dev_mode,
-        )
-        if errors:
-            raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
+        if not validated:
+            errors = validate(
+                state.graphql_schema,
+                document,
+                state.validation_rules,
+                max_errors=20,
+                hide_suggestions=not settings.dev_mode,
+            )
+            if errors:
+                raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
+            state.documents.put(query, document)
         today = date.today()
         ex.plan = plan_operation(
             state.graphql_schema,

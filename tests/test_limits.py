@@ -148,3 +148,34 @@ async def test_unexpected_errors_are_masked(hub: Hub, monkeypatch: pytest.Monkey
     assert err["extensions"]["requestId"] == r.headers["x-request-id"]
     assert "secret" not in r.text and "Traceback" not in r.text
     assert audit_tail()[-1]["reasons"] == ["INTERNAL_ERROR"]
+
+
+async def test_valid_documents_are_cached_but_limits_and_policy_still_apply(hub: Hub) -> None:
+    """A query text that validated once skips parse and validation next time; nothing else is skipped."""
+    docs = hub.app.state.hub.documents
+    q = (
+        "query($ids: [String!]!) { people(idNumbers: $ids) { name household { size "
+        "members { name household { size members { name sex } } } } } }"
+    )
+    golden = hub.data.golden_id
+    misses = docs.misses
+    r1 = await hub.query(q, variables={"ids": [golden]})
+    r2 = await hub.query(q, variables={"ids": [golden]})
+    assert r1.json() == r2.json() and r1.json()["data"]["people"][0]["household"]["size"] >= 1
+    assert docs.misses == misses + 1 and q in docs._docs
+    hits = docs.hits
+    # the cost limit depends on the variables: the cached document is refused with 1,000 IDs
+    status, code, _ = await _code(hub, q, variables={"ids": [golden] * 1000})
+    assert (status, code) == (400, "MAX_COST_LIMIT") and docs.hits == hits + 1
+    # the policy plan depends on the caller: the same cached text is denied to a department without the grant
+    r = await hub.query(q, client="hz-utilities", purpose="REF", variables={"ids": [golden]})
+    assert r.json()["data"] is None and r.json()["errors"][0]["extensions"]["code"] == "POLICY_DENIED"
+    # the row scope depends on the caller too: Xihu's civil affairs does not see a Linping resident
+    r = await hub.query(q, client="xihu-ca", variables={"ids": [golden]})
+    assert r.json()["data"] == {"people": [None]}
+    # an invalid document is never cached: the second attempt is validated (and refused) again
+    bad = "{ person(idNumber: 1) { nonsense } }"
+    for _ in range(2):
+        status, code, _ = await _code(hub, bad)
+        assert (status, code) == (400, "GRAPHQL_VALIDATION_FAILED")
+    assert bad not in docs._docs
