@@ -35,6 +35,7 @@ import secrets
 import ssl
 import threading
 import time
+import weakref
 from collections import namedtuple
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -448,6 +449,16 @@ class _Want:
 _Found = dict[tuple[str, str], dict[str, list[dict[str, Any]]]]  # (table, key column) -> key -> records
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What one earlier batch of the same request fetched for one (table, key): later loaders of the request
+    (a record's predicates, resolved a level below its rows) reuse it instead of posting again."""
+
+    keys: frozenset[str]
+    columns: frozenset[str]
+    found: dict[str, list[dict[str, Any]]]
+
+
 @dataclass(eq=False)
 class _Batch:
     hop: HopIdentity | None
@@ -483,6 +494,10 @@ class SubgraphSource(SqlSource):
         self.statements = 0
         self.schema_checked = False
         self._pending: dict[HopIdentity | None, _Batch] = {}
+        # per request (its hop identity), what was already fetched; dropped with the request
+        self._seen: weakref.WeakKeyDictionary[HopIdentity, dict[tuple[str, str], list[_Seen]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._ssl = ssl.create_default_context() if url.startswith("https://") else None
         # one connection pool per event loop: a new httpx client per call would build a TLS context each time
@@ -592,6 +607,10 @@ class SubgraphSource(SqlSource):
             raise UpstreamUnavailable(f"department {self.code}: no subgraph entity is keyed by {key}")
         loop = asyncio.get_running_loop()
         hop = current_hop()
+        if hop is not None:
+            for seen in self._seen.get(hop, {}).get((table.name, key), ()):
+                if seen.keys.issuperset(keys) and seen.columns.issuperset(columns):
+                    return seen.found
         batch = self._pending.get(hop)
         if batch is None:
             batch = _Batch(hop, loop.create_future())
@@ -625,6 +644,12 @@ class SubgraphSource(SqlSource):
                 raise
             log.exception("department %s: unexpected failure", self.code)
         else:
+            if batch.hop is not None:
+                memo = self._seen.setdefault(batch.hop, {})
+                for (table, key), want in batch.wants.items():
+                    memo.setdefault((table, key), []).append(
+                        _Seen(frozenset(want.keys), frozenset(want.columns), found.get((table, key), {}))
+                    )
             batch.done.set_result(found)
 
     async def _run(self, batch: _Batch) -> _Found:

@@ -78,10 +78,16 @@ async def test_rows_and_predicates_match_sql_with_dates_and_decimals(fed: Fed, s
         sub = SubgraphSource(code, fed.url(code), signer=signer)
         try:
             assert sub.check_schema()
-            with hop_scope(_hop()):
+            with hop_scope(_hop()):  # one request each: each call posts
                 got = await sub.rows_by(table, key, keys)
+            with hop_scope(_hop()):
                 hits = await sub.predicate(table, key, keys, condition)
+            with hop_scope(_hop()) as hop:
                 scoped = await sub.rows_by(table, key, keys, condition)
+                # later in the same request, what was fetched is reused: no further POST, same answers
+                assert await sub.predicate(table, key, keys, condition) == hits
+                assert await sub.rows_by(table, key, keys[:10]) == got[:10]
+                assert hop is not None and sub._seen[hop]
             want = await sql.rows_by(table, key, keys)
             assert sum(map(len, want)) > 20
             assert [[tuple(r) for r in rs] for rs in got] == [[tuple(r) for r in rs] for rs in want]

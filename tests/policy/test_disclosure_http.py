@@ -290,3 +290,36 @@ async def test_authorization_scope_limits_providers(hub: Hub) -> None:
     bad = m.replace('["hrss"]', '["police"]')
     r = await hub.query(bad, purpose="VER", variables={"h": row.household_id})
     assert r.json()["errors"][0]["message"] == "scope: unknown provider department 'police'"
+
+
+async def test_predicates_alone_never_read_the_raw_row(hub: Hub) -> None:
+    """A record whose selection is only predicates is answered by the department's own yes/no query: the hub
+    never receives the department's columns. Selecting one value field (directly or through a fragment) loads
+    the row."""
+    from sqlalchemy import event
+
+    engine = hub.app.state.hub.sources["civil_affairs"].engine
+    results: list[list[str]] = []
+
+    def seen(conn: Any, cursor: Any, *_: Any) -> None:
+        results.append([d[0] for d in cursor.description or []])
+
+    async def columns(query: str) -> set[str]:
+        results.clear()
+        r = await hub.query(query, variables={"id": hub.data.golden_id})
+        assert r.status_code == 200 and "errors" not in r.json(), r.text
+        assert r.json()["data"]["person"]["civilAffairs"]["isRecipient"] is True
+        return {c for cols in results for c in cols}
+
+    q = "query($id: String!) { person(idNumber: $id) { civilAffairs { %s } } } %s"
+    event.listen(engine, "after_cursor_execute", seen)
+    try:
+        only_predicate = await columns(q % ("isRecipient", ""))
+        assert len(results) == 1 and not only_predicate & {"tier", "monthly_amount", "end_date", "start_date"}
+        assert {"tier", "monthly_amount"} <= await columns(q % ("isRecipient tier", ""))
+        fragment = "fragment F on CivilAffairsRecord { tier }"
+        assert {"tier", "monthly_amount"} <= await columns(q % ("isRecipient ...F", fragment))
+        inline = "isRecipient ... on CivilAffairsRecord { monthlyAmount }"
+        assert {"tier", "monthly_amount"} <= await columns(q % (inline, ""))
+    finally:
+        event.remove(engine, "after_cursor_execute", seen)
