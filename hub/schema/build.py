@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import strawberry
 from graphql import GraphQLObjectType
 from strawberry.schema.config import StrawberryConfig
@@ -27,7 +25,7 @@ from hub.schema.oversight import (
     audit_tree_head,
     resident_access_report,
 )
-from hub.schema.people import Household, IdNumber, Person, load_household, load_person
+from hub.schema.people import Household, IdNumber, Person, load_household, load_people
 from hub.schema.statistics import Statistics, statistics
 
 
@@ -50,7 +48,7 @@ class Query:
     @strawberry.field(description="One resident by ID number; null when not found or outside your jurisdiction.")
     async def person(self, info: Info, id_number: IdNumber) -> Person | None:
         check_id(id_number, "idNumber")
-        return await load_person(ctx(info), id_number)
+        return (await load_people(ctx(info), info, [id_number]))[0]
 
     @strawberry.field(description="Several residents by ID number (at most the configured batch size), in order.")
     async def people(self, info: Info, id_numbers: list[str]) -> list[Person | None]:
@@ -61,7 +59,7 @@ class Query:
             )
         for i, v in enumerate(id_numbers):
             check_id(v, f"idNumbers[{i}]")
-        return list(await asyncio.gather(*(load_person(c, v) for v in id_numbers)))
+        return await load_people(c, info, id_numbers)
 
     @strawberry.field(description="One household by household id; null when not found or outside your jurisdiction.")
     async def household(self, info: Info, household_id: str) -> Household | None:

@@ -37,6 +37,7 @@ class HubContext:
     upstream_failures: set[str] = field(default_factory=set)
     not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing
     loaders: dict[Any, DataLoader[Any, Any]] = field(default_factory=dict)
+    selections: dict[Any, Any] = field(default_factory=dict)  # per field node: what is selected below it
 
     def source(self, dept: str) -> SqlSource:
         try:
@@ -52,6 +53,18 @@ class HubContext:
             self.loaders[key] = loader
         return loader
 
+    def _rows_loader(
+        self, dept: str, table: Table, key: str, where: ColumnElement[bool] | None, where_name: str
+    ) -> DataLoader[Any, Any]:
+        async def load(keys: list[str]) -> Sequence[list[Row[Any]]]:
+            try:
+                return await self.source(dept).rows_by(table, key, keys, where)
+            except UpstreamUnavailable:
+                self.upstream_failures.add(dept)
+                raise
+
+        return self._loader((dept, table.name, key, where_name), load)
+
     async def rows(
         self,
         dept: str,
@@ -62,54 +75,75 @@ class HubContext:
         where_name: str = "",
     ) -> list[Row[Any]]:
         """All rows of ``table`` in department ``dept`` whose ``key`` equals ``value``, batched per request."""
+        result: list[Row[Any]] = await self._rows_loader(dept, table, key, where, where_name).load(value)
+        return result
 
-        async def load(keys: list[str]) -> Sequence[list[Row[Any]]]:
-            try:
-                return await self.source(dept).rows_by(table, key, keys, where)
-            except UpstreamUnavailable:
-                self.upstream_failures.add(dept)
-                raise
-
-        result: list[Row[Any]] = await self._loader((dept, table.name, key, where_name), load).load(value)
+    async def rows_many(
+        self,
+        dept: str,
+        table: Table,
+        key: str,
+        values: Sequence[str],
+        where: ColumnElement[bool] | None = None,
+        where_name: str = "",
+    ) -> list[list[Row[Any]]]:
+        """``rows`` for several values at once (one future, the same batch and cache)."""
+        result: list[list[Row[Any]]] = await self._rows_loader(dept, table, key, where, where_name).load_many(values)
         return result
 
     async def first(self, dept: str, table: Table, value: str) -> Row[Any] | None:
         rows = await self.rows(dept, table, "id_number", value)
         return rows[0] if rows else None
 
-    async def predicate(self, dept: str, table: Table, name: str, condition: ColumnElement[bool], value: str) -> bool:
-        """A yes/no answer computed inside the department's own query."""
+    async def predicate(
+        self,
+        dept: str,
+        table: Table,
+        name: str,
+        condition: Callable[[], ColumnElement[bool]],
+        value: str,
+    ) -> bool:
+        """A yes/no answer computed inside the department's own query. ``condition`` builds the SQL condition;
+        it is called once per request and ``name`` (which must identify it) keys the batch."""
+        key = (dept, table.name, "pred", name)
+        loader = self.loaders.get(key)
+        if loader is None:
+            cond = condition()
 
-        async def load(keys: list[str]) -> Sequence[bool]:
-            try:
-                return await self.source(dept).predicate(table, "id_number", keys, condition)
-            except UpstreamUnavailable:
-                self.upstream_failures.add(dept)
-                raise
+            async def load(keys: list[str]) -> Sequence[bool]:
+                try:
+                    return await self.source(dept).predicate(table, "id_number", keys, cond)
+                except UpstreamUnavailable:
+                    self.upstream_failures.add(dept)
+                    raise
 
-        answer: bool = await self._loader((dept, table.name, "pred", name), load).load(value)
+            loader = self._loader(key, load)
+        answer: bool = await loader.load(value)
         return answer
 
-    async def require_authorization(self, household_id: str, provider: str) -> None:
-        """Where the purpose needs a household authorization (核对授权书), refuse residents without a valid one
-        covering ``provider``."""
+    async def authorization_errors(self, household_ids: Sequence[str], provider: str) -> list[HubError | None]:
+        """Where the purpose needs a household authorization (核对授权书), the refusal for each household without
+        a valid one covering ``provider`` (None where it is covered, or where none is needed)."""
         if not self.purpose.requires_authorization:
-            return
+            return [None] * len(household_ids)
         store = self.authorizations
         if store is None:
-            raise HubError("no authorization store is configured", code="AUTHORIZATION_REQUIRED")
+            return [HubError("no authorization store is configured", code="AUTHORIZATION_REQUIRED")] * len(
+                household_ids
+            )
 
         async def load(keys: list[str]) -> Sequence[frozenset[str]]:
             return await store.covered(keys, self.actor.department, self.today)
 
-        scopes: frozenset[str] = await self._loader(("authz",), load).load(household_id)
-        if not scopes:
-            raise HubError(
-                f"no valid household authorization on record for purpose {self.purpose.id}",
-                code="AUTHORIZATION_REQUIRED",
-            )
-        if "*" not in scopes and provider not in scopes:
-            raise HubError(f"the household's authorization does not cover {provider}", code="AUTHORIZATION_REQUIRED")
+        all_scopes: list[frozenset[str]] = await self._loader(("authz",), load).load_many(household_ids)
+        missing = HubError(
+            f"no valid household authorization on record for purpose {self.purpose.id}", code="AUTHORIZATION_REQUIRED"
+        )
+        uncovered = HubError(f"the household's authorization does not cover {provider}", code="AUTHORIZATION_REQUIRED")
+        return [
+            missing if not scopes else None if "*" in scopes or provider in scopes else uncovered
+            for scopes in all_scopes
+        ]
 
 
 async def count_out_of_area(c: HubContext) -> int:

@@ -75,8 +75,13 @@ class CivilAffairsRecord:
     @disclosed(PRED, "civil_affairs", "Whether the person currently receives any assistance tier.")
     async def is_recipient(self, info: Info) -> bool:
         c = ctx(info)
-        cond = (assistance.c.end_date.is_(None)) | (assistance.c.end_date >= c.today)
-        return await c.predicate("civil_affairs", assistance, "current", cond, self.id_number)
+        return await c.predicate(
+            "civil_affairs",
+            assistance,
+            "current",
+            lambda: (assistance.c.end_date.is_(None)) | (assistance.c.end_date >= c.today),
+            self.id_number,
+        )
 
 
 @strawberry.type(description="Disabled Persons' Federation (残联) disability certificate.")
@@ -112,8 +117,9 @@ class DisabilityRecord:
 
     @disclosed(PRED, "disability", "Whether the person has a severe disability (grade 1 or 2).")
     async def is_severe(self, info: Info) -> bool:
-        cond = certificates.c.grade <= 2
-        return await ctx(info).predicate("disability", certificates, "severe", cond, self.id_number)
+        return await ctx(info).predicate(
+            "disability", certificates, "severe", lambda: certificates.c.grade <= 2, self.id_number
+        )
 
     @disclosed(PRED, "disability", "Whether the certificate was issued or upgraded within the last N days.")
     async def changed_within_days(self, info: Info, days: int) -> bool:
@@ -121,8 +127,13 @@ class DisabilityRecord:
         if not 1 <= days <= 3660:
             raise RequestError("days must be between 1 and 3660", code="BAD_ARGUMENT")
         since = c.today - timedelta(days=days)
-        cond = (certificates.c.issue_date >= since) | (certificates.c.change_date >= since)
-        return await c.predicate("disability", certificates, f"changed{days}", cond, self.id_number)
+        return await c.predicate(
+            "disability",
+            certificates,
+            f"changed{days}",
+            lambda: (certificates.c.issue_date >= since) | (certificates.c.change_date >= since),
+            self.id_number,
+        )
 
 
 @strawberry.type(description="Medical security (医保): insurance and 12-month costs. Never a diagnosis.")
@@ -148,13 +159,15 @@ class MedicalRecord:
     async def out_of_pocket_12m_at_least(self, info: Info, threshold: int) -> bool:
         if not 0 <= threshold <= 10_000_000:
             raise RequestError("threshold must be between 0 and 10,000,000", code="BAD_ARGUMENT")
-        cond = medical.c.oop_12m >= threshold
-        return await ctx(info).predicate("medical_security", medical, f"oop>={threshold}", cond, self.id_number)
+        return await ctx(info).predicate(
+            "medical_security", medical, f"oop>={threshold}", lambda: medical.c.oop_12m >= threshold, self.id_number
+        )
 
     @disclosed(PRED, "medical_security", "Whether a chronic or serious disease is registered (never which one).")
     async def has_chronic_disease(self, info: Info) -> bool:
-        cond = medical.c.chronic_flag.is_(True)
-        return await ctx(info).predicate("medical_security", medical, "chronic", cond, self.id_number)
+        return await ctx(info).predicate(
+            "medical_security", medical, "chronic", lambda: medical.c.chronic_flag.is_(True), self.id_number
+        )
 
 
 @strawberry.type(description="Human resources and social security (人社): pension and unemployment.")
@@ -173,8 +186,9 @@ class EmploymentRecord:
 
     @disclosed(PRED, "hrss", "Whether the person is registered unemployed.")
     async def is_unemployed(self, info: Info) -> bool:
-        cond = employment.c.unemployed_registered.is_(True)
-        return await ctx(info).predicate("hrss", employment, "unemployed", cond, self.id_number)
+        return await ctx(info).predicate(
+            "hrss", employment, "unemployed", lambda: employment.c.unemployed_registered.is_(True), self.id_number
+        )
 
 
 @strawberry.type(description="Tax (税务): annual income.")
@@ -197,8 +211,13 @@ class TaxRecord:
     async def annual_income_below(self, info: Info, threshold: int) -> bool:
         if not 0 <= threshold <= 100_000_000:
             raise RequestError("threshold must be between 0 and 100,000,000", code="BAD_ARGUMENT")
-        cond = (income.c.annual_wage_income + income.c.business_income) < threshold
-        return await ctx(info).predicate("tax", income, f"inc<{threshold}", cond, self.id_number)
+        return await ctx(info).predicate(
+            "tax",
+            income,
+            f"inc<{threshold}",
+            lambda: (income.c.annual_wage_income + income.c.business_income) < threshold,
+            self.id_number,
+        )
 
 
 @strawberry.type(description="One registered property (不动产).")
@@ -236,8 +255,13 @@ class RealEstateRecord:
     @disclosed(PRED, "real_estate", "Whether a property was acquired in the last 12 months.")
     async def acquired_last_12_months(self, info: Info) -> bool:
         c = ctx(info)
-        cond = properties.c.acquired_date >= c.today - timedelta(days=365)
-        return await c.predicate("real_estate", properties, "recent", cond, self.id_number)
+        return await c.predicate(
+            "real_estate",
+            properties,
+            "recent",
+            lambda: properties.c.acquired_date >= c.today - timedelta(days=365),
+            self.id_number,
+        )
 
 
 @strawberry.type(description="One registered vehicle (车辆).")
@@ -272,7 +296,7 @@ class VehicleRecord:
 
     @disclosed(PRED, "traffic", "Whether the person owns a car that is not exempt from the asset test.")
     async def has_non_exempt_car(self, info: Info) -> bool:
-        return await ctx(info).predicate("traffic", vehicles, "nonexempt", _NON_EXEMPT, self.id_number)
+        return await ctx(info).predicate("traffic", vehicles, "nonexempt", lambda: _NON_EXEMPT, self.id_number)
 
 
 @strawberry.type(description="One business role (市场主体身份).")
@@ -299,8 +323,9 @@ class BusinessRecord:
 
     @disclosed(PRED, "market_regulation", "Whether the person holds any business role.")
     async def has_business_role(self, info: Info) -> bool:
-        cond = business_roles.c.role.is_not(None)
-        return await ctx(info).predicate("market_regulation", business_roles, "any", cond, self.id_number)
+        return await ctx(info).predicate(
+            "market_regulation", business_roles, "any", lambda: business_roles.c.role.is_not(None), self.id_number
+        )
 
 
 @strawberry.type(description="Housing provident fund (住房公积金).")
@@ -316,8 +341,9 @@ class ProvidentFundRecord:
 
     @disclosed(PRED, "provident_fund", "Whether contributions have stopped.")
     async def contributions_stopped(self, info: Info) -> bool:
-        cond = hpf_accounts.c.status == "stopped"
-        return await ctx(info).predicate("provident_fund", hpf_accounts, "stopped", cond, self.id_number)
+        return await ctx(info).predicate(
+            "provident_fund", hpf_accounts, "stopped", lambda: hpf_accounts.c.status == "stopped", self.id_number
+        )
 
 
 @strawberry.type(description="Education (教育): enrolment.")
@@ -335,13 +361,15 @@ class EducationRecord:
 
     @disclosed(PRED, "education", "Whether the person is a full-time student (counts as a household member).")
     async def is_full_time_student(self, info: Info) -> bool:
-        cond = enrolment.c.enrolled.is_(True)
-        return await ctx(info).predicate("education", enrolment, "enrolled", cond, self.id_number)
+        return await ctx(info).predicate(
+            "education", enrolment, "enrolled", lambda: enrolment.c.enrolled.is_(True), self.id_number
+        )
 
     @disclosed(PRED, "education", "Whether the person has a dropout flag.")
     async def dropped_out(self, info: Info) -> bool:
-        cond = enrolment.c.dropout_flag.is_(True)
-        return await ctx(info).predicate("education", enrolment, "dropout", cond, self.id_number)
+        return await ctx(info).predicate(
+            "education", enrolment, "dropout", lambda: enrolment.c.dropout_flag.is_(True), self.id_number
+        )
 
 
 # Each record type: its provider department and the table its rows come from (one resident's rows).

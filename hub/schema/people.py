@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import date
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import ColumnElement
 from strawberry.types import Info
+from strawberry.utils.str_converters import to_camel_case
 
 from hub.departments import households, residents
+from hub.errors import UpstreamUnavailable
 from hub.policy import forms
 from hub.policy.model import Form
 from hub.schema import departments as d
 from hub.schema.context import HubContext, ctx
 from hub.schema.directives import disclosed
-from hub.schema.records import build, build_one, row_fields, selected_names, value
+from hub.schema.records import build, build_one, record_selections, row_fields, value
 
 PS = "public_security"
-R = TypeVar("R")
 
 
 def resident_scope(c: HubContext) -> tuple[ColumnElement[bool] | None, str]:
@@ -33,14 +36,20 @@ def household_scope(c: HubContext) -> tuple[ColumnElement[bool] | None, str]:
     return households.c.area_code.startswith(c.area_prefix, autoescape=True), c.area_prefix
 
 
-async def load_person(c: HubContext, id_number: str) -> Person | None:
+async def load_people(c: HubContext, info: Info, id_numbers: Sequence[str]) -> list[Person | None]:
+    """Residents by ID number, in order (None where not found or outside the caller's area), each with the
+    department records the query selects below it."""
     where, name = resident_scope(c)
-    rows = await c.rows(PS, residents, "id_number", id_number, where, name)
-    if not rows:
-        c.not_found.add(id_number)
-        return None
-    c.subjects.add(id_number)
-    return build_one(Person, rows[0])
+    found = await c.rows_many(PS, residents, "id_number", id_numbers, where, name)
+    rows = []
+    for id_number, rs in zip(id_numbers, found, strict=True):
+        if rs:
+            c.subjects.add(id_number)
+            rows.append(rs[0])
+        else:
+            c.not_found.add(id_number)
+    people = iter(await people_from_rows(c, info, rows))
+    return [next(people) if rs else None for rs in found]
 
 
 async def load_household(c: HubContext, household_id: str) -> Household | None:
@@ -51,6 +60,11 @@ async def load_household(c: HubContext, household_id: str) -> Household | None:
 
 def _structural(description: str) -> Any:
     return strawberry.field(description=description)
+
+
+def _record(description: str) -> Any:
+    """A department record below ``Person``: an attribute set by ``people_from_rows``."""
+    return strawberry.field(description=description, default=None)
 
 
 @strawberry.type(
@@ -87,56 +101,65 @@ class Person:
     async def household(self, info: Info) -> Household | None:
         return await load_household(ctx(info), self.row.household_id)
 
-    async def _record(self, info: Info, cls: type[R]) -> R:
-        """The department record: the household authorization checked, then the department's rows loaded
-        (batched across residents) only if a field computed from them is selected."""
+    civil_affairs: d.CivilAffairsRecord | None = _record("Civil affairs (民政) assistance record.")
+    disability: d.DisabilityRecord | None = _record("Disabled Persons' Federation (残联) certificate.")
+    medical: d.MedicalRecord | None = _record("Medical security (医保) record.")
+    employment: d.EmploymentRecord | None = _record("Human resources and social security (人社) record.")
+    tax: d.TaxRecord | None = _record("Tax (税务) record.")
+    real_estate: d.RealEstateRecord | None = _record("Real estate registration (不动产登记) record.")
+    vehicles: d.VehicleRecord | None = _record("Vehicles (公安交管) record.")
+    business: d.BusinessRecord | None = _record("Market regulation (市场监管) record.")
+    provident_fund: d.ProvidentFundRecord | None = _record("Housing provident fund (住房公积金) record.")
+    education: d.EducationRecord | None = _record("Education (教育) record.")
+
+
+# Person's record fields: GraphQL name -> (attribute, record type)
+RECORD_FIELDS: dict[str, tuple[str, type]] = {
+    to_camel_case(attr): (attr, cls)
+    for attr, cls in [
+        ("civil_affairs", d.CivilAffairsRecord),
+        ("disability", d.DisabilityRecord),
+        ("medical", d.MedicalRecord),
+        ("employment", d.EmploymentRecord),
+        ("tax", d.TaxRecord),
+        ("real_estate", d.RealEstateRecord),
+        ("vehicles", d.VehicleRecord),
+        ("business", d.BusinessRecord),
+        ("provident_fund", d.ProvidentFundRecord),
+        ("education", d.EducationRecord),
+    ]
+}
+
+
+async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> list[Person]:
+    """``Person`` objects for public-security rows, with the department records selected below ``info``'s
+    field attached. Per department: one authorization lookup and (only if a field computed from its rows is
+    selected) one batched load for all the residents at once. A record refused (no household authorization)
+    or unavailable (the department is down) holds the error, which graphql-core reports at that record's path."""
+    wanted = record_selections(c.selections, info, RECORD_FIELDS)
+
+    async def records(gql_name: str, selected: frozenset[str]) -> tuple[str, list[Any]]:
+        attr, cls = RECORD_FIELDS[gql_name]
         provider, table = d.RECORD_TABLES[cls]
-        c = ctx(info)
-        await c.require_authorization(self.row.household_id, provider)
-        rows = None
-        if not row_fields(cls).isdisjoint(selected_names(info)):
-            rows = await c.rows(provider, table, "id_number", self.row.id_number)
-        return build(cls, rows, id_number=self.row.id_number)
+        refused = await c.authorization_errors([r.household_id for r in rows], provider)
+        allowed = [r.id_number for r, e in zip(rows, refused, strict=True) if e is None]
+        loaded: dict[str, list[Any]] | None = None
+        failure: UpstreamUnavailable | None = None
+        if allowed and not row_fields(cls).isdisjoint(selected):
+            try:
+                loaded = dict(zip(allowed, await c.rows_many(provider, table, "id_number", allowed), strict=True))
+            except UpstreamUnavailable as exc:
+                failure = exc
+        out: list[Any] = []
+        for r, refusal in zip(rows, refused, strict=True):
+            if refusal is not None or failure is not None:
+                out.append(refusal or failure)
+            else:
+                out.append(build(cls, None if loaded is None else loaded[r.id_number], id_number=r.id_number))
+        return attr, out
 
-    @_structural("Civil affairs (民政) assistance record.")
-    async def civil_affairs(self, info: Info) -> d.CivilAffairsRecord | None:
-        return await self._record(info, d.CivilAffairsRecord)
-
-    @_structural("Disabled Persons' Federation (残联) certificate.")
-    async def disability(self, info: Info) -> d.DisabilityRecord | None:
-        return await self._record(info, d.DisabilityRecord)
-
-    @_structural("Medical security (医保) record.")
-    async def medical(self, info: Info) -> d.MedicalRecord | None:
-        return await self._record(info, d.MedicalRecord)
-
-    @_structural("Human resources and social security (人社) record.")
-    async def employment(self, info: Info) -> d.EmploymentRecord | None:
-        return await self._record(info, d.EmploymentRecord)
-
-    @_structural("Tax (税务) record.")
-    async def tax(self, info: Info) -> d.TaxRecord | None:
-        return await self._record(info, d.TaxRecord)
-
-    @_structural("Real estate registration (不动产登记) record.")
-    async def real_estate(self, info: Info) -> d.RealEstateRecord | None:
-        return await self._record(info, d.RealEstateRecord)
-
-    @_structural("Vehicles (公安交管) record.")
-    async def vehicles(self, info: Info) -> d.VehicleRecord | None:
-        return await self._record(info, d.VehicleRecord)
-
-    @_structural("Market regulation (市场监管) record.")
-    async def business(self, info: Info) -> d.BusinessRecord | None:
-        return await self._record(info, d.BusinessRecord)
-
-    @_structural("Housing provident fund (住房公积金) record.")
-    async def provident_fund(self, info: Info) -> d.ProvidentFundRecord | None:
-        return await self._record(info, d.ProvidentFundRecord)
-
-    @_structural("Education (教育) record.")
-    async def education(self, info: Info) -> d.EducationRecord | None:
-        return await self._record(info, d.EducationRecord)
+    done = await asyncio.gather(*(records(g, sel) for g, sel in wanted.items()))
+    return [build(Person, [r], row=r, **{attr: recs[i] for attr, recs in done}) for i, r in enumerate(rows)]
 
 
 @strawberry.type(description="A household (共同生活家庭) as registered by public security (公安户籍).")
@@ -164,7 +187,7 @@ class Household:
         c = ctx(info)
         rows = sorted(await self._member_rows(info), key=lambda r: (r.relation_code, r.id_number))
         c.subjects.update(r.id_number for r in rows)
-        return [build_one(Person, r) for r in rows]
+        return await people_from_rows(c, info, rows)
 
 
 IdNumber = Annotated[str, strawberry.argument(description="18-digit resident ID number.")]

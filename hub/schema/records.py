@@ -11,12 +11,12 @@ never reaches the hub. A record loads its rows only when the query selects at le
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from strawberry.types import Info
-from strawberry.types.nodes import FragmentSpread, InlineFragment, Selection
 from strawberry.utils.str_converters import to_camel_case
 
 from hub.policy.model import Form
@@ -80,17 +80,38 @@ def build_one(cls: type[T], row: Any) -> T:
     return build(cls, [row], row=row)
 
 
-def selected_names(info: Info[Any, Any]) -> set[str]:
-    """Names of the fields selected under the current field, through fragments (GraphQL names)."""
-    names: set[str] = set()
+def record_selections(
+    cache: dict[Any, Any], info: Info[Any, Any], fields: Mapping[str, Any]
+) -> dict[str, frozenset[str]]:
+    """Below the field being resolved: which of ``fields`` are selected (through fragments) and, for each,
+    the names selected below it (all GraphQL names). The same field node always gives the same answer, so it
+    is worked out once per request (``cache``), not once per resident."""
+    raw = info._raw_info  # graphql-core's resolve info: the field nodes and the document's fragments
+    key = tuple(map(id, raw.field_nodes))
+    found: dict[str, frozenset[str]] | None = cache.get(key)
+    if found is not None:
+        return found
 
-    def walk(selections: Iterable[Selection]) -> None:
-        for sel in selections:
-            if isinstance(sel, FragmentSpread | InlineFragment):
-                walk(sel.selections)
-            else:
-                names.add(sel.name)
+    def walk(selection_set: SelectionSetNode, visit: Callable[[FieldNode], None]) -> None:
+        for node in selection_set.selections:
+            if isinstance(node, FieldNode):
+                visit(node)
+            elif isinstance(node, InlineFragmentNode):
+                walk(node.selection_set, visit)
+            elif isinstance(node, FragmentSpreadNode):
+                fragment = raw.fragments.get(node.name.value)
+                if fragment is not None:
+                    walk(fragment.selection_set, visit)
 
-    for field in info.selected_fields:
-        walk(field.selections)
-    return names
+    collected: dict[str, set[str]] = {}
+
+    def on_field(node: FieldNode) -> None:
+        if node.name.value in fields and node.selection_set is not None:
+            names = collected.setdefault(node.name.value, set())
+            walk(node.selection_set, lambda n: names.add(n.name.value))
+
+    for node in raw.field_nodes:
+        if node.selection_set is not None:
+            walk(node.selection_set, on_field)
+    found = cache[key] = {name: frozenset(names) for name, names in collected.items()}
+    return found
