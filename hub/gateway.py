@@ -292,6 +292,7 @@ async def handle(state: HubState, request: Request) -> Response:
             max_batch=settings.max_batch,
             catalog=state.catalog,
             audit=state.audit,
+            data_dir=settings.data_dir,
         )
         bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
         result = execute(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.departments import SOURCE_DEPARTMENTS
 from hub.errors import ConfigError
 
 # name -> help; a test checks every setting is documented in docs/settings.md
@@ -115,6 +116,11 @@ class Settings:
             for k, v in env.items()
             if k.startswith("HUB_DEPT_") and k.endswith("_URL")
         }
+        unknown = sorted(set(urls) - set(SOURCE_DEPARTMENTS))
+        if unknown:  # a misspelt variable would otherwise leave the department on its default database
+            names = ", ".join(f"HUB_DEPT_{u.upper()}_URL" for u in unknown)
+            known = ", ".join(sorted(SOURCE_DEPARTMENTS))
+            raise ConfigError(f"{names}: no such source department (known: {known})", code="BAD_SETTING")
         kwargs["department_urls"] = urls
         # federation: HUB_REMOTE_HUBS="name=url,..." and HUB_REMOTE_<NAME>_CLIENT_ID / _CLIENT_SECRET
         remotes: dict[str, str] = {}

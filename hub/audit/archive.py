@@ -12,10 +12,12 @@ leaves of all archived entries become the base the live entries are checked agai
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, delete, func, insert, select
@@ -86,9 +88,13 @@ def resolve(data_dir: Path | None, stored: str) -> Path:
 
 
 def archive_rows(settings: Settings | None, engine: Engine) -> list[ArchiveInfo]:
+    return archives_in(settings.data_dir if settings is not None else None, engine)
+
+
+def archives_in(data_dir: Path | None, engine: Engine) -> list[ArchiveInfo]:
+    """The ``archives`` rows, oldest first, with their files looked up under ``data_dir`` if moved."""
     with engine.connect() as conn:
         rows = conn.execute(select(archives).order_by(archives.c.first_seq, archives.c.id)).all()
-    data_dir = settings.data_dir if settings is not None else None
     return [
         ArchiveInfo(
             r.first_seq,
@@ -100,6 +106,31 @@ def archive_rows(settings: Settings | None, engine: Engine) -> list[ArchiveInfo]
         )
         for r in rows
     ]
+
+
+def archived_entries(
+    data_dir: Path | None, engine: Engine, subject: str
+) -> tuple[list[dict[str, Any]], list[ArchiveInfo]]:
+    """Entries naming ``subject`` (a pseudonym) in the archive files, in order, and the archives whose file is
+    missing (a report built without them would be incomplete). The pseudonym is in the entry's line, so each
+    file is scanned once; the signed entry, not the scan, decides."""
+    found: list[dict[str, Any]] = []
+    missing: list[ArchiveInfo] = []
+    needle = subject.encode("ascii")
+    for a in archives_in(data_dir, engine):
+        if not a.file.exists():
+            missing.append(a)
+            continue
+        with a.file.open("rb") as f:
+            f.readline()  # the file's header
+            for raw in f:
+                if needle in raw:
+                    line = json.loads(raw)
+                    if "entry" in line:
+                        entry = json.loads(line["entry"])
+                        if subject in (entry.get("subjects") or []):
+                            found.append(entry)
+    return found, missing
 
 
 def _failed(seq: int | None, problem: str, state: ArchivedState) -> ArchivedState:

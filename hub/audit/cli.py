@@ -203,24 +203,12 @@ def _print_accesses(settings: Settings, engine: Engine, subject: str) -> int:
     """Every entry naming ``subject`` (a pseudonym), from the archive files and then the database, in order."""
     from sqlalchemy import select
 
-    from hub.audit.archive import archive_rows
+    from hub.audit.archive import archived_entries
     from hub.db import audit_entries, audit_subjects
 
-    found: list[dict[str, Any]] = []
-    needle = subject.encode("ascii")
-    for a in archive_rows(settings, engine):  # archived entries: scan the files (the pseudonym is in the line)
-        if not a.file.exists():
-            print(
-                f"warning: archive file {a.file.name} (entries {a.first_seq}–{a.last_seq}) is missing", file=sys.stderr
-            )
-            continue
-        with a.file.open("rb") as f:
-            f.readline()
-            for raw in f:
-                if needle in raw:
-                    line = json.loads(raw)
-                    if "entry" in line:
-                        found.append(json.loads(line["entry"]))
+    found, missing = archived_entries(settings.data_dir, engine, subject)
+    for a in missing:
+        print(f"warning: archive file {a.file.name} (entries {a.first_seq}–{a.last_seq}) is missing", file=sys.stderr)
     stmt = (
         select(audit_entries.c.entry)
         .where(audit_entries.c.seq.in_(select(audit_subjects.c.seq).where(audit_subjects.c.subject == subject)))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, select
 
 from hub.audit.entry import canonical
 from hub.db import audit_entries, audit_subjects
+from hub.errors import HubError
 
 # Anomaly thresholds (documented in docs/audit.md)
 MANY_RESIDENTS_PER_HOUR = 200
@@ -119,8 +121,20 @@ def flags_for(conn: Any, entry: dict[str, Any]) -> list[str]:
     return flags
 
 
-def access_report(engine: Engine, subject: str, limit: int = 1000) -> list[dict[str, Any]]:
-    """Every allowed access that resolved this resident's data (as Estonia's Data Tracker shows citizens)."""
+def access_report(
+    engine: Engine, subject: str, limit: int = 1000, data_dir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Every allowed access that resolved this resident's data (as Estonia's Data Tracker shows citizens),
+    oldest first: the archived entries (read from the archive files), then the live ones. If an archive file
+    is missing the report would be incomplete, so it is refused (``AUDIT_UNAVAILABLE``)."""
+    from hub.audit.archive import archived_entries
+
+    archived, missing = archived_entries(data_dir, engine, subject)
+    if missing:
+        names = ", ".join(f"{a.file.name} (entries {a.first_seq}–{a.last_seq})" for a in missing)
+        raise HubError(
+            f"the access report would be incomplete: archive file(s) missing: {names}", code="AUDIT_UNAVAILABLE"
+        )
     stmt = (
         select(audit_entries.c.entry)
         .where(audit_entries.c.seq.in_(select(audit_subjects.c.seq).where(audit_subjects.c.subject == subject)))
@@ -128,7 +142,7 @@ def access_report(engine: Engine, subject: str, limit: int = 1000) -> list[dict[
         .limit(limit)
     )
     with engine.connect() as conn:
-        entries = [json.loads(r[0]) for r in conn.execute(stmt)]
+        entries = archived + [json.loads(r[0]) for r in conn.execute(stmt)]
     return [
         {
             "at": e["at"],
@@ -142,5 +156,5 @@ def access_report(engine: Engine, subject: str, limit: int = 1000) -> list[dict[
             "request_id": e["request_id"],
         }
         for e in entries
-        if e["decision"] == "allow"
-    ]
+        if e["decision"] == "allow" and subject in (e.get("subjects") or [])  # the signed entry decides
+    ][:limit]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Row, Table
@@ -33,6 +34,7 @@ class HubContext:
     max_batch: int = 1000
     catalog: dict[str, Any] = field(default_factory=dict)
     audit: Any = None  # hub.audit.log.AuditLog, for the officers' API
+    data_dir: Path | None = None  # where archived audit files are looked up (officers' access reports)
     subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
     upstream_failures: set[str] = field(default_factory=set)
     not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing

@@ -141,7 +141,8 @@ async def audit_entries(
 
 async def resident_access_report(info: Info, id_number: str) -> list[AccessRecord]:
     subject = _pseudonym(info, id_number)
-    rows = await anyio.to_thread.run_sync(access_report, ctx(info).audit.engine, subject)
+    c = ctx(info)
+    rows = await anyio.to_thread.run_sync(access_report, c.audit.engine, subject, 1000, c.data_dir)
     return [AccessRecord(**r) for r in rows]
 
 

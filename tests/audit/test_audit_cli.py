@@ -15,8 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from hub.audit.entry import entry_leaf
 from hub.audit.merkle import root_from_leaf_hashes, verify_inclusion
+from hub.audit.query import access_report
 from hub.audit.store import open_audit_log
 from hub.cli import main
+from hub.errors import HubError
 from hub.ids import make_id
 from hub.settings import Settings
 from tests.audit.test_verify import POLICIES, build_log, db, entry_text, leaf_of, sql, subjects
@@ -238,6 +240,21 @@ def test_subject_lists_every_access(
     run(capsys, settings, "archive", "--before", "2021-01-01")
     code, text, err = run(capsys, settings, "subject", RESIDENT)
     assert (code, err, text.splitlines()) == (0, "", [*expected, "3 recorded accesses to this resident"])
+    # the officers' API report (hub.audit.query.access_report) reads the archive too
+    log = open_audit_log(settings)
+    try:
+        report = access_report(log.engine, me, data_dir=settings.data_dir)
+        assert [(a["seq"], a["case_ref"]) for a in report] == [(3, "CASE-3"), (14, "CASE-14"), (27, "CASE-27")]
+        archive = next((settings.data_dir / "archive").glob("*.jsonl"))
+        archive.rename(archive.with_suffix(".moved"))
+        with pytest.raises(HubError, match=rf"incomplete: archive file\(s\) missing: {archive.name} \(entries 0–9\)"):
+            access_report(log.engine, me, data_dir=settings.data_dir)
+        assert run(capsys, settings, "subject", RESIDENT)[2] == (
+            f"warning: archive file {archive.name} (entries 0–9) is missing\n"
+        )
+        archive.with_suffix(".moved").rename(archive)
+    finally:
+        log.engine.dispose()
     nobody = make_id("330113", date(1990, 1, 1), 2)
     assert run(capsys, settings, "subject", nobody) == (0, "0 recorded accesses to this resident\n", "")
     assert RESIDENT not in caplog.text

@@ -160,3 +160,12 @@ def test_remote_settings_from_env() -> None:
         RemoteHubs.from_settings(s)
     with pytest.raises(ConfigError, match="not name=url"):
         Settings.from_env({"HUB_REMOTE_HUBS": "http://nameless"})
+
+
+def test_misspelt_department_url_is_refused() -> None:
+    """A typo would otherwise leave the department silently on its default database."""
+    with pytest.raises(ConfigError, match=r"HUB_DEPT_EDUCATON_URL: no such source department \(known: .*education"):
+        Settings.from_env({"HUB_DEPT_EDUCATON_URL": "http://127.0.0.1:9002/graphql"})
+    with pytest.raises(ConfigError, match="HUB_DEPT_UTILITIES_URL"):  # a consumer-only department has no data
+        Settings.from_env({"HUB_DEPT_UTILITIES_URL": "sqlite:///x.sqlite"})
+    assert Settings.from_env({"HUB_DEPT_TAX_URL": "sqlite:///t.sqlite"}).department_url("tax") == "sqlite:///t.sqlite"
