@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from hub.localpg import PgServer
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -143,12 +142,6 @@ def sample_ids(area_prefix: str, n: int) -> list[str]:
 
 
 # -- servers --------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
     name: str
@@ -236,75 +229,17 @@ def hub_token(base_url: str, client_id: str, secret: str) -> str:
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------------
-def pg_bin() -> Path | None:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(candidates[-1]).parent if candidates else None
-
-
-class PgServer:
-    """A throw-away PostgreSQL server on 127.0.0.1, run as ``postgres`` when we are root. fsync stays on."""
-
-    def __init__(self) -> None:
-        found = pg_bin()
-        if found is None:
-            raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found")
-        self.bin = found
-        self.dir = Path(tempfile.mkdtemp(prefix="hub-bench-pg-"))
-        self.data = self.dir / "data"
-        self.port = free_port()
-        self.as_postgres = os.geteuid() == 0
-        if self.as_postgres:
-            shutil.chown(self.dir, "postgres", "postgres")
-
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [str(self.bin / args[0]), *args[1:]]
-        if self.as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
-
-    def start(self) -> PgServer:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-        opts = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.dir} "
-            "-c fsync=on -c synchronous_commit=on -c max_connections=100"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"), "-w", "-t", "60", "start")
-        return self
-
-    def url(self, db: str) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{db}"
-
-    def create_db(self, name: str) -> str:
-        from sqlalchemy import create_engine, text
-
-        engine = create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
-        return self.url(name)
-
-    def version(self) -> str:
-        return self._run("postgres", "--version", check=False).stdout.strip()
-
-    def cleanup(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def postgres() -> Iterator[PgServer | None]:
     """A running PostgreSQL server, or None (with a message) when the binaries are missing."""
     try:
-        server = PgServer()
+        server = PgServer(prefix="hub-bench-pg-", options="-c synchronous_commit=on -c max_connections=100")
     except FileNotFoundError as exc:
         log(f"PostgreSQL skipped: {exc}")
         yield None
         return
     try:
-        server.start()
+        server.init()
         yield server
     finally:
         server.cleanup()

@@ -39,7 +39,7 @@ from bench.common import (
     uvicorn_cmd,
     write_result,
 )
-from bench.common import free_port as port
+from hub.localpg import free_port as port
 
 QUERY = """query Overhead($id: String!) {
   person(idNumber: $id) {

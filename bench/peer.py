@@ -50,7 +50,7 @@ from bench.common import (
     uvicorn_cmd,
     write_result,
 )
-from bench.common import free_port as port
+from hub.localpg import free_port as port
 
 HUB_QUERY = """query Peer($id: String!) {
   person(idNumber: $id) { idNumber name sex birthDate civilAffairs { tier startDate monthlyAmount } }

@@ -77,15 +77,14 @@ class Hub:
 @contextlib.contextmanager
 def serve(app: Starlette) -> Iterator[str]:
     """Run ``app`` under a real uvicorn server on a free 127.0.0.1 port, in a background thread."""
-    import socket
     import threading
     import time
 
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from hub.localpg import free_port
+
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -120,7 +119,8 @@ def hub_settings(
         yield make_settings(dept_data[0])
         return
     from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
-    from tests.pgserver import PgServer, copy_department
+    from hub.localpg import PgServer
+    from tests.pgserver import copy_department
 
     server = PgServer().init()
     try:

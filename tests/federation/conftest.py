@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,18 +28,13 @@ from hub.app import create_app
 from hub.auth.keys import KeyRing
 from hub.db import hub_engine, upgrade
 from hub.demo.generate import GenerateResult, generate
+from hub.localpg import free_port
 from hub.settings import Settings
 from hub.store.clients import ClientStore
 from tests.conftest import POLICIES, REPO
 
 FED_CLIENT = "fed-ca"  # civil affairs for all of Hangzhou (3301): every generated resident is in scope
 B_AREA = "3302"  # region B's residents are rewritten to this prefix
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -15,9 +15,10 @@ from sqlalchemy import select
 from hub.app import create_app
 from hub.departments import assistance, enrolment, residents
 from hub.errors import ConfigError, UpstreamUnavailable
+from hub.localpg import free_port
 from hub.sources.sql import SqlSource
 from hub.sources.subgraph import HopIdentity, HopSigner, SubgraphSource, hop_scope, schema_problems
-from tests.federation.conftest import FED_CLIENT, Fed, FedHub, free_port, running
+from tests.federation.conftest import FED_CLIENT, Fed, FedHub, running
 
 EDU_FIELDS = "stage school aidReceived isFullTimeStudent droppedOut"
 

@@ -20,9 +20,9 @@ from sqlalchemy import create_engine, select
 from hub.audit.entry import GENESIS, entry_leaf
 from hub.db import audit_entries, upgrade
 from hub.demo.generate import GenerateResult
+from hub.localpg import PgServer, free_port
 from hub.store.clients import ClientStore
 from tests.conftest import POLICIES
-from tests.pgserver import PgServer, free_port
 
 QUERY = "query($id: String!) { person(idNumber: $id) { name civilAffairs { tier } } }"
 

@@ -17,8 +17,9 @@ from hub.app import create_app
 from hub.db import alembic_config, audit_entries
 from hub.demo.generate import GenerateResult
 from hub.departments import DEPARTMENTS
+from hub.localpg import PgServer
 from tests.conftest import Hub, make_settings
-from tests.pgserver import PgServer, copy_department
+from tests.pgserver import copy_department
 
 PG_DEPTS = ("tax", "disability", "medical_security")
 QUERY = """query($id: String!) { person(idNumber: $id) { name
