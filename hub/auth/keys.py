@@ -63,15 +63,28 @@ class KeyRing:
     def __init__(self, key_dir: Path) -> None:
         self.dir = key_dir
         self.tokens_dir = key_dir / "tokens"
+        self._cached: tuple[tuple[str, ...], list[TokenKey]] | None = None
 
     # -- token keys -------------------------------------------------------------------------------------
     def token_keys(self) -> list[TokenKey]:
+        """The token keys, oldest first. Read from disk only when the folder's listing changes (a key file is
+        written whole under its final name and never modified), so a rotation by another process is seen at
+        once and an unchanged set costs one directory listing, not a PEM parse per request."""
+        try:
+            names = tuple(sorted(n for n in os.listdir(self.tokens_dir) if n.endswith(".pem")))
+        except FileNotFoundError:
+            names = ()
+        if self._cached is not None and self._cached[0] == names:
+            return list(self._cached[1])
         out = []
-        for pem in sorted(self.tokens_dir.glob("*.pem")):
+        for name in names:
+            pem = self.tokens_dir / name
             created_s, _, kid = pem.stem.partition("-")
             key = ECKey.import_key(pem.read_bytes(), parameters={"kid": kid, "use": "sig", "alg": TOKEN_ALG})
             out.append(TokenKey(kid=kid, created=int(created_s), key=key))
-        return sorted(out, key=lambda k: k.created)
+        out.sort(key=lambda k: k.created)
+        self._cached = (names, out)
+        return list(out)
 
     def rotate(self, now: float | None = None) -> TokenKey:
         """Create a new active token key."""
