@@ -64,3 +64,15 @@ def test_concurrent_first_start_agrees_on_one_key_set(tmp_path: Path) -> None:
     ]
     assert os.stat(key_dir / "pseudonym.key").st_mode & 0o777 == 0o600
     assert os.stat(key_dir / "audit-private.pem").st_mode & 0o777 == 0o600
+
+
+def test_token_keys_cached_but_rotation_by_another_process_is_seen(tmp_path: Path) -> None:
+    serving, cli = KeyRing(tmp_path / "keys"), KeyRing(tmp_path / "keys")  # e.g. `hub serve` and `hub keys rotate`
+    serving.ensure()
+    first = serving.token_keys()
+    assert serving.token_keys()[0].key is first[0].key  # unchanged folder: the parsed key is reused
+    new = cli.rotate(now=first[0].created + 10)
+    assert [k.kid for k in serving.token_keys()] == [first[0].kid, new.kid]
+    assert serving.active().kid == new.kid
+    assert cli.prune(token_ttl=0, now=new.created + 3600) == [first[0].kid]
+    assert [k.kid for k in serving.token_keys()] == [new.kid]
