@@ -128,3 +128,70 @@ async def test_healthz(hub: Hub) -> None:
     r = await hub.client.get("/healthz")
     body: dict[str, Any] = r.json()
     assert r.status_code == 200 and body["status"] == "ok" and len(body["departments"]) == 11
+
+
+async def test_answers_for_many_residents_match_each_departments_data(hub: Hub) -> None:
+    """Records and predicates are computed for all the residents of a request at once: every answer must still
+    belong to its own resident. Checked for 600 residents against the departments' own files."""
+    import sqlite3
+    from datetime import date
+
+    dept = hub.settings.data_dir / "departments"
+
+    def q(code: str, sql: str, *args: Any) -> list[Any]:
+        with sqlite3.connect(f"file:{dept / code}.sqlite?mode=ro", uri=True) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    ids = [r[0] for r in q("public_security", "SELECT id_number FROM residents WHERE area_code LIKE '3301%'")][:600]
+    today = date.today().isoformat()
+
+    def having(code: str, sql: str, *args: Any) -> set[str]:
+        return {r[0] for r in q(code, sql, *args)}
+
+    recipients = having(
+        "civil_affairs", "SELECT id_number FROM assistance WHERE end_date IS NULL OR end_date >= ?", today
+    )
+    tiers: dict[str, set[str]] = {}
+    for i, tier in q("civil_affairs", "SELECT id_number, tier FROM assistance"):
+        tiers.setdefault(i, set()).add(tier)
+    costly = having("medical_security", "SELECT id_number FROM medical WHERE oop_12m >= 5000")
+    chronic = having("medical_security", "SELECT id_number FROM medical WHERE chronic_flag")
+    certified = having("disability", "SELECT id_number FROM certificates")
+    non_exempt = having(
+        "traffic", "SELECT id_number FROM vehicles WHERE vehicle_type != 'mobility_vehicle' AND use != 'operating'"
+    )
+    students = having("education", "SELECT id_number FROM enrolment WHERE enrolled")
+    query = """query Many($ids: [String!]!) { people(idNumbers: $ids) { idNumber
+      civilAffairs { tier isRecipient } disability { hasCertificate }
+      medical { outOfPocket12mAtLeast(threshold: 5000) hasChronicDisease }
+      vehicles { hasNonExemptCar } education { isFullTimeStudent } } }"""
+    r = await hub.query(query, client="hangzhou-ca", variables={"ids": ids})
+    body = r.json()
+    assert "errors" not in body, body["errors"][:3]
+    people = body["data"]["people"]
+    assert [p["idNumber"] for p in people] == ids
+    for p in people:
+        i = p["idNumber"]
+        assert p["civilAffairs"]["isRecipient"] == (i in recipients), i
+        assert (p["civilAffairs"]["tier"] is None) == (i not in tiers) and p["civilAffairs"]["tier"] in tiers.get(
+            i, {None}
+        ), i
+        assert p["disability"] == {"hasCertificate": i in certified}, i
+        assert p["medical"] == {"outOfPocket12mAtLeast": i in costly, "hasChronicDisease": i in chronic}, i
+        assert p["vehicles"] == {"hasNonExemptCar": i in non_exempt}, i
+        assert p["education"] == {"isFullTimeStudent": i in students}, i
+    # every predicate splits these residents, so a misaligned answer could not go unnoticed
+    for group in (recipients, costly, chronic, certified, non_exempt, students):
+        assert 0 < len(group & set(ids)) < len(ids)
+
+
+async def test_a_bad_predicate_argument_is_reported_at_its_field(hub: Hub) -> None:
+    q = """query($id: String!) { person(idNumber: $id) { name civilAffairs { tier }
+      medical { outOfPocket12mBand outOfPocket12mAtLeast(threshold: -1) } } }"""
+    r = await hub.query(q, variables={"id": hub.data.golden_id})
+    body = r.json()
+    assert body["data"]["person"]["name"] == "钱国良" and body["data"]["person"]["civilAffairs"]["tier"]
+    assert body["data"]["person"]["medical"] is None  # a non-null field failed: its record is null
+    [err] = body["errors"]
+    assert err["path"] == ["person", "medical", "outOfPocket12mAtLeast"]
+    assert (err["message"], err["extensions"]["code"]) == ("threshold must be between 0 and 10,000,000", "BAD_ARGUMENT")

@@ -80,7 +80,7 @@ class HubContext:
         result: list[Row[Any]] = await self._rows_loader(dept, table, key, where, where_name).load(value)
         return result
 
-    async def rows_many(
+    def rows_many(
         self,
         dept: str,
         table: Table,
@@ -88,64 +88,56 @@ class HubContext:
         values: Sequence[str],
         where: ColumnElement[bool] | None = None,
         where_name: str = "",
-    ) -> list[list[Row[Any]]]:
-        """``rows`` for several values at once (one future, the same batch and cache)."""
-        result: list[list[Row[Any]]] = await self._rows_loader(dept, table, key, where, where_name).load_many(values)
-        return result
+    ) -> Awaitable[list[list[Row[Any]]]]:
+        """``rows`` for several values at once: one future (no task), in the same batch and cache. The load is
+        registered now, so several of these awaited one after the other still go out in one batch each."""
+        return self._rows_loader(dept, table, key, where, where_name).load_many(values)
 
     async def first(self, dept: str, table: Table, value: str) -> Row[Any] | None:
         rows = await self.rows(dept, table, "id_number", value)
         return rows[0] if rows else None
 
-    async def predicate(
-        self,
-        dept: str,
-        table: Table,
-        name: str,
-        condition: Callable[[], ColumnElement[bool]],
-        value: str,
-    ) -> bool:
-        """A yes/no answer computed inside the department's own query. ``condition`` builds the SQL condition;
-        it is called once per request and ``name`` (which must identify it) keys the batch."""
-        key = (dept, table.name, "pred", name)
-        loader = self.loaders.get(key)
-        if loader is None:
-            cond = condition()
+    def predicates(
+        self, dept: str, table: Table, name: str, condition: ColumnElement[bool], values: Sequence[str]
+    ) -> Awaitable[list[bool]]:
+        """Yes/no answers computed inside the department's own query, batched per request (one future, as
+        ``rows_many``); ``name`` must identify ``condition`` (it keys the batch)."""
 
-            async def load(keys: list[str]) -> Sequence[bool]:
-                try:
-                    return await self.source(dept).predicate(table, "id_number", keys, cond)
-                except UpstreamUnavailable:
-                    self.upstream_failures.add(dept)
-                    raise
+        async def load(keys: list[str]) -> Sequence[bool]:
+            try:
+                return await self.source(dept).predicate(table, "id_number", keys, condition)
+            except UpstreamUnavailable:
+                self.upstream_failures.add(dept)
+                raise
 
-            loader = self._loader(key, load)
-        answer: bool = await loader.load(value)
-        return answer
+        return self._loader((dept, table.name, "pred", name), load).load_many(values)
 
-    async def authorization_errors(self, household_ids: Sequence[str], provider: str) -> list[HubError | None]:
-        """Where the purpose needs a household authorization (核对授权书), the refusal for each household without
-        a valid one covering ``provider`` (None where it is covered, or where none is needed)."""
+    async def authorization_scopes(self, household_ids: Sequence[str]) -> list[frozenset[str]] | HubError | None:
+        """Where the purpose needs a household authorization (核对授权书): the departments each household's valid
+        authorizations cover ("*" for all). None when the purpose needs none."""
         if not self.purpose.requires_authorization:
-            return [None] * len(household_ids)
+            return None
         store = self.authorizations
         if store is None:
-            return [HubError("no authorization store is configured", code="AUTHORIZATION_REQUIRED")] * len(
-                household_ids
-            )
+            return HubError("no authorization store is configured", code="AUTHORIZATION_REQUIRED")
 
         async def load(keys: list[str]) -> Sequence[frozenset[str]]:
             return await store.covered(keys, self.actor.department, self.today)
 
-        all_scopes: list[frozenset[str]] = await self._loader(("authz",), load).load_many(household_ids)
+        scopes: list[frozenset[str]] = await self._loader(("authz",), load).load_many(household_ids)
+        return scopes
+
+    def refusals(self, scopes: list[frozenset[str]] | HubError | None, provider: str, n: int) -> list[HubError | None]:
+        """For each of ``n`` households, the refusal to disclose ``provider``'s data (None: allowed)."""
+        if scopes is None:
+            return [None] * n
+        if isinstance(scopes, HubError):
+            return [scopes] * n
         missing = HubError(
             f"no valid household authorization on record for purpose {self.purpose.id}", code="AUTHORIZATION_REQUIRED"
         )
         uncovered = HubError(f"the household's authorization does not cover {provider}", code="AUTHORIZATION_REQUIRED")
-        return [
-            missing if not scopes else None if "*" in scopes or provider in scopes else uncovered
-            for scopes in all_scopes
-        ]
+        return [missing if not s else None if "*" in s or provider in s else uncovered for s in scopes]
 
 
 async def count_out_of_area(c: HubContext) -> int:

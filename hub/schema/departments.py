@@ -7,6 +7,7 @@ resolver: they are computed in the department's own query, and the raw value nev
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, timedelta
 from typing import Any
 
@@ -29,9 +30,7 @@ from hub.departments import (
 from hub.errors import RequestError
 from hub.policy import forms
 from hub.policy.model import Form
-from hub.schema.context import ctx
-from hub.schema.directives import disclosed
-from hub.schema.records import GETTER, Getter, build_one, value
+from hub.schema.records import GETTER, Getter, answer, build_one, predicate, value
 
 RAW, MASKED, BAND, PRED, EXISTS = Form.RAW, Form.MASKED, Form.BAND, Form.PREDICATE, Form.EXISTS
 
@@ -52,9 +51,33 @@ def _items(description: str, cls: type) -> Any:
     )
 
 
+# the tables, under names the record classes do not shadow (their ``properties`` and ``vehicles`` fields)
+_PROPERTIES, _VEHICLES = properties, vehicles
+
+
+def _changed(c: Any, days: int) -> tuple[str, Any]:
+    if not 1 <= days <= 3660:
+        raise RequestError("days must be between 1 and 3660", code="BAD_ARGUMENT")
+    since = c.today - timedelta(days=days)
+    return f"changed{days}", (certificates.c.issue_date >= since) | (certificates.c.change_date >= since)
+
+
+def _oop_at_least(c: Any, threshold: int) -> tuple[str, Any]:
+    if not 0 <= threshold <= 10_000_000:
+        raise RequestError("threshold must be between 0 and 10,000,000", code="BAD_ARGUMENT")
+    return f"oop>={threshold}", medical.c.oop_12m >= threshold
+
+
+def _income_below(c: Any, threshold: int) -> tuple[str, Any]:
+    if not 0 <= threshold <= 100_000_000:
+        raise RequestError("threshold must be between 0 and 100,000,000", code="BAD_ARGUMENT")
+    return f"inc<{threshold}", (income.c.annual_wage_income + income.c.business_income) < threshold
+
+
 @strawberry.type(description="Civil affairs (民政) assistance: tier, dates and amount.")
 class CivilAffairsRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     tier: str | None = value(
         RAW,
@@ -72,21 +95,20 @@ class CivilAffairsRecord:
         RAW, "civil_affairs", "Monthly amount paid to this person, yuan.", lambda r: _f(r.monthly_amount)
     )
 
-    @disclosed(PRED, "civil_affairs", "Whether the person currently receives any assistance tier.")
-    async def is_recipient(self, info: Info) -> bool:
-        c = ctx(info)
-        return await c.predicate(
-            "civil_affairs",
-            assistance,
-            "current",
-            lambda: (assistance.c.end_date.is_(None)) | (assistance.c.end_date >= c.today),
-            self.id_number,
-        )
+    @predicate(
+        "civil_affairs",
+        "Whether the person currently receives any assistance tier.",
+        assistance,
+        lambda c: ("current", assistance.c.end_date.is_(None) | (assistance.c.end_date >= c.today)),
+    )
+    def is_recipient(self, info: Info) -> bool:
+        return answer(self, info)
 
 
 @strawberry.type(description="Disabled Persons' Federation (残联) disability certificate.")
 class DisabilityRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     cert_no_masked: str | None = value(
         MASKED,
@@ -115,30 +137,26 @@ class DisabilityRecord:
         EXISTS, "disability", "Whether the person holds a disability certificate.", bool, rows=True
     )
 
-    @disclosed(PRED, "disability", "Whether the person has a severe disability (grade 1 or 2).")
-    async def is_severe(self, info: Info) -> bool:
-        return await ctx(info).predicate(
-            "disability", certificates, "severe", lambda: certificates.c.grade <= 2, self.id_number
-        )
+    @predicate(
+        "disability",
+        "Whether the person has a severe disability (grade 1 or 2).",
+        certificates,
+        lambda c: ("severe", certificates.c.grade <= 2),
+    )
+    def is_severe(self, info: Info) -> bool:
+        return answer(self, info)
 
-    @disclosed(PRED, "disability", "Whether the certificate was issued or upgraded within the last N days.")
-    async def changed_within_days(self, info: Info, days: int) -> bool:
-        c = ctx(info)
-        if not 1 <= days <= 3660:
-            raise RequestError("days must be between 1 and 3660", code="BAD_ARGUMENT")
-        since = c.today - timedelta(days=days)
-        return await c.predicate(
-            "disability",
-            certificates,
-            f"changed{days}",
-            lambda: (certificates.c.issue_date >= since) | (certificates.c.change_date >= since),
-            self.id_number,
-        )
+    @predicate(
+        "disability", "Whether the certificate was issued or upgraded within the last N days.", certificates, _changed
+    )
+    def changed_within_days(self, info: Info, days: int) -> bool:
+        return answer(self, info)
 
 
 @strawberry.type(description="Medical security (医保): insurance and 12-month costs. Never a diagnosis.")
 class MedicalRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     insured: bool | None = value(RAW, "medical_security", "Whether the person is insured.", lambda r: r.insured)
     scheme: str | None = value(RAW, "medical_security", "Scheme: employee or resident.", lambda r: r.scheme)
@@ -155,24 +173,29 @@ class MedicalRecord:
         RAW, "medical_security", "Number of inpatient stays over 12 months.", lambda r: r.inpatient_count
     )
 
-    @disclosed(PRED, "medical_security", "Whether out-of-pocket cost over 12 months is at least `threshold` yuan.")
-    async def out_of_pocket_12m_at_least(self, info: Info, threshold: int) -> bool:
-        if not 0 <= threshold <= 10_000_000:
-            raise RequestError("threshold must be between 0 and 10,000,000", code="BAD_ARGUMENT")
-        return await ctx(info).predicate(
-            "medical_security", medical, f"oop>={threshold}", lambda: medical.c.oop_12m >= threshold, self.id_number
-        )
+    @predicate(
+        "medical_security",
+        "Whether out-of-pocket cost over 12 months is at least `threshold` yuan.",
+        medical,
+        _oop_at_least,
+    )
+    def out_of_pocket_12m_at_least(self, info: Info, threshold: int) -> bool:
+        return answer(self, info)
 
-    @disclosed(PRED, "medical_security", "Whether a chronic or serious disease is registered (never which one).")
-    async def has_chronic_disease(self, info: Info) -> bool:
-        return await ctx(info).predicate(
-            "medical_security", medical, "chronic", lambda: medical.c.chronic_flag.is_(True), self.id_number
-        )
+    @predicate(
+        "medical_security",
+        "Whether a chronic or serious disease is registered (never which one).",
+        medical,
+        lambda c: ("chronic", medical.c.chronic_flag.is_(True)),
+    )
+    def has_chronic_disease(self, info: Info) -> bool:
+        return answer(self, info)
 
 
 @strawberry.type(description="Human resources and social security (人社): pension and unemployment.")
 class EmploymentRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     pension_type: str | None = value(RAW, "hrss", "Pension type: employee, resident or none.", lambda r: r.pension_type)
     pension_monthly: float | None = value(RAW, "hrss", "Monthly pension, yuan.", lambda r: _f(r.pension_monthly))
@@ -184,16 +207,20 @@ class EmploymentRecord:
     )
     benefit_end: date | None = value(RAW, "hrss", "Unemployment-benefit end date, if any.", lambda r: r.ui_benefit_end)
 
-    @disclosed(PRED, "hrss", "Whether the person is registered unemployed.")
-    async def is_unemployed(self, info: Info) -> bool:
-        return await ctx(info).predicate(
-            "hrss", employment, "unemployed", lambda: employment.c.unemployed_registered.is_(True), self.id_number
-        )
+    @predicate(
+        "hrss",
+        "Whether the person is registered unemployed.",
+        employment,
+        lambda c: ("unemployed", employment.c.unemployed_registered.is_(True)),
+    )
+    def is_unemployed(self, info: Info) -> bool:
+        return answer(self, info)
 
 
 @strawberry.type(description="Tax (税务): annual income.")
 class TaxRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     year: int | None = value(RAW, "tax", "Tax year of the income figures.", lambda r: r.year)
     annual_wage_income: float | None = value(
@@ -207,17 +234,9 @@ class TaxRecord:
         lambda r: forms.income_band(float(r.annual_wage_income) + float(r.business_income)),
     )
 
-    @disclosed(PRED, "tax", "Whether annual wage plus business income is below `threshold` yuan.")
-    async def annual_income_below(self, info: Info, threshold: int) -> bool:
-        if not 0 <= threshold <= 100_000_000:
-            raise RequestError("threshold must be between 0 and 100,000,000", code="BAD_ARGUMENT")
-        return await ctx(info).predicate(
-            "tax",
-            income,
-            f"inc<{threshold}",
-            lambda: (income.c.annual_wage_income + income.c.business_income) < threshold,
-            self.id_number,
-        )
+    @predicate("tax", "Whether annual wage plus business income is below `threshold` yuan.", income, _income_below)
+    def annual_income_below(self, info: Info, threshold: int) -> bool:
+        return answer(self, info)
 
 
 @strawberry.type(description="One registered property (不动产).")
@@ -238,6 +257,7 @@ def _total_area(rows: list[Any]) -> float:
 @strawberry.type(description="Real estate registration (不动产登记): properties held.")
 class RealEstateRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     property_count: int = value(RAW, "real_estate", "Number of properties held.", len, rows=True)
     total_area_m2: float = value(RAW, "real_estate", "Total floor area held, square metres.", _total_area, rows=True)
@@ -252,16 +272,14 @@ class RealEstateRecord:
         "The properties, one by one. Provider: Real estate registration (不动产登记).", Property
     )
 
-    @disclosed(PRED, "real_estate", "Whether a property was acquired in the last 12 months.")
-    async def acquired_last_12_months(self, info: Info) -> bool:
-        c = ctx(info)
-        return await c.predicate(
-            "real_estate",
-            properties,
-            "recent",
-            lambda: properties.c.acquired_date >= c.today - timedelta(days=365),
-            self.id_number,
-        )
+    @predicate(
+        "real_estate",
+        "Whether a property was acquired in the last 12 months.",
+        _PROPERTIES,
+        lambda c: ("recent", properties.c.acquired_date >= c.today - timedelta(days=365)),
+    )
+    def acquired_last_12_months(self, info: Info) -> bool:
+        return answer(self, info)
 
 
 @strawberry.type(description="One registered vehicle (车辆).")
@@ -288,15 +306,21 @@ _NON_EXEMPT = ~((vehicles.c.vehicle_type == "mobility_vehicle") | (vehicles.c.us
 @strawberry.type(description="Public security traffic administration (公安交管): vehicles held.")
 class VehicleRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     vehicle_count: int = value(RAW, "traffic", "Number of vehicles registered to the person.", len, rows=True)
     vehicles: list[Vehicle] = _items(
         "The vehicles, one by one. Provider: Public security, traffic (公安交管).", Vehicle
     )
 
-    @disclosed(PRED, "traffic", "Whether the person owns a car that is not exempt from the asset test.")
-    async def has_non_exempt_car(self, info: Info) -> bool:
-        return await ctx(info).predicate("traffic", vehicles, "nonexempt", lambda: _NON_EXEMPT, self.id_number)
+    @predicate(
+        "traffic",
+        "Whether the person owns a car that is not exempt from the asset test.",
+        _VEHICLES,
+        lambda c: ("nonexempt", _NON_EXEMPT),
+    )
+    def has_non_exempt_car(self, info: Info) -> bool:
+        return answer(self, info)
 
 
 @strawberry.type(description="One business role (市场主体身份).")
@@ -318,19 +342,24 @@ class BusinessRole:
 @strawberry.type(description="Market regulation (市场监管): business roles.")
 class BusinessRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     roles: list[BusinessRole] = _items("Business roles held. Provider: Market regulation (市场监管).", BusinessRole)
 
-    @disclosed(PRED, "market_regulation", "Whether the person holds any business role.")
-    async def has_business_role(self, info: Info) -> bool:
-        return await ctx(info).predicate(
-            "market_regulation", business_roles, "any", lambda: business_roles.c.role.is_not(None), self.id_number
-        )
+    @predicate(
+        "market_regulation",
+        "Whether the person holds any business role.",
+        business_roles,
+        lambda c: ("any", business_roles.c.role.is_not(None)),
+    )
+    def has_business_role(self, info: Info) -> bool:
+        return answer(self, info)
 
 
 @strawberry.type(description="Housing provident fund (住房公积金).")
 class ProvidentFundRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     monthly_contribution: float | None = value(
         RAW, "provident_fund", "Monthly contribution, yuan.", lambda r: _f(r.monthly_contrib)
@@ -339,16 +368,20 @@ class ProvidentFundRecord:
         BAND, "provident_fund", "Account balance as a band.", lambda r: forms.balance_band(float(r.balance))
     )
 
-    @disclosed(PRED, "provident_fund", "Whether contributions have stopped.")
-    async def contributions_stopped(self, info: Info) -> bool:
-        return await ctx(info).predicate(
-            "provident_fund", hpf_accounts, "stopped", lambda: hpf_accounts.c.status == "stopped", self.id_number
-        )
+    @predicate(
+        "provident_fund",
+        "Whether contributions have stopped.",
+        hpf_accounts,
+        lambda c: ("stopped", hpf_accounts.c.status == "stopped"),
+    )
+    def contributions_stopped(self, info: Info) -> bool:
+        return answer(self, info)
 
 
 @strawberry.type(description="Education (教育): enrolment.")
 class EducationRecord:
     id_number: strawberry.Private[str]
+    answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     stage: str | None = value(
         RAW,
@@ -359,17 +392,23 @@ class EducationRecord:
     school: str | None = value(RAW, "education", "School name.", lambda r: r.school)
     aid_received: bool | None = value(RAW, "education", "Whether education aid was received.", lambda r: r.aid_received)
 
-    @disclosed(PRED, "education", "Whether the person is a full-time student (counts as a household member).")
-    async def is_full_time_student(self, info: Info) -> bool:
-        return await ctx(info).predicate(
-            "education", enrolment, "enrolled", lambda: enrolment.c.enrolled.is_(True), self.id_number
-        )
+    @predicate(
+        "education",
+        "Whether the person is a full-time student (counts as a household member).",
+        enrolment,
+        lambda c: ("enrolled", enrolment.c.enrolled.is_(True)),
+    )
+    def is_full_time_student(self, info: Info) -> bool:
+        return answer(self, info)
 
-    @disclosed(PRED, "education", "Whether the person has a dropout flag.")
-    async def dropped_out(self, info: Info) -> bool:
-        return await ctx(info).predicate(
-            "education", enrolment, "dropout", lambda: enrolment.c.dropout_flag.is_(True), self.id_number
-        )
+    @predicate(
+        "education",
+        "Whether the person has a dropout flag.",
+        enrolment,
+        lambda c: ("dropout", enrolment.c.dropout_flag.is_(True)),
+    )
+    def dropped_out(self, info: Info) -> bool:
+        return answer(self, info)
 
 
 # Each record type: its provider department and the table its rows come from (one resident's rows).

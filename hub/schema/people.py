@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import date
 from typing import Annotated, Any
 
 import strawberry
+from graphql import FieldNode
+from graphql.execution.values import get_argument_values
 from sqlalchemy import ColumnElement
 from strawberry.types import Info
-from strawberry.utils.str_converters import to_camel_case
+from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
 from hub.departments import households, residents
-from hub.errors import UpstreamUnavailable
+from hub.errors import HubError
 from hub.policy import forms
 from hub.policy.model import Form
 from hub.schema import departments as d
 from hub.schema.context import HubContext, ctx
 from hub.schema.directives import disclosed
-from hub.schema.records import build, build_one, record_selections, row_fields, value
+from hub.schema.records import build, build_one, predicates, record_selections, row_fields, value
 
 PS = "public_security"
 
@@ -133,33 +134,88 @@ RECORD_FIELDS: dict[str, tuple[str, type]] = {
 
 async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> list[Person]:
     """``Person`` objects for public-security rows, with the department records selected below ``info``'s
-    field attached. Per department: one authorization lookup and (only if a field computed from its rows is
-    selected) one batched load for all the residents at once. A record refused (no household authorization)
-    or unavailable (the department is down) holds the error, which graphql-core reports at that record's path."""
+    field attached. Per department, for all the residents at once: one authorization lookup, one batched load
+    of the rows (only if a field computed from them is selected) and one batched query per selected predicate.
+    A record refused (no household authorization) or unavailable (the department is down) holds the error,
+    which graphql-core reports at that record's path; a predicate that failed, at the predicate's path."""
     wanted = record_selections(c.selections, info, RECORD_FIELDS)
-
-    async def records(gql_name: str, selected: frozenset[str]) -> tuple[str, list[Any]]:
+    if not wanted:
+        return [build(Person, [r], row=r) for r in rows]
+    variables = info._raw_info.variable_values
+    # 1. household authorizations (one lookup), then, per department, who may be disclosed
+    scopes = await c.authorization_scopes([r.household_id for r in rows])
+    plans = []
+    for gql_name, selected in wanted.items():
         attr, cls = RECORD_FIELDS[gql_name]
         provider, table = d.RECORD_TABLES[cls]
-        refused = await c.authorization_errors([r.household_id for r in rows], provider)
+        refused = c.refusals(scopes, provider, len(rows))
         allowed = [r.id_number for r, e in zip(rows, refused, strict=True) if e is None]
-        loaded: dict[str, list[Any]] | None = None
-        failure: UpstreamUnavailable | None = None
-        if allowed and not row_fields(cls).isdisjoint(selected):
+        # 2. register every department load (rows only if a field computed from them is selected; one query
+        # per predicate) before awaiting any: they go out together, one batch per department and predicate
+        rows_future = None
+        if allowed and not row_fields(cls).isdisjoint(selected.names):
+            rows_future = c.rows_many(provider, table, "id_number", allowed)
+        asked: dict[str, Awaitable[list[bool]] | HubError] = {}
+        for node in selected.nodes:
+            field = node.name.value
+            if allowed and field in predicates(cls) and field not in asked:
+                try:
+                    name, condition = _predicate_condition(c, info, cls, field, node, variables)
+                    asked[field] = c.predicates(provider, predicates(cls)[field].table, name, condition, allowed)
+                except HubError as exc:  # a bad argument
+                    asked[field] = exc
+        plans.append((attr, cls, refused, rows_future, asked))
+    # 3. collect; a department that is down nulls its records (rows) or its predicate fields, with the error
+    done: list[tuple[str, list[Any]]] = []
+    for attr, cls, refused, rows_future, asked in plans:
+        loaded: list[list[Any]] | None = None
+        failure: HubError | None = None
+        if rows_future is not None:
             try:
-                loaded = dict(zip(allowed, await c.rows_many(provider, table, "id_number", allowed), strict=True))
-            except UpstreamUnavailable as exc:
+                loaded = await rows_future
+            except HubError as exc:
                 failure = exc
+        answered: dict[str, list[bool] | HubError] = {}
+        for field, pending in asked.items():
+            if isinstance(pending, HubError):
+                answered[field] = pending
+                continue
+            try:
+                answered[field] = await pending
+            except HubError as exc:
+                answered[field] = exc
         out: list[Any] = []
+        i = 0
         for r, refusal in zip(rows, refused, strict=True):
             if refusal is not None or failure is not None:
                 out.append(refusal or failure)
-            else:
-                out.append(build(cls, None if loaded is None else loaded[r.id_number], id_number=r.id_number))
-        return attr, out
-
-    done = await asyncio.gather(*(records(g, sel) for g, sel in wanted.items()))
+                continue
+            answers = {f: a if isinstance(a, HubError) else a[i] for f, a in answered.items()}
+            out.append(build(cls, None if loaded is None else loaded[i], id_number=r.id_number, answers=answers))
+            i += 1
+        done.append((attr, out))
     return [build(Person, [r], row=r, **{attr: recs[i] for attr, recs in done}) for i, r in enumerate(rows)]
+
+
+def _predicate_condition(
+    c: HubContext, info: Info, cls: type, field: str, node: FieldNode, variables: Any
+) -> tuple[str, Any]:
+    """(batch name, SQL condition) of a predicate field node, from its arguments; worked out once per request.
+    The planner allows one set of arguments per predicate per request, so the field name keys the answer."""
+    key = ("predicate", id(node))
+    found = c.selections.get(key)
+    if found is None:
+        schema = info._raw_info.schema
+        definition = schema.get_type(cls.__strawberry_definition__.name).fields[field]  # type: ignore[attr-defined, union-attr]
+        arguments = {to_snake_case(k): v for k, v in get_argument_values(definition, node, variables).items()}
+        try:
+            found = predicates(cls)[field].condition(c, **arguments)
+        except HubError as exc:
+            found = exc
+        c.selections[key] = found
+    if isinstance(found, HubError):
+        raise found
+    return found
 
 
 @strawberry.type(description="A household (共同生活家庭) as registered by public security (公安户籍).")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
+from sqlalchemy import ColumnElement, Table
 from strawberry.types import Info
 from strawberry.utils.str_converters import to_camel_case
 
@@ -24,6 +25,7 @@ from hub.schema.directives import disclosed
 
 T = TypeVar("T")
 GETTER = "hub.getter"
+PREDICATE = "hub.predicate"
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,66 @@ def build_one(cls: type[T], row: Any) -> T:
     return build(cls, [row], row=row)
 
 
-def record_selections(
-    cache: dict[Any, Any], info: Info[Any, Any], fields: Mapping[str, Any]
-) -> dict[str, frozenset[str]]:
+@dataclass(frozen=True)
+class Predicate:
+    """A yes/no field answered by the department's own query: ``condition(context, **arguments)`` checks the
+    arguments and returns the batch name (which must identify the condition) and the SQL condition."""
+
+    table: Table
+    condition: Callable[..., tuple[str, ColumnElement[bool]]]
+
+
+def predicate(provider: str, doc: str, table: Table, condition: Callable[..., tuple[str, Any]]) -> Any:
+    """Decorates a record's predicate field. Its answer is computed, for every resident of the request at once,
+    when the record is built (``hub.schema.people.people_from_rows``); the method returns it (``answer``) and
+    its signature declares the field's arguments."""
+
+    def wrap(fn: Callable[..., Any]) -> Any:
+        fn.__dict__[PREDICATE] = Predicate(table, condition)
+        return disclosed(Form.PREDICATE, provider, doc)(fn)
+
+    return wrap
+
+
+def answer(record: Any, info: Info[Any, Any]) -> bool:
+    """The precomputed answer of a predicate field (an error, e.g. a department that is down, is raised here so
+    that it is reported at this field's path)."""
+    found = record.answers[info.field_name]
+    if isinstance(found, Exception):
+        raise found
+    return bool(found)
+
+
+_PREDICATES: dict[type, dict[str, Predicate]] = {}
+
+
+def predicates(cls: type) -> dict[str, Predicate]:
+    """GraphQL name -> ``Predicate`` of every predicate field of a record type."""
+    found = _PREDICATES.get(cls)
+    if found is None:
+        found = _PREDICATES[cls] = {
+            f.graphql_name or to_camel_case(f.python_name): f.base_resolver.wrapped_func.__dict__[PREDICATE]
+            for f in cls.__strawberry_definition__.fields  # type: ignore[attr-defined]
+            if f.base_resolver is not None and PREDICATE in getattr(f.base_resolver.wrapped_func, "__dict__", {})
+        }
+    return found
+
+
+@dataclass(frozen=True)
+class Selected:
+    """What a query selects below one record field: the field names, and the field nodes (for arguments)."""
+
+    names: frozenset[str]
+    nodes: tuple[FieldNode, ...]
+
+
+def record_selections(cache: dict[Any, Any], info: Info[Any, Any], fields: Mapping[str, Any]) -> dict[str, Selected]:
     """Below the field being resolved: which of ``fields`` are selected (through fragments) and, for each,
-    the names selected below it (all GraphQL names). The same field node always gives the same answer, so it
-    is worked out once per request (``cache``), not once per resident."""
+    what is selected below it (GraphQL names). The same field node always gives the same answer, so it is
+    worked out once per request (``cache``), not once per resident."""
     raw = info._raw_info  # graphql-core's resolve info: the field nodes and the document's fragments
     key = tuple(map(id, raw.field_nodes))
-    found: dict[str, frozenset[str]] | None = cache.get(key)
+    found: dict[str, Selected] | None = cache.get(key)
     if found is not None:
         return found
 
@@ -103,15 +156,16 @@ def record_selections(
                 if fragment is not None:
                     walk(fragment.selection_set, visit)
 
-    collected: dict[str, set[str]] = {}
+    collected: dict[str, list[FieldNode]] = {}
 
     def on_field(node: FieldNode) -> None:
         if node.name.value in fields and node.selection_set is not None:
-            names = collected.setdefault(node.name.value, set())
-            walk(node.selection_set, lambda n: names.add(n.name.value))
+            walk(node.selection_set, collected.setdefault(node.name.value, []).append)
 
     for node in raw.field_nodes:
         if node.selection_set is not None:
             walk(node.selection_set, on_field)
-    found = cache[key] = {name: frozenset(names) for name, names in collected.items()}
+    found = cache[key] = {
+        name: Selected(frozenset(n.name.value for n in nodes), tuple(nodes)) for name, nodes in collected.items()
+    }
     return found
