@@ -1,10 +1,14 @@
 """A per-source circuit breaker: after ``threshold`` consecutive failures the source is skipped for
 ``reset_after`` seconds (its fields come back ``UPSTREAM_UNAVAILABLE`` at once instead of waiting for the
 timeout); then one trial call is let through (half-open) and its outcome closes or re-opens the breaker.
-The breaker never bypasses policy or audit: it only decides whether to call the department at all."""
+Calls arriving while that trial is in flight wait for its outcome (``admit``) rather than fail: one request
+often sends a department several statements at once, and none of them should fail because another one
+happened to be the trial. The breaker never bypasses policy or audit: it only decides whether to call the
+department at all."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -34,6 +38,17 @@ class CircuitBreaker:
             self.trial_in_flight = True
             return True
         return False
+
+    async def admit(self, wait: float) -> bool:
+        """``allow``, except that while a half-open trial call is in flight, wait (at most ``wait`` seconds) for
+        its outcome: admitted if it closed the breaker, refused if it re-opened it."""
+        deadline = time.monotonic() + wait
+        while True:
+            if self.allow():
+                return True
+            if not (self.trial_in_flight and self.state == "half-open") or time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
 
     def success(self) -> None:
         self.failures = 0

@@ -126,7 +126,7 @@ class RemoteHub:
     ) -> RemoteAnswer:
         """Send one sub-operation on behalf of ``ex``'s officer, purpose and case; never raises."""
         answer = RemoteAnswer(self.name)
-        if not self.breaker.allow():
+        if not await self.breaker.admit(self.timeout):
             answer.failure = f"{self.name}: the region's hub is unavailable (circuit open)"
             return answer
         payload: dict[str, Any] = {"query": query, "variables": variables}

@@ -60,7 +60,7 @@ class SqlSource:
         self.engine.dispose()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        if not self.breaker.allow():
+        if not await self.breaker.admit(self.timeout):
             raise UpstreamUnavailable(f"department {self.code} is unavailable (circuit open)")
         try:
             with anyio.fail_after(self.timeout):

@@ -653,7 +653,7 @@ class SubgraphSource(SqlSource):
             batch.done.set_result(found)
 
     async def _run(self, batch: _Batch) -> _Found:
-        if not self.breaker.allow():
+        if not await self.breaker.admit(self.timeout):
             raise UpstreamUnavailable(f"department {self.code} is unavailable (circuit open)")
         try:
             with anyio.fail_after(self.timeout):

@@ -23,7 +23,8 @@ from tests.pgserver import copy_department
 
 PG_DEPTS = ("tax", "disability", "medical_security")
 QUERY = """query($id: String!) { person(idNumber: $id) { name
-  civilAffairs { tier } disability { grade category } medical { outOfPocket12mBand } employment { pensionMonthlyBand }
+  civilAffairs { tier } disability { grade category } medical { outOfPocket12mBand hasChronicDisease }
+  employment { pensionMonthlyBand }
   tax { incomeBand } } }"""
 
 
