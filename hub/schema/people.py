@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import strawberry
 from graphql import FieldNode
 from graphql.execution.values import get_argument_values
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Table
 from strawberry.types import Info
 from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
@@ -25,16 +25,23 @@ from hub.schema.records import build, build_one, predicates, record_selections, 
 PS = "public_security"
 
 
-def resident_scope(c: HubContext) -> tuple[ColumnElement[bool] | None, str]:
+def _scope(c: HubContext, table: Table) -> tuple[ColumnElement[bool] | None, str]:
+    """The row scope (the caller's area prefix) as a condition on ``table``, built once per request."""
     if c.area_prefix is None:
         return None, ""
-    return residents.c.area_code.startswith(c.area_prefix, autoescape=True), c.area_prefix
+    key = ("scope", table.name)
+    found: ColumnElement[bool] | None = c.selections.get(key)
+    if found is None:
+        found = c.selections[key] = table.c.area_code.startswith(c.area_prefix, autoescape=True)
+    return found, c.area_prefix
+
+
+def resident_scope(c: HubContext) -> tuple[ColumnElement[bool] | None, str]:
+    return _scope(c, residents)
 
 
 def household_scope(c: HubContext) -> tuple[ColumnElement[bool] | None, str]:
-    if c.area_prefix is None:
-        return None, ""
-    return households.c.area_code.startswith(c.area_prefix, autoescape=True), c.area_prefix
+    return _scope(c, households)
 
 
 async def load_people(c: HubContext, info: Info, id_numbers: Sequence[str]) -> list[Person | None]:
