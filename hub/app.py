@@ -36,6 +36,7 @@ from hub.policy.loader import CatalogEntry, load_policies
 from hub.policy.model import PolicySet
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
+from hub.sources import Source
 from hub.sources.breaker import CircuitBreaker
 from hub.sources.remote import RemoteHubs
 from hub.sources.sql import SqlSource
@@ -83,7 +84,7 @@ class HubState:
         )
         # Departments: SQL databases, or GraphQL subgraphs (http(s) URLs); remote regions' hubs (federation).
         signer = HopSigner(self.keys, settings.issuer)
-        self.sources: dict[str, SqlSource] = {}
+        self.sources: dict[str, Source] = {}
         for code in SOURCE_DEPARTMENTS:
             url = settings.department_url(code)
             breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset)

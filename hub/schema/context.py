@@ -15,7 +15,7 @@ from strawberry.types import Info
 from hub.auth.actor import Actor
 from hub.errors import HubError, UpstreamUnavailable
 from hub.policy.model import Purpose
-from hub.sources.sql import SqlSource
+from hub.sources import Source
 
 if TYPE_CHECKING:
     from hub.store.authorizations import AuthorizationStore
@@ -28,7 +28,7 @@ class HubContext:
     case_ref: str
     officer: str
     area_prefix: str | None  # row scope: None means every resident the provider holds
-    sources: dict[str, SqlSource]
+    sources: dict[str, Source]
     today: date
     authorizations: AuthorizationStore | None = None
     max_batch: int = 1000
@@ -41,7 +41,7 @@ class HubContext:
     loaders: dict[Any, DataLoader[Any, Any]] = field(default_factory=dict)
     selections: dict[Any, Any] = field(default_factory=dict)  # per field node: what is selected below it
 
-    def source(self, dept: str) -> SqlSource:
+    def source(self, dept: str) -> Source:
         try:
             return self.sources[dept]
         except KeyError:

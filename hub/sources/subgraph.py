@@ -91,8 +91,8 @@ from sqlalchemy.sql import visitors
 from hub.auth.keys import TOKEN_ALG, KeyRing, TokenKey
 from hub.departments import DEPARTMENTS
 from hub.errors import ConfigError, UpstreamUnavailable
+from hub.sources import Source
 from hub.sources.breaker import CircuitBreaker
-from hub.sources.sql import SqlSource
 
 if TYPE_CHECKING:
     from hub.auth.actor import Actor
@@ -338,7 +338,7 @@ def schema_problems(code: str, sdl: str) -> list[str]:
     return problems
 
 
-def check_subgraphs(sources: Iterable[SqlSource]) -> None:
+def check_subgraphs(sources: Iterable[Source]) -> None:
     """Start-up check of every subgraph department; ``ConfigError`` naming department, type and field."""
     every = list(sources)
     for source in every:
@@ -466,12 +466,11 @@ class _Batch:
     wants: dict[tuple[str, str], _Want] = field(default_factory=dict)
 
 
-class SubgraphSource(SqlSource):
+class SubgraphSource:
     """One department reached through its GraphQL subgraph.
 
-    It offers exactly the interface of ``SqlSource`` (``code``, ``statements`` — here HTTP requests —,
-    ``breaker``, ``rows_by``, ``predicate``, ``aggregate``, ``close``) and subclasses it only so that the
-    hub's ``dict[str, SqlSource]`` annotations hold; no SQL engine is opened.
+    It is a ``hub.sources.Source`` like ``SqlSource`` (``statements`` counts HTTP requests); no SQL engine
+    is opened.
     """
 
     BATCH_TURNS = 2  # event-loop turns a batch stays open for other loaders of the same request to join
