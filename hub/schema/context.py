@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Row, Table
-from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from hub.auth.actor import Actor
 from hub.errors import HubError, UpstreamUnavailable
 from hub.policy.model import Purpose
+from hub.schema.loader import BulkLoader
 from hub.sources import Source
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class HubContext:
     subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
     upstream_failures: set[str] = field(default_factory=set)
     not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing
-    loaders: dict[Any, DataLoader[Any, Any]] = field(default_factory=dict)
+    loaders: dict[Any, BulkLoader[Any, Any]] = field(default_factory=dict)
     selections: dict[Any, Any] = field(default_factory=dict)  # per field node: what is selected below it
 
     def source(self, dept: str) -> Source:
@@ -48,16 +48,15 @@ class HubContext:
             self.upstream_failures.add(dept)
             raise UpstreamUnavailable(f"department {dept} is not configured") from None
 
-    def _loader(self, key: Any, fn: Callable[[list[Any]], Awaitable[Sequence[Any]]]) -> DataLoader[Any, Any]:
+    def _loader(self, key: Any, fn: Callable[[list[Any]], Awaitable[Sequence[Any]]]) -> BulkLoader[Any, Any]:
         loader = self.loaders.get(key)
         if loader is None:
-            loader = DataLoader(load_fn=fn, cache=True)
-            self.loaders[key] = loader
+            loader = self.loaders[key] = BulkLoader(fn)
         return loader
 
     def _rows_loader(
         self, dept: str, table: Table, key: str, where: ColumnElement[bool] | None, where_name: str
-    ) -> DataLoader[Any, Any]:
+    ) -> BulkLoader[Any, Any]:
         async def load(keys: list[str]) -> Sequence[list[Row[Any]]]:
             try:
                 return await self.source(dept).rows_by(table, key, keys, where)
