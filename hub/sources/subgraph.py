@@ -86,7 +86,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.sql import visitors
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 
 from hub.auth.keys import TOKEN_ALG, KeyRing, TokenKey
 from hub.departments import DEPARTMENTS
@@ -431,6 +432,32 @@ def _matching(table: Table, records: list[dict[str, Any]], condition: ColumnElem
             conn.execute(copy.delete())
 
 
+def _prefix_test(table: Table, condition: ColumnElement[bool]) -> tuple[str, str] | None:
+    """(column, prefix) when ``condition`` is ``column.startswith(prefix)`` on ``table`` (the row scope of every
+    jurisdiction-bound request), which is then checked in Python; None for anything else (SQLite decides)."""
+    if (
+        isinstance(condition, BinaryExpression)
+        and condition.operator is operators.startswith_op
+        and isinstance(condition.left, Column)
+        and condition.left.table is table
+        and isinstance(condition.right, BindParameter)
+        and isinstance(condition.right.value, str)
+        and not {"%", "_", "/", "\\"} & set(condition.right.value)  # escaped LIKE characters: leave it to SQLite
+    ):
+        return condition.left.name, condition.right.value
+    return None
+
+
+async def _select(table: Table, records: list[dict[str, Any]], condition: ColumnElement[bool]) -> set[int]:
+    """Indexes of ``records`` satisfying ``condition``: a prefix test in Python, anything else by ``_matching``
+    in a worker thread."""
+    prefix = _prefix_test(table, condition)
+    if prefix is not None:
+        column, start = prefix
+        return {i for i, r in enumerate(records) if isinstance(r.get(column), str) and r[column].startswith(start)}
+    return await anyio.to_thread.run_sync(_matching, table, records, condition)
+
+
 def _columns_read(condition: ColumnElement[bool], table: Table) -> set[str]:
     return {el.name for el in visitors.iterate(condition) if isinstance(el, Column) and el.table is table}
 
@@ -569,7 +596,7 @@ class SubgraphSource:
         if where is None:
             return [[row(**{c.name: r.get(c.name) for c in table.columns}) for r in found.get(k, [])] for k in keys]
         records = [r for k in wanted for r in found.get(k, [])]
-        keep = await anyio.to_thread.run_sync(_matching, table, records, where)
+        keep = await _select(table, records, where)
         kept: dict[str, list[Any]] = {}
         for i, r in enumerate(records):
             if i in keep:
@@ -589,7 +616,7 @@ class SubgraphSource:
             for r in found.get(k, []):
                 records.append(r)
                 owners.append(k)
-        hits = await anyio.to_thread.run_sync(_matching, table, records, condition)
+        hits = await _select(table, records, condition)
         hit_keys = {owners[i] for i in hits}
         return [k in hit_keys for k in keys]
 
