@@ -55,16 +55,22 @@ class HubContext:
         return loader
 
     def _rows_loader(
-        self, dept: str, table: Table, key: str, where: ColumnElement[bool] | None, where_name: str
+        self,
+        dept: str,
+        table: Table,
+        key: str,
+        where: ColumnElement[bool] | None,
+        where_name: str,
+        columns: tuple[str, ...] | None = None,
     ) -> BulkLoader[Any, Any]:
         async def load(keys: list[str]) -> Sequence[list[Row[Any]]]:
             try:
-                return await self.source(dept).rows_by(table, key, keys, where)
+                return await self.source(dept).rows_by(table, key, keys, where, columns)
             except UpstreamUnavailable:
                 self.upstream_failures.add(dept)
                 raise
 
-        return self._loader((dept, table.name, key, where_name), load)
+        return self._loader((dept, table.name, key, where_name, columns), load)
 
     async def rows(
         self,
@@ -87,10 +93,12 @@ class HubContext:
         values: Sequence[str],
         where: ColumnElement[bool] | None = None,
         where_name: str = "",
+        columns: tuple[str, ...] | None = None,
     ) -> Awaitable[list[list[Row[Any]]]]:
         """``rows`` for several values at once: one future (no task), in the same batch and cache. The load is
-        registered now, so several of these awaited one after the other still go out in one batch each."""
-        return self._rows_loader(dept, table, key, where, where_name).load_many(values)
+        registered now, so several of these awaited one after the other still go out in one batch each. With
+        ``columns``, only those columns (and ``key``) are read from the department."""
+        return self._rows_loader(dept, table, key, where, where_name, columns).load_many(values)
 
     async def first(self, dept: str, table: Table, value: str) -> Row[Any] | None:
         rows = await self.rows(dept, table, "id_number", value)

@@ -30,7 +30,7 @@ from hub.departments import (
 from hub.errors import RequestError
 from hub.policy import forms
 from hub.policy.model import Form
-from hub.schema.records import GETTER, Getter, answer, build_one, predicate, value
+from hub.schema.records import GETTER, Getter, answer, build_one, getters, predicate, value
 
 RAW, MASKED, BAND, PRED, EXISTS = Form.RAW, Form.MASKED, Form.BAND, Form.PREDICATE, Form.EXISTS
 
@@ -44,10 +44,11 @@ def _f(value: Any) -> float | None:
 
 def _items(description: str, cls: type) -> Any:
     """A list of one-row objects (properties, vehicles, business roles), built from all the record's rows."""
+    columns = tuple(sorted({c for _, _, g in getters(cls) for c in g.columns}))
     return strawberry.field(
         description=description,
         default=None,
-        metadata={GETTER: Getter(lambda rows: [build_one(cls, r) for r in rows], True)},
+        metadata={GETTER: Getter(lambda rows: [build_one(cls, r) for r in rows], True, columns)},
     )
 
 
@@ -83,16 +84,18 @@ class CivilAffairsRecord:
         RAW,
         "civil_affairs",
         "Assistance tier: dibao, special_hardship, low_edge, rigid_expenditure, temporary.",
-        lambda r: r.tier,
+        "tier",
     )
-    start_date: date | None = value(
-        RAW, "civil_affairs", "Date the current assistance started.", lambda r: r.start_date
-    )
+    start_date: date | None = value(RAW, "civil_affairs", "Date the current assistance started.", "start_date")
     end_date: date | None = value(
-        RAW, "civil_affairs", "Date the assistance ended; null while it continues.", lambda r: r.end_date
+        RAW, "civil_affairs", "Date the assistance ended; null while it continues.", "end_date"
     )
     monthly_amount: float | None = value(
-        RAW, "civil_affairs", "Monthly amount paid to this person, yuan.", lambda r: _f(r.monthly_amount)
+        RAW,
+        "civil_affairs",
+        "Monthly amount paid to this person, yuan.",
+        lambda r: _f(r.monthly_amount),
+        columns=("monthly_amount",),
     )
 
     @predicate(
@@ -115,26 +118,25 @@ class DisabilityRecord:
         "disability",
         "Certificate number, masked to its last 4 characters.",
         lambda r: forms.mask_tail(r.cert_no),
+        columns=("cert_no",),
     )
     category: int | None = value(
         RAW,
         "disability",
         "Category: 1 vision, 2 hearing, 3 speech, 4 physical, 5 intellectual, 6 mental, 7 multiple.",
-        lambda r: r.category,
+        "category",
     )
-    grade: int | None = value(RAW, "disability", "Grade 1 (most severe) to 4.", lambda r: r.grade)
-    issue_date: date | None = value(RAW, "disability", "Date the certificate was issued.", lambda r: r.issue_date)
-    change_date: date | None = value(
-        RAW, "disability", "Date of the last change of category or grade.", lambda r: r.change_date
-    )
+    grade: int | None = value(RAW, "disability", "Grade 1 (most severe) to 4.", "grade")
+    issue_date: date | None = value(RAW, "disability", "Date the certificate was issued.", "issue_date")
+    change_date: date | None = value(RAW, "disability", "Date of the last change of category or grade.", "change_date")
     two_subsidies_status: str | None = value(
         RAW,
         "disability",
         "Status of the two subsidies (两项补贴): none, living, care, both.",
-        lambda r: r.two_subsidies,
+        "two_subsidies",
     )
     has_certificate: bool = value(
-        EXISTS, "disability", "Whether the person holds a disability certificate.", bool, rows=True
+        EXISTS, "disability", "Whether the person holds a disability certificate.", bool, rows=True, columns=()
     )
 
     @predicate(
@@ -158,19 +160,24 @@ class MedicalRecord:
     id_number: strawberry.Private[str]
     answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
-    insured: bool | None = value(RAW, "medical_security", "Whether the person is insured.", lambda r: r.insured)
-    scheme: str | None = value(RAW, "medical_security", "Scheme: employee or resident.", lambda r: r.scheme)
+    insured: bool | None = value(RAW, "medical_security", "Whether the person is insured.", "insured")
+    scheme: str | None = value(RAW, "medical_security", "Scheme: employee or resident.", "scheme")
     out_of_pocket_12m: float | None = value(
-        RAW, "medical_security", "Out-of-pocket medical cost over the last 12 months, yuan.", lambda r: _f(r.oop_12m)
+        RAW,
+        "medical_security",
+        "Out-of-pocket medical cost over the last 12 months, yuan.",
+        lambda r: _f(r.oop_12m),
+        columns=("oop_12m",),
     )
     out_of_pocket_12m_band: forms.CostBand | None = value(
         BAND,
         "medical_security",
         "Out-of-pocket medical cost over 12 months, as a band.",
         lambda r: forms.cost_band(float(r.oop_12m)),
+        columns=("oop_12m",),
     )
     inpatient_count: int | None = value(
-        RAW, "medical_security", "Number of inpatient stays over 12 months.", lambda r: r.inpatient_count
+        RAW, "medical_security", "Number of inpatient stays over 12 months.", "inpatient_count"
     )
 
     @predicate(
@@ -197,15 +204,21 @@ class EmploymentRecord:
     id_number: strawberry.Private[str]
     answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
-    pension_type: str | None = value(RAW, "hrss", "Pension type: employee, resident or none.", lambda r: r.pension_type)
-    pension_monthly: float | None = value(RAW, "hrss", "Monthly pension, yuan.", lambda r: _f(r.pension_monthly))
+    pension_type: str | None = value(RAW, "hrss", "Pension type: employee, resident or none.", "pension_type")
+    pension_monthly: float | None = value(
+        RAW, "hrss", "Monthly pension, yuan.", lambda r: _f(r.pension_monthly), columns=("pension_monthly",)
+    )
     pension_monthly_band: forms.AmountBand | None = value(
-        BAND, "hrss", "Monthly pension as a band.", lambda r: forms.amount_band(float(r.pension_monthly))
+        BAND,
+        "hrss",
+        "Monthly pension as a band.",
+        lambda r: forms.amount_band(float(r.pension_monthly)),
+        columns=("pension_monthly",),
     )
     unemployed_registered: bool | None = value(
-        RAW, "hrss", "Whether the person is registered unemployed.", lambda r: r.unemployed_registered
+        RAW, "hrss", "Whether the person is registered unemployed.", "unemployed_registered"
     )
-    benefit_end: date | None = value(RAW, "hrss", "Unemployment-benefit end date, if any.", lambda r: r.ui_benefit_end)
+    benefit_end: date | None = value(RAW, "hrss", "Unemployment-benefit end date, if any.", "ui_benefit_end")
 
     @predicate(
         "hrss",
@@ -222,16 +235,19 @@ class TaxRecord:
     id_number: strawberry.Private[str]
     answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
-    year: int | None = value(RAW, "tax", "Tax year of the income figures.", lambda r: r.year)
+    year: int | None = value(RAW, "tax", "Tax year of the income figures.", "year")
     annual_wage_income: float | None = value(
-        RAW, "tax", "Annual wage income, yuan.", lambda r: _f(r.annual_wage_income)
+        RAW, "tax", "Annual wage income, yuan.", lambda r: _f(r.annual_wage_income), columns=("annual_wage_income",)
     )
-    business_income: float | None = value(RAW, "tax", "Annual business income, yuan.", lambda r: _f(r.business_income))
+    business_income: float | None = value(
+        RAW, "tax", "Annual business income, yuan.", lambda r: _f(r.business_income), columns=("business_income",)
+    )
     income_band: forms.IncomeBand | None = value(
         BAND,
         "tax",
         "Wage plus business income, per month, as a multiple of the minimum living standard.",
         lambda r: forms.income_band(float(r.annual_wage_income) + float(r.business_income)),
+        columns=("annual_wage_income", "business_income"),
     )
 
     @predicate("tax", "Whether annual wage plus business income is below `threshold` yuan.", income, _income_below)
@@ -244,10 +260,16 @@ class Property:
     row: strawberry.Private[Any]
 
     address_masked: str = value(
-        MASKED, "real_estate", "Property address, masked after the street.", lambda r: forms.mask_address(r.address)
+        MASKED,
+        "real_estate",
+        "Property address, masked after the street.",
+        lambda r: forms.mask_address(r.address),
+        columns=("address",),
     )
-    area_m2: float = value(RAW, "real_estate", "Floor area, square metres.", lambda r: float(r.area_m2))
-    acquired_date: date = value(RAW, "real_estate", "Date acquired.", lambda r: r.acquired_date)
+    area_m2: float = value(
+        RAW, "real_estate", "Floor area, square metres.", lambda r: float(r.area_m2), columns=("area_m2",)
+    )
+    acquired_date: date = value(RAW, "real_estate", "Date acquired.", "acquired_date")
 
 
 def _total_area(rows: list[Any]) -> float:
@@ -259,14 +281,17 @@ class RealEstateRecord:
     id_number: strawberry.Private[str]
     answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
-    property_count: int = value(RAW, "real_estate", "Number of properties held.", len, rows=True)
-    total_area_m2: float = value(RAW, "real_estate", "Total floor area held, square metres.", _total_area, rows=True)
+    property_count: int = value(RAW, "real_estate", "Number of properties held.", len, rows=True, columns=())
+    total_area_m2: float = value(
+        RAW, "real_estate", "Total floor area held, square metres.", _total_area, rows=True, columns=("area_m2",)
+    )
     total_area_band: forms.AreaBand = value(
         BAND,
         "real_estate",
         "Total floor area held, as a band.",
         lambda rows: forms.area_band(_total_area(rows)),
         rows=True,
+        columns=("area_m2",),
     )
     properties: list[Property] = _items(
         "The properties, one by one. Provider: Real estate registration (不动产登记).", Property
@@ -291,12 +316,13 @@ class Vehicle:
         "traffic",
         "Plate, masked: province, city letter and last character.",
         lambda r: forms.mask_plate(r.plate),
+        columns=("plate",),
     )
     vehicle_type: str = value(
-        RAW, "traffic", "Vehicle type: small_car, motorcycle, mobility_vehicle, truck.", lambda r: str(r.vehicle_type)
+        RAW, "traffic", "Vehicle type: small_car, motorcycle, mobility_vehicle, truck.", "vehicle_type"
     )
-    use: str = value(RAW, "traffic", "Use: operating or non_operating.", lambda r: str(r.use))
-    reg_date: date = value(RAW, "traffic", "Registration date.", lambda r: r.reg_date)
+    use: str = value(RAW, "traffic", "Use: operating or non_operating.", "use")
+    reg_date: date = value(RAW, "traffic", "Registration date.", "reg_date")
 
 
 # Exempt from the asset test: a disabled person's mobility vehicle, or an operating vehicle that is a livelihood.
@@ -308,7 +334,9 @@ class VehicleRecord:
     id_number: strawberry.Private[str]
     answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
-    vehicle_count: int = value(RAW, "traffic", "Number of vehicles registered to the person.", len, rows=True)
+    vehicle_count: int = value(
+        RAW, "traffic", "Number of vehicles registered to the person.", len, rows=True, columns=()
+    )
     vehicles: list[Vehicle] = _items(
         "The vehicles, one by one. Provider: Public security, traffic (公安交管).", Vehicle
     )
@@ -331,11 +359,15 @@ class BusinessRole:
         RAW,
         "market_regulation",
         "Role: legal_rep, director, supervisor, senior_manager, investor, sole_trader.",
-        lambda r: str(r.role),
+        "role",
     )
-    uscc: str = value(RAW, "market_regulation", "Unified social credit code of the business.", lambda r: str(r.uscc))
+    uscc: str = value(RAW, "market_regulation", "Unified social credit code of the business.", "uscc")
     subscribed_capital: float = value(
-        RAW, "market_regulation", "Subscribed capital, yuan.", lambda r: float(r.subscribed_capital)
+        RAW,
+        "market_regulation",
+        "Subscribed capital, yuan.",
+        lambda r: float(r.subscribed_capital),
+        columns=("subscribed_capital",),
     )
 
 
@@ -362,10 +394,18 @@ class ProvidentFundRecord:
     answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
     monthly_contribution: float | None = value(
-        RAW, "provident_fund", "Monthly contribution, yuan.", lambda r: _f(r.monthly_contrib)
+        RAW,
+        "provident_fund",
+        "Monthly contribution, yuan.",
+        lambda r: _f(r.monthly_contrib),
+        columns=("monthly_contrib",),
     )
     balance_band: forms.BalanceBand | None = value(
-        BAND, "provident_fund", "Account balance as a band.", lambda r: forms.balance_band(float(r.balance))
+        BAND,
+        "provident_fund",
+        "Account balance as a band.",
+        lambda r: forms.balance_band(float(r.balance)),
+        columns=("balance",),
     )
 
     @predicate(
@@ -387,10 +427,10 @@ class EducationRecord:
         RAW,
         "education",
         "Stage: preschool, primary, junior_high, senior_high, vocational, undergraduate.",
-        lambda r: r.stage,
+        "stage",
     )
-    school: str | None = value(RAW, "education", "School name.", lambda r: r.school)
-    aid_received: bool | None = value(RAW, "education", "Whether education aid was received.", lambda r: r.aid_received)
+    school: str | None = value(RAW, "education", "School name.", "school")
+    aid_received: bool | None = value(RAW, "education", "Whether education aid was received.", "aid_received")
 
     @predicate(
         "education",

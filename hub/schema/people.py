@@ -20,7 +20,15 @@ from hub.policy.model import Form
 from hub.schema import departments as d
 from hub.schema.context import HubContext, ctx
 from hub.schema.directives import disclosed
-from hub.schema.records import build, build_one, predicates, record_selections, row_fields, value
+from hub.schema.records import (
+    build,
+    build_one,
+    predicates,
+    record_selections,
+    row_columns,
+    row_fields,
+    value,
+)
 
 PS = "public_security"
 
@@ -82,27 +90,35 @@ def _record(description: str) -> Any:
 class Person:
     row: strawberry.Private[Any]
 
-    id_number: str = value(Form.RAW, PS, "18-digit resident ID number.", lambda r: str(r.id_number))
+    id_number: str = value(Form.RAW, PS, "18-digit resident ID number.", "id_number")
     id_number_masked: str = value(
-        Form.MASKED, PS, "ID number masked to the first 6 and last 4 characters.", lambda r: forms.mask_id(r.id_number)
+        Form.MASKED,
+        PS,
+        "ID number masked to the first 6 and last 4 characters.",
+        lambda r: forms.mask_id(r.id_number),
+        columns=("id_number",),
     )
-    name: str = value(Form.RAW, PS, "Full name.", lambda r: str(r.name))
-    name_masked: str = value(Form.MASKED, PS, "Name masked to the surname.", lambda r: forms.mask_name(r.name))
-    sex: str = value(Form.RAW, PS, "Sex: male or female.", lambda r: str(r.sex))
-    birth_date: date = value(Form.RAW, PS, "Date of birth.", lambda r: r.dob)
-    area_code: str = value(
-        Form.RAW, PS, "Area code (GB/T 2260) of the household registration.", lambda r: str(r.area_code)
+    name: str = value(Form.RAW, PS, "Full name.", "name")
+    name_masked: str = value(
+        Form.MASKED, PS, "Name masked to the surname.", lambda r: forms.mask_name(r.name), columns=("name",)
     )
-    hukou_address: str = value(Form.RAW, PS, "Household-registration address.", lambda r: str(r.hukou_addr))
+    sex: str = value(Form.RAW, PS, "Sex: male or female.", "sex")
+    birth_date: date = value(Form.RAW, PS, "Date of birth.", "dob")
+    area_code: str = value(Form.RAW, PS, "Area code (GB/T 2260) of the household registration.", "area_code")
+    hukou_address: str = value(Form.RAW, PS, "Household-registration address.", "hukou_addr")
     relation_to_head: str = value(
         Form.RAW,
         PS,
         "Relation to the head: 01 head, 02 spouse, 03 child, 04 parent, 05 grandchild, 09 other.",
-        lambda r: str(r.relation_code),
+        "relation_code",
     )
-    status: str = value(Form.RAW, PS, "Registration status: normal, deceased or moved.", lambda r: str(r.status))
+    status: str = value(Form.RAW, PS, "Registration status: normal, deceased or moved.", "status")
     is_deceased: bool = value(
-        Form.PREDICATE, PS, "Whether the resident is registered as deceased.", lambda r: bool(r.status == "deceased")
+        Form.PREDICATE,
+        PS,
+        "Whether the resident is registered as deceased.",
+        lambda r: bool(r.status == "deceased"),
+        columns=("status",),
     )
 
     @_structural("The household (共同生活家庭) this resident is registered in.")
@@ -161,7 +177,8 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
         # per predicate) before awaiting any: they go out together, one batch per department and predicate
         rows_future = None
         if allowed and not row_fields(cls).isdisjoint(selected.names):
-            rows_future = c.rows_many(provider, table, "id_number", allowed)
+            columns = row_columns(cls, selected.names)  # only what the selected fields read
+            rows_future = c.rows_many(provider, table, "id_number", allowed, columns=columns)
         asked: dict[str, Awaitable[list[bool]] | HubError] = {}
         for node in selected.nodes:
             field = node.name.value
@@ -171,10 +188,10 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
                     asked[field] = c.predicates(provider, predicates(cls)[field].table, name, condition, allowed)
                 except HubError as exc:  # a bad argument
                     asked[field] = exc
-        plans.append((attr, cls, refused, rows_future, asked))
+        plans.append((attr, cls, selected.names, refused, rows_future, asked))
     # 3. collect; a department that is down nulls its records (rows) or its predicate fields, with the error
     done: list[tuple[str, list[Any]]] = []
-    for attr, cls, refused, rows_future, asked in plans:
+    for attr, cls, names, refused, rows_future, asked in plans:
         loaded: list[list[Any]] | None = None
         failure: HubError | None = None
         if rows_future is not None:
@@ -198,7 +215,8 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
                 out.append(refusal or failure)
                 continue
             answers = {f: a if isinstance(a, HubError) else a[i] for f, a in answered.items()}
-            out.append(build(cls, None if loaded is None else loaded[i], id_number=r.id_number, answers=answers))
+            own = None if loaded is None else loaded[i]
+            out.append(build(cls, own, names, id_number=r.id_number, answers=answers))
             i += 1
         done.append((attr, out))
     return [build(Person, [r], row=r, **{attr: recs[i] for attr, recs in done}) for i, r in enumerate(rows)]
@@ -229,11 +247,15 @@ def _predicate_condition(
 class Household:
     row: strawberry.Private[Any]
 
-    household_id: str = value(Form.RAW, PS, "Household identifier.", lambda r: str(r.household_id))
-    area_code: str = value(Form.RAW, PS, "Area code (GB/T 2260) of the household.", lambda r: str(r.area_code))
-    address: str = value(Form.RAW, PS, "Registered address.", lambda r: str(r.address))
+    household_id: str = value(Form.RAW, PS, "Household identifier.", "household_id")
+    area_code: str = value(Form.RAW, PS, "Area code (GB/T 2260) of the household.", "area_code")
+    address: str = value(Form.RAW, PS, "Registered address.", "address")
     address_masked: str = value(
-        Form.MASKED, PS, "Registered address masked after the street.", lambda r: forms.mask_address(r.address)
+        Form.MASKED,
+        PS,
+        "Registered address masked after the street.",
+        lambda r: forms.mask_address(r.address),
+        columns=("address",),
     )
 
     async def _member_rows(self, info: Info) -> list[Any]:

@@ -11,6 +11,7 @@ never reaches the hub. A record loads its rows only when the query selects at le
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -32,11 +33,28 @@ PREDICATE = "hub.predicate"
 class Getter:
     fn: Callable[[Any], Any]
     rows: bool  # the getter takes the list of rows; otherwise the first row, and no row means null
+    columns: tuple[str, ...]  # the department columns it reads: only those of selected fields are fetched
 
 
-def value(form: Form, provider: str, doc: str, get: Callable[[Any], Any], *, rows: bool = False) -> Any:
-    """A disclosed field computed from the department's row (or, with ``rows=True``, from all its rows)."""
-    return disclosed(form, provider, doc, default=None, metadata={GETTER: Getter(get, rows)})
+def value(
+    form: Form,
+    provider: str,
+    doc: str,
+    get: str | Callable[[Any], Any],
+    *,
+    rows: bool = False,
+    columns: tuple[str, ...] | None = None,
+) -> Any:
+    """A disclosed field computed from the department's row (or, with ``rows=True``, from all its rows).
+    ``get`` is a column name (the value as stored) or a function, which must then name the ``columns`` it
+    reads: a query fetches from the department only the columns its selected fields read (minimum necessary)."""
+    if isinstance(get, str):
+        getter = Getter(operator.attrgetter(get), rows, (get,))
+    elif columns is None:
+        raise TypeError(f"value({doc!r}): a computed field must name the columns it reads")
+    else:
+        getter = Getter(get, rows, columns)
+    return disclosed(form, provider, doc, default=None, metadata={GETTER: getter})
 
 
 _GETTERS: dict[type, tuple[tuple[str, str, Getter], ...]] = {}
@@ -63,13 +81,21 @@ def row_fields(cls: type) -> frozenset[str]:
     return found
 
 
-def build(cls: type[T], rows: list[Any] | None, **private: Any) -> T:
-    """An instance of ``cls`` with every ``value`` field computed from ``rows`` (all null when ``rows`` is None:
-    the rows were not loaded because no such field was selected)."""
+def row_columns(cls: type, selected: frozenset[str]) -> tuple[str, ...]:
+    """The department columns read by the selected ``value`` fields of ``cls`` (GraphQL names)."""
+    return tuple(sorted({c for _, name, g in getters(cls) if name in selected for c in g.columns}))
+
+
+def build(cls: type[T], rows: list[Any] | None, selected: frozenset[str] | None = None, **private: Any) -> T:
+    """An instance of ``cls`` with its ``value`` fields computed from ``rows``: all of them, or only the
+    ``selected`` ones (the rows then hold only their columns). All null when ``rows`` is None: the rows were
+    not loaded because no such field was selected."""
     values: dict[str, Any] = {}
     if rows is not None:
         first = rows[0] if rows else None
-        for name, _, g in getters(cls):
+        for name, gql_name, g in getters(cls):
+            if selected is not None and gql_name not in selected:
+                continue
             if g.rows:
                 values[name] = g.fn(rows)
             else:

@@ -23,10 +23,16 @@ class Source(Protocol):
     statements: int  # calls made to the department (SQL statements, or HTTP requests for a subgraph)
 
     async def rows_by(
-        self, table: Table, key: str, keys: Sequence[str], where: ColumnElement[bool] | None = None
+        self,
+        table: Table,
+        key: str,
+        keys: Sequence[str],
+        where: ColumnElement[bool] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> list[list[Any]]:
         """Rows of ``table`` whose ``key`` is in ``keys`` (and which satisfy ``where``), grouped in the order
-        of ``keys``; one call for the whole batch. ``UpstreamUnavailable`` if the department fails."""
+        of ``keys``; one call for the whole batch. With ``columns``, only those columns and ``key`` are read
+        (the others are absent or None). ``UpstreamUnavailable`` if the department fails."""
         ...
 
     async def predicate(

@@ -79,13 +79,19 @@ class SqlSource:
         return result
 
     def _select_rows(
-        self, table: Table, key: str, keys: Sequence[str], where: ColumnElement[bool] | None
+        self,
+        table: Table,
+        key: str,
+        keys: Sequence[str],
+        where: ColumnElement[bool] | None,
+        columns: Sequence[str] | None,
     ) -> dict[str, list[Row[Any]]]:
         out: dict[str, list[Row[Any]]] = defaultdict(list)
         col = table.c[key]
+        what = [table] if columns is None else [col, *(table.c[c] for c in columns if c != key)]
         with self.engine.connect() as conn:
             for i in range(0, len(keys), CHUNK):
-                stmt = select(table).where(col.in_(keys[i : i + CHUNK]))
+                stmt = select(*what).where(col.in_(keys[i : i + CHUNK]))
                 if where is not None:
                     stmt = stmt.where(where)
                 for row in conn.execute(stmt):
@@ -93,10 +99,16 @@ class SqlSource:
         return out
 
     async def rows_by(
-        self, table: Table, key: str, keys: Sequence[str], where: ColumnElement[bool] | None = None
+        self,
+        table: Table,
+        key: str,
+        keys: Sequence[str],
+        where: ColumnElement[bool] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> list[list[Row[Any]]]:
-        """Rows of ``table`` whose ``key`` column is in ``keys``, grouped in the order of ``keys``."""
-        found = await self._run(self._select_rows, table, key, list(dict.fromkeys(keys)), where)
+        """Rows of ``table`` whose ``key`` column is in ``keys``, grouped in the order of ``keys``; with
+        ``columns``, only those columns (and ``key``) are selected."""
+        found = await self._run(self._select_rows, table, key, list(dict.fromkeys(keys)), where, columns)
         return [found.get(k, []) for k in keys]
 
     def _select_predicate(

@@ -587,11 +587,20 @@ class SubgraphSource:
 
     # -- the HubContext interface --------------------------------------------------------------------------------
     async def rows_by(
-        self, table: Table, key: str, keys: Sequence[str], where: ColumnElement[bool] | None = None
+        self,
+        table: Table,
+        key: str,
+        keys: Sequence[str],
+        where: ColumnElement[bool] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> list[list[Any]]:
-        """Rows of ``table`` whose ``key`` is in ``keys``, grouped in the order of ``keys`` (one POST per batch)."""
+        """Rows of ``table`` whose ``key`` is in ``keys``, grouped in the order of ``keys`` (one POST per batch).
+        Only ``columns`` (all by default), ``key`` and the columns ``where`` reads are requested."""
         wanted = list(dict.fromkeys(keys))
-        found = await self._fetch(table, key, wanted, {c.name for c in table.columns})
+        asked = {c.name for c in table.columns} if columns is None else {key, *columns}
+        if where is not None:
+            asked |= _columns_read(where, table)
+        found = await self._fetch(table, key, wanted, asked)
         row = _row_type(table)
         if where is None:
             return [[row(**{c.name: r.get(c.name) for c in table.columns}) for r in found.get(k, [])] for k in keys]
