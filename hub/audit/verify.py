@@ -110,15 +110,22 @@ class VerifyReport:
         if self.last_seq is None:
             entries = "0 entries"
         else:
-            entries = f"{self.entries_checked} entries (seq {self.first_seq}–{self.last_seq}"
+            entries = f"{_n(self.entries_checked, 'entry', 'entries')} (seq {self.first_seq}–{self.last_seq}"
             if self.archives_checked:
                 s = "" if self.archives_checked == 1 else "s"
                 entries += f"; {self.archived_entries} of them in {self.archives_checked} archive{s}"
             entries += ")"
-        line = f"OK: {what}: {entries}, {self.heads_checked} signed tree heads, {self.seconds:.2f} s"
-        if self.unsigned_entries:
+        heads = _n(self.heads_checked, "signed tree head", "signed tree heads")
+        line = f"OK: {what}: {entries}, {heads}, {self.seconds:.2f} s"
+        if self.unsigned_entries == 1:
+            line += "; the newest entry is not yet covered by a signed tree head"
+        elif self.unsigned_entries:
             line += f"; the newest {self.unsigned_entries} entries are not yet covered by a signed tree head"
         return line
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 class _Fail(Exception):
