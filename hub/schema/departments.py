@@ -30,7 +30,7 @@ from hub.departments import (
 from hub.errors import RequestError
 from hub.policy import forms
 from hub.policy.model import Form
-from hub.schema.records import GETTER, Getter, answer, build_one, getters, predicate, value
+from hub.schema.records import answer, items, predicate, value
 
 RAW, MASKED, BAND, PRED, EXISTS = Form.RAW, Form.MASKED, Form.BAND, Form.PREDICATE, Form.EXISTS
 
@@ -40,16 +40,6 @@ for _band in (forms.IncomeBand, forms.CostBand, forms.AmountBand, forms.AreaBand
 
 def _f(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _items(description: str, cls: type) -> Any:
-    """A list of one-row objects (properties, vehicles, business roles), built from all the record's rows."""
-    columns = tuple(sorted({c for _, _, g in getters(cls) for c in g.columns}))
-    return strawberry.field(
-        description=description,
-        default=None,
-        metadata={GETTER: Getter(lambda rows: [build_one(cls, r) for r in rows], True, columns)},
-    )
 
 
 # the tables, under names the record classes do not shadow (their ``properties`` and ``vehicles`` fields)
@@ -293,7 +283,7 @@ class RealEstateRecord:
         rows=True,
         columns=("area_m2",),
     )
-    properties: list[Property] = _items(
+    properties: list[Property] = items(
         "The properties, one by one. Provider: Real estate registration (不动产登记).", Property
     )
 
@@ -337,9 +327,7 @@ class VehicleRecord:
     vehicle_count: int = value(
         RAW, "traffic", "Number of vehicles registered to the person.", len, rows=True, columns=()
     )
-    vehicles: list[Vehicle] = _items(
-        "The vehicles, one by one. Provider: Public security, traffic (公安交管).", Vehicle
-    )
+    vehicles: list[Vehicle] = items("The vehicles, one by one. Provider: Public security, traffic (公安交管).", Vehicle)
 
     @predicate(
         "traffic",
@@ -376,7 +364,7 @@ class BusinessRecord:
     id_number: strawberry.Private[str]
     answers: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)  # predicates
 
-    roles: list[BusinessRole] = _items("Business roles held. Provider: Market regulation (市场监管).", BusinessRole)
+    roles: list[BusinessRole] = items("Business roles held. Provider: Market regulation (市场监管).", BusinessRole)
 
     @predicate(
         "market_regulation",

@@ -177,7 +177,7 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
         # per predicate) before awaiting any: they go out together, one batch per department and predicate
         rows_future = None
         if allowed and not row_fields(cls).isdisjoint(selected.names):
-            columns = row_columns(cls, selected.names)  # only what the selected fields read
+            columns = row_columns(cls, selected)  # only what the selected fields read
             rows_future = c.rows_many(provider, table, "id_number", allowed, columns=columns)
         asked: dict[str, Awaitable[list[bool]] | HubError] = {}
         for node in selected.nodes:
@@ -188,10 +188,10 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
                     asked[field] = c.predicates(provider, predicates(cls)[field].table, name, condition, allowed)
                 except HubError as exc:  # a bad argument
                     asked[field] = exc
-        plans.append((attr, cls, selected.names, refused, rows_future, asked))
+        plans.append((attr, cls, selected, refused, rows_future, asked))
     # 3. collect; a department that is down nulls its records (rows) or its predicate fields, with the error
     done: list[tuple[str, list[Any]]] = []
-    for attr, cls, names, refused, rows_future, asked in plans:
+    for attr, cls, chosen, refused, rows_future, asked in plans:
         loaded: list[list[Any]] | None = None
         failure: HubError | None = None
         if rows_future is not None:
@@ -216,7 +216,7 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
                 continue
             answers = {f: a if isinstance(a, HubError) else a[i] for f, a in answered.items()}
             own = None if loaded is None else loaded[i]
-            out.append(build(cls, own, names, id_number=r.id_number, answers=answers))
+            out.append(build(cls, own, chosen, id_number=r.id_number, answers=answers))
             i += 1
         done.append((attr, out))
     return [build(Person, [r], row=r, **{attr: recs[i] for attr, recs in done}) for i, r in enumerate(rows)]

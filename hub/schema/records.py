@@ -11,11 +11,13 @@ never reaches the hub. A record loads its rows only when the query selects at le
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from sqlalchemy import ColumnElement, Table
 from strawberry.types import Info
@@ -34,6 +36,15 @@ class Getter:
     fn: Callable[[Any], Any]
     rows: bool  # the getter takes the list of rows; otherwise the first row, and no row means null
     columns: tuple[str, ...]  # the department columns it reads: only those of selected fields are fetched
+    item: type | None = None  # a list of one-row objects of this type, one per row (``items``)
+
+
+def items(description: str, cls: type) -> Any:
+    """A list of one-row objects (properties, vehicles, business roles), one per row of the record. The columns
+    read are those of the item fields selected below it."""
+    return strawberry.field(
+        description=description, default=None, metadata={GETTER: Getter(lambda rows: rows, True, (), cls)}
+    )
 
 
 def value(
@@ -81,12 +92,22 @@ def row_fields(cls: type) -> frozenset[str]:
     return found
 
 
-def row_columns(cls: type, selected: frozenset[str]) -> tuple[str, ...]:
-    """The department columns read by the selected ``value`` fields of ``cls`` (GraphQL names)."""
-    return tuple(sorted({c for _, name, g in getters(cls) if name in selected for c in g.columns}))
+def row_columns(cls: type, selected: Selected) -> tuple[str, ...]:
+    """The department columns read by the selected ``value`` fields of ``cls`` (and, for a list of items, by
+    the item fields selected below it)."""
+    out: set[str] = set()
+    for _, name, g in getters(cls):
+        if name not in selected.names:
+            continue
+        if g.item is None:
+            out.update(g.columns)
+        else:
+            below = selected.nested.get(name, frozenset())
+            out.update(c for _, n, ig in getters(g.item) if n in below for c in ig.columns)
+    return tuple(sorted(out))
 
 
-def build(cls: type[T], rows: list[Any] | None, selected: frozenset[str] | None = None, **private: Any) -> T:
+def build(cls: type[T], rows: list[Any] | None, selected: Selected | None = None, **private: Any) -> T:
     """An instance of ``cls`` with its ``value`` fields computed from ``rows``: all of them, or only the
     ``selected`` ones (the rows then hold only their columns). All null when ``rows`` is None: the rows were
     not loaded because no such field was selected."""
@@ -94,9 +115,12 @@ def build(cls: type[T], rows: list[Any] | None, selected: frozenset[str] | None 
     if rows is not None:
         first = rows[0] if rows else None
         for name, gql_name, g in getters(cls):
-            if selected is not None and gql_name not in selected:
+            if selected is not None and gql_name not in selected.names:
                 continue
-            if g.rows:
+            if g.item is not None:
+                below = None if selected is None else Selected(selected.nested.get(gql_name, frozenset()), ())
+                values[name] = [build(g.item, [r], below, row=r) for r in rows]
+            elif g.rows:
                 values[name] = g.fn(rows)
             else:
                 values[name] = None if first is None else g.fn(first)
@@ -155,10 +179,12 @@ def predicates(cls: type) -> dict[str, Predicate]:
 
 @dataclass(frozen=True)
 class Selected:
-    """What a query selects below one record field: the field names, and the field nodes (for arguments)."""
+    """What a query selects below one record field: the field names, the field nodes (for arguments), and for
+    each field with a selection of its own (a list of items), the names selected below it."""
 
     names: frozenset[str]
     nodes: tuple[FieldNode, ...]
+    nested: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
 
 def record_selections(cache: dict[Any, Any], info: Info[Any, Any], fields: Mapping[str, Any]) -> dict[str, Selected]:
@@ -191,7 +217,18 @@ def record_selections(cache: dict[Any, Any], info: Info[Any, Any], fields: Mappi
     for node in raw.field_nodes:
         if node.selection_set is not None:
             walk(node.selection_set, on_field)
+
+    def below(nodes: list[FieldNode]) -> dict[str, frozenset[str]]:
+        nested: dict[str, set[str]] = {}
+        for node in nodes:
+            if node.selection_set is not None:
+                found_below: list[FieldNode] = []
+                walk(node.selection_set, found_below.append)
+                nested.setdefault(node.name.value, set()).update(n.name.value for n in found_below)
+        return {name: frozenset(names) for name, names in nested.items()}
+
     found = cache[key] = {
-        name: Selected(frozenset(n.name.value for n in nodes), tuple(nodes)) for name, nodes in collected.items()
+        name: Selected(frozenset(n.name.value for n in nodes), tuple(nodes), below(nodes))
+        for name, nodes in collected.items()
     }
     return found

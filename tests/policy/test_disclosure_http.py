@@ -324,3 +324,39 @@ async def test_predicates_alone_never_read_the_raw_row(hub: Hub) -> None:
         assert await columns(q % (inline, "")) == {"id_number", "monthly_amount"}
     finally:
         event.remove(engine, "after_cursor_execute", seen)
+
+
+async def test_list_items_read_only_the_columns_selected_below_them(hub: Hub) -> None:
+    from sqlalchemy import event
+
+    engine = hub.app.state.hub.sources["real_estate"].engine
+    results: list[list[str]] = []
+
+    def seen(conn: Any, cursor: Any, *_: Any) -> None:
+        results.append([d[0] for d in cursor.description or []])
+
+    async def columns(selection: str, fragment: str = "") -> set[str]:
+        results.clear()
+        q = "query($id: String!) { person(idNumber: $id) { realEstate { " + selection + " } } } " + fragment
+        r = await hub.query(q, purpose="VER", variables={"id": hub.data.golden_id})
+        assert r.status_code == 200 and "errors" not in r.json(), r.text
+        return {c for cols in results for c in cols}
+
+    event.listen(engine, "after_cursor_execute", seen)
+    try:
+        assert await columns("propertyCount") == {"id_number"}  # counting needs no column
+        assert await columns("properties { areaM2 }") == {"id_number", "area_m2"}
+        assert await columns("totalAreaM2 properties { addressMasked }") == {"id_number", "area_m2", "address"}
+        frag = "fragment P on Property { acquiredDate areaM2 }"
+        assert await columns("properties { ...P }", frag) == {"id_number", "acquired_date", "area_m2"}
+    finally:
+        event.remove(engine, "after_cursor_execute", seen)
+    # and the values are the golden resident's own (one flat of 48 m² in the demo data)
+    q = """query($id: String!) { person(idNumber: $id) { realEstate { propertyCount totalAreaM2
+        properties { addressMasked areaM2 acquiredDate } } } }"""
+    r = await hub.query(q, purpose="VER", variables={"id": hub.data.golden_id})
+    assert r.json()["data"]["person"]["realEstate"] == {
+        "propertyCount": 1,
+        "totalAreaM2": 48.0,
+        "properties": [{"addressMasked": "临平区运河街道****", "areaM2": 48.0, "acquiredDate": "1998-06-20"}],
+    }
