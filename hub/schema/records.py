@@ -5,8 +5,9 @@ returned: each ``value`` field carries a getter, and ``build`` runs every getter
 reads plain attributes (strawberry's "basic field" path) instead of awaiting one resolver per field per
 resident, which is what bulk verifications (thousands of residents, dozens of fields each) spend their time on.
 
-Only yes/no predicates keep a resolver: they are answered by the department's own query, so the raw value
-never reaches the hub. A record loads its rows only when the query selects at least one ``value`` field.
+Only yes/no predicates keep a resolver, which returns the answer computed, for all the residents of the
+request at once, by the department's own query (the raw value never reaches the hub). A record loads its rows
+only when the query selects at least one ``value`` field, and then only the columns the selected fields read.
 """
 
 from __future__ import annotations
