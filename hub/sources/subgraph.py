@@ -16,8 +16,8 @@ and compares it with this contract (graphql-core's ``find_breaking_changes``): a
 with a message naming the department, type and field.
 
 Every call is one ``_entities(representations:)`` POST per department per resolver level: the per-request
-DataLoaders batch keys, and calls for the same department made in the same event-loop turn (two predicates
-and a row fetch, say) are coalesced into the same POST. Each POST carries a short-lived hop token signed with
+loaders batch keys, and calls for the same department made in the same event-loop turn (two predicates and a
+row fetch, say) are coalesced into the same POST. Each POST carries a short-lived hop token signed with
 the hub's token key naming the original client, department, officer, purpose, case and request id.
 
 What crosses the wire differs from SQL sources: a SQL department evaluates predicates and row-scope filters
@@ -142,7 +142,7 @@ _HOP: contextvars.ContextVar[HopIdentity | None] = contextvars.ContextVar("hub_h
 def bind_hop(request_id: str, actor: Actor, officer: str, purpose: str, case: str) -> HopIdentity:
     """Record who is asking for the rest of this request (the gateway calls this before execution).
 
-    A context variable reaches the DataLoader batches, which run in tasks created from the request's context.
+    A context variable reaches the loaders' batches, which run in tasks created from the request's context.
     """
     hop = HopIdentity(request_id, actor.client_id, actor.department, officer, actor.area, purpose, case)
     _HOP.set(hop)
