@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -188,48 +188,59 @@ class Selected:
     nested: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
 
-def record_selections(cache: dict[Any, Any], info: Info[Any, Any], fields: Mapping[str, Any]) -> dict[str, Selected]:
-    """Below the field being resolved: which of ``fields`` are selected (through fragments) and, for each,
-    what is selected below it (GraphQL names). The same field node always gives the same answer, so it is
-    worked out once per request (``cache``), not once per resident."""
-    raw = info._raw_info  # graphql-core's resolve info: the field nodes and the document's fragments
-    key = tuple(map(id, raw.field_nodes))
-    found: dict[str, Selected] | None = cache.get(key)
-    if found is not None:
-        return found
+def _walk(fragments: Mapping[str, Any], selection_set: SelectionSetNode, visit: Callable[[FieldNode], None]) -> None:
+    """Every field node of a selection set, through inline fragments and fragment spreads."""
+    for node in selection_set.selections:
+        if isinstance(node, FieldNode):
+            visit(node)
+        elif isinstance(node, InlineFragmentNode):
+            _walk(fragments, node.selection_set, visit)
+        elif isinstance(node, FragmentSpreadNode):
+            fragment = fragments.get(node.name.value)
+            if fragment is not None:
+                _walk(fragments, fragment.selection_set, visit)
 
-    def walk(selection_set: SelectionSetNode, visit: Callable[[FieldNode], None]) -> None:
-        for node in selection_set.selections:
-            if isinstance(node, FieldNode):
-                visit(node)
-            elif isinstance(node, InlineFragmentNode):
-                walk(node.selection_set, visit)
-            elif isinstance(node, FragmentSpreadNode):
-                fragment = raw.fragments.get(node.name.value)
-                if fragment is not None:
-                    walk(fragment.selection_set, visit)
 
-    collected: dict[str, list[FieldNode]] = {}
-
-    def on_field(node: FieldNode) -> None:
-        if node.name.value in fields and node.selection_set is not None:
-            walk(node.selection_set, collected.setdefault(node.name.value, []).append)
-
-    for node in raw.field_nodes:
+def _selected(fragments: Mapping[str, Any], parents: Sequence[FieldNode]) -> Selected:
+    """What is selected below ``parents`` (field nodes of one field): names, nodes, and one level further."""
+    nodes: list[FieldNode] = []
+    for parent in parents:
+        if parent.selection_set is not None:
+            _walk(fragments, parent.selection_set, nodes.append)
+    nested: dict[str, set[str]] = {}
+    for node in nodes:
         if node.selection_set is not None:
-            walk(node.selection_set, on_field)
+            below: list[FieldNode] = []
+            _walk(fragments, node.selection_set, below.append)
+            nested.setdefault(node.name.value, set()).update(n.name.value for n in below)
+    return Selected(
+        frozenset(n.name.value for n in nodes),
+        tuple(nodes),
+        {name: frozenset(names) for name, names in nested.items()},
+    )
 
-    def below(nodes: list[FieldNode]) -> dict[str, frozenset[str]]:
-        nested: dict[str, set[str]] = {}
-        for node in nodes:
-            if node.selection_set is not None:
-                found_below: list[FieldNode] = []
-                walk(node.selection_set, found_below.append)
-                nested.setdefault(node.name.value, set()).update(n.name.value for n in found_below)
-        return {name: frozenset(names) for name, names in nested.items()}
 
-    found = cache[key] = {
-        name: Selected(frozenset(n.name.value for n in nodes), tuple(nodes), below(nodes))
-        for name, nodes in collected.items()
-    }
+def selection_here(cache: dict[Any, Any], info: Info[Any, Any]) -> Selected:
+    """What is selected below the field being resolved (through fragments). The same field nodes always give
+    the same answer, so it is worked out once per request (``cache``), not once per resident."""
+    raw = info._raw_info  # graphql-core's resolve info: the field nodes and the document's fragments
+    key = ("here", *map(id, raw.field_nodes))
+    found: Selected | None = cache.get(key)
+    if found is None:
+        found = cache[key] = _selected(raw.fragments, raw.field_nodes)
+    return found
+
+
+def record_selections(cache: dict[Any, Any], info: Info[Any, Any], fields: Mapping[str, Any]) -> dict[str, Selected]:
+    """Below the field being resolved: which of ``fields`` are selected and, for each, what is selected below
+    it (GraphQL names, through fragments); worked out once per request."""
+    raw = info._raw_info
+    key = ("records", *map(id, raw.field_nodes))
+    found: dict[str, Selected] | None = cache.get(key)
+    if found is None:
+        groups: dict[str, list[FieldNode]] = {}
+        for node in selection_here(cache, info).nodes:
+            if node.name.value in fields:
+                groups.setdefault(node.name.value, []).append(node)
+        found = cache[key] = {name: _selected(raw.fragments, nodes) for name, nodes in groups.items()}
     return found
