@@ -65,7 +65,7 @@ class Query:
     async def household(self, info: Info, household_id: str) -> Household | None:
         if not 1 <= len(household_id) <= 20 or not household_id.isalnum():
             raise RequestError("householdId: 1 to 20 letters or digits", code="BAD_ARGUMENT")
-        return await load_household(ctx(info), household_id)
+        return await load_household(ctx(info), info, household_id)
 
     statistics: Statistics | None = strawberry.field(
         resolver=statistics, description="Aggregates for one area within your jurisdiction (cells < 10 suppressed)."

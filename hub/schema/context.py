@@ -154,7 +154,9 @@ async def count_out_of_area(c: HubContext) -> int:
     from hub.departments import residents
 
     try:
-        found = await c.sources["public_security"].rows_by(residents, "id_number", sorted(c.not_found))
+        found = await c.sources["public_security"].rows_by(
+            residents, "id_number", sorted(c.not_found), None, ("id_number",)
+        )
     except UpstreamUnavailable:
         return 0
     return sum(1 for rows in found if rows)

@@ -21,12 +21,13 @@ from hub.schema import departments as d
 from hub.schema.context import HubContext, ctx
 from hub.schema.directives import disclosed
 from hub.schema.records import (
+    Selected,
     build,
-    build_one,
     predicates,
     record_selections,
     row_columns,
     row_fields,
+    selection_here,
     value,
 )
 
@@ -56,7 +57,8 @@ async def load_people(c: HubContext, info: Info, id_numbers: Sequence[str]) -> l
     """Residents by ID number, in order (None where not found or outside the caller's area), each with the
     department records the query selects below it."""
     where, name = resident_scope(c)
-    found = await c.rows_many(PS, residents, "id_number", id_numbers, where, name)
+    columns = person_columns(selection_here(c.selections, info))
+    found = await c.rows_many(PS, residents, "id_number", id_numbers, where, name, columns)
     rows = []
     for id_number, rs in zip(id_numbers, found, strict=True):
         if rs:
@@ -68,10 +70,26 @@ async def load_people(c: HubContext, info: Info, id_numbers: Sequence[str]) -> l
     return [next(people) if rs else None for rs in found]
 
 
-async def load_household(c: HubContext, household_id: str) -> Household | None:
+async def load_household(c: HubContext, info: Info, household_id: str) -> Household | None:
     where, name = household_scope(c)
     rows = await c.rows(PS, households, "household_id", household_id, where, name)
-    return build_one(Household, rows[0]) if rows else None
+    if not rows:
+        return None
+    # ``size`` and ``members`` share one load of the members' rows: the columns ``members`` needs, if asked
+    here = selection_here(c.selections, info)
+    below = Selected(here.nested.get("members", frozenset()), ())
+    member_columns = person_columns(below, "relation_code") if "members" in here.names else ("id_number",)
+    return build(Household, rows, row=rows[0], member_columns=member_columns)
+
+
+# What a Person always needs from its row, whatever is selected: who (records, audit) and which household
+# (authorization, ``household``).
+_PERSON_KEYS = ("id_number", "household_id")
+
+
+def person_columns(selected: Selected, *extra: str) -> tuple[str, ...]:
+    """The residents columns to read for Persons with this selection: minimum necessary, as for records."""
+    return tuple(sorted({*row_columns(Person, selected), *_PERSON_KEYS, *extra}))
 
 
 def _structural(description: str) -> Any:
@@ -123,7 +141,7 @@ class Person:
 
     @_structural("The household (共同生活家庭) this resident is registered in.")
     async def household(self, info: Info) -> Household | None:
-        return await load_household(ctx(info), self.row.household_id)
+        return await load_household(ctx(info), info, self.row.household_id)
 
     civil_affairs: d.CivilAffairsRecord | None = _record("Civil affairs (民政) assistance record.")
     disability: d.DisabilityRecord | None = _record("Disabled Persons' Federation (残联) certificate.")
@@ -161,9 +179,10 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
     of the rows (only if a field computed from them is selected) and one batched query per selected predicate.
     A record refused (no household authorization) or unavailable (the department is down) holds the error,
     which graphql-core reports at that record's path; a predicate that failed, at the predicate's path."""
+    here = selection_here(c.selections, info)
     wanted = record_selections(c.selections, info, RECORD_FIELDS)
     if not wanted:
-        return [build(Person, [r], row=r) for r in rows]
+        return [build(Person, [r], here, row=r) for r in rows]
     variables = info._raw_info.variable_values
     # 1. household authorizations (one lookup), then, per department, who may be disclosed
     scopes = await c.authorization_scopes([r.household_id for r in rows])
@@ -219,7 +238,7 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
             out.append(build(cls, own, chosen, id_number=r.id_number, answers=answers))
             i += 1
         done.append((attr, out))
-    return [build(Person, [r], row=r, **{attr: recs[i] for attr, recs in done}) for i, r in enumerate(rows)]
+    return [build(Person, [r], here, row=r, **{attr: recs[i] for attr, recs in done}) for i, r in enumerate(rows)]
 
 
 def _predicate_condition(
@@ -246,6 +265,7 @@ def _predicate_condition(
 @strawberry.type(description="A household (共同生活家庭) as registered by public security (公安户籍).")
 class Household:
     row: strawberry.Private[Any]
+    member_columns: strawberry.Private[tuple[str, ...]] = ("id_number",)
 
     household_id: str = value(Form.RAW, PS, "Household identifier.", "household_id")
     area_code: str = value(Form.RAW, PS, "Area code (GB/T 2260) of the household.", "area_code")
@@ -261,7 +281,10 @@ class Household:
     async def _member_rows(self, info: Info) -> list[Any]:
         c = ctx(info)
         where, name = resident_scope(c)
-        return await c.rows(PS, residents, "household_id", self.row.household_id, where, name)
+        members = await c.rows_many(
+            PS, residents, "household_id", [self.row.household_id], where, name, self.member_columns
+        )
+        return members[0]
 
     @disclosed(Form.RAW, PS, "Number of registered members.")
     async def size(self, info: Info) -> int:

@@ -360,3 +360,38 @@ async def test_list_items_read_only_the_columns_selected_below_them(hub: Hub) ->
         "totalAreaM2": 48.0,
         "properties": [{"addressMasked": "临平区运河街道****", "areaM2": 48.0, "acquiredDate": "1998-06-20"}],
     }
+
+
+async def test_identity_rows_read_only_the_columns_selected(hub: Hub) -> None:
+    """Household registration too: a Person reads the columns of its selected fields, plus its ID number and
+    household (needed for records, authorizations and the audit), never the whole row."""
+    from sqlalchemy import event
+
+    engine = hub.app.state.hub.sources["public_security"].engine
+    seen_by_table: dict[str, set[str]] = {}
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        table = "households" if "FROM households" in statement else "residents"
+        seen_by_table.setdefault(table, set()).update(d[0] for d in cursor.description or [])
+
+    async def columns(selection: str) -> set[str]:
+        seen_by_table.clear()
+        q = "query($id: String!) { person(idNumber: $id) { " + selection + " } }"
+        r = await hub.query(q, variables={"id": hub.data.golden_id})
+        assert r.status_code == 200 and "errors" not in r.json(), r.text
+        return seen_by_table.get("residents", set())
+
+    event.listen(engine, "after_cursor_execute", seen)
+    try:
+        assert await columns("name") == {"id_number", "household_id", "name"}
+        assert await columns("idNumber birthDate") == {"id_number", "household_id", "dob"}
+        # the members' size needs no column of theirs; members { name } reads their names (and the order)
+        assert await columns("name household { size }") == {"id_number", "household_id", "name"}
+        assert await columns("household { size members { name } }") == {
+            "id_number",
+            "household_id",
+            "name",
+            "relation_code",
+        }
+    finally:
+        event.remove(engine, "after_cursor_execute", seen)
