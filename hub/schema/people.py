@@ -72,14 +72,15 @@ async def load_people(c: HubContext, info: Info, id_numbers: Sequence[str]) -> l
 
 async def load_household(c: HubContext, info: Info, household_id: str) -> Household | None:
     where, name = household_scope(c)
-    rows = await c.rows(PS, households, "household_id", household_id, where, name)
+    here = selection_here(c.selections, info)
+    columns = tuple(sorted({*row_columns(Household, here), "household_id"}))
+    [rows] = await c.rows_many(PS, households, "household_id", [household_id], where, name, columns)
     if not rows:
         return None
     # ``size`` and ``members`` share one load of the members' rows: the columns ``members`` needs, if asked
-    here = selection_here(c.selections, info)
     below = Selected(here.nested.get("members", frozenset()), ())
     member_columns = person_columns(below, "relation_code") if "members" in here.names else ("id_number",)
-    return build(Household, rows, row=rows[0], member_columns=member_columns)
+    return build(Household, rows, here, row=rows[0], member_columns=member_columns)
 
 
 # What a Person always needs from its row, whatever is selected: who (records, audit) and which household

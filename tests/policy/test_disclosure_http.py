@@ -393,5 +393,8 @@ async def test_identity_rows_read_only_the_columns_selected(hub: Hub) -> None:
             "name",
             "relation_code",
         }
+        assert seen_by_table["households"] == {"household_id"}  # nothing of the household itself was asked
+        await columns("household { address }")
+        assert seen_by_table["households"] == {"household_id", "address"}
     finally:
         event.remove(engine, "after_cursor_execute", seen)
