@@ -72,19 +72,6 @@ class HubContext:
 
         return self._loader((dept, table.name, key, where_name, columns), load)
 
-    async def rows(
-        self,
-        dept: str,
-        table: Table,
-        key: str,
-        value: str,
-        where: ColumnElement[bool] | None = None,
-        where_name: str = "",
-    ) -> list[Row[Any]]:
-        """All rows of ``table`` in department ``dept`` whose ``key`` equals ``value``, batched per request."""
-        result: list[Row[Any]] = await self._rows_loader(dept, table, key, where, where_name).load(value)
-        return result
-
     def rows_many(
         self,
         dept: str,
@@ -95,14 +82,11 @@ class HubContext:
         where_name: str = "",
         columns: tuple[str, ...] | None = None,
     ) -> Awaitable[list[list[Row[Any]]]]:
-        """``rows`` for several values at once: one future (no task), in the same batch and cache. The load is
-        registered now, so several of these awaited one after the other still go out in one batch each. With
-        ``columns``, only those columns (and ``key``) are read from the department."""
+        """For each of ``values``, the rows of ``table`` in department ``dept`` whose ``key`` equals it (and which
+        satisfy the row scope ``where``, named ``where_name``). One future (no task), batched and cached per
+        request: the load is registered now, so several of these awaited one after the other still go out in
+        one batch each. With ``columns``, only those columns (and ``key``) are read from the department."""
         return self._rows_loader(dept, table, key, where, where_name, columns).load_many(values)
-
-    async def first(self, dept: str, table: Table, value: str) -> Row[Any] | None:
-        rows = await self.rows(dept, table, "id_number", value)
-        return rows[0] if rows else None
 
     def predicates(
         self, dept: str, table: Table, name: str, condition: ColumnElement[bool], values: Sequence[str]
