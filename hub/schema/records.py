@@ -128,11 +128,6 @@ def build(cls: type[T], rows: list[Any] | None, selected: Selected | None = None
     return cls(**private, **values)
 
 
-def build_one(cls: type[T], row: Any) -> T:
-    """An instance of a one-row type (``Person``, ``Property``...) that also keeps its row for resolvers."""
-    return build(cls, [row], row=row)
-
-
 @dataclass(frozen=True)
 class Predicate:
     """A yes/no field answered by the department's own query: ``condition(context, **arguments)`` checks the
