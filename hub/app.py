@@ -8,7 +8,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import date
 from urllib.parse import parse_qs, unquote
 
 import anyio
@@ -27,6 +26,7 @@ from hub.auth.actor import Actor
 from hub.auth.external import ExternalIssuer
 from hub.auth.keys import KeyRing
 from hub.auth.tokens import issue_token, verify_token
+from hub.clock import Clock, china_date, system_clock
 from hub.db import hub_engine, upgrade
 from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
 from hub.errors import AuditUnavailable, AuthenticationError
@@ -47,21 +47,24 @@ from hub.store.clients import ClientStore
 log = logging.getLogger("hub")
 
 
-def load_policy_set(settings: Settings, catalog: dict[str, CatalogEntry] | None = None) -> PolicySet:
+def load_policy_set(
+    settings: Settings, catalog: dict[str, CatalogEntry] | None = None, clock: Clock = system_clock
+) -> PolicySet:
     if catalog is None:
         catalog = catalog_of(build_schema())
-    return load_policies(settings.policy_dir, DEPARTMENTS, catalog, date.today())
+    return load_policies(settings.policy_dir, DEPARTMENTS, catalog, china_date(clock()))
 
 
 class HubState:
     """Everything one hub process shares between requests. Built at start-up; refuses to start if invalid."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
+        self.clock = clock
         self.schema = build_schema()
         self.graphql_schema: GraphQLSchema = self.schema._schema
         self.catalog = catalog_of(self.schema)
-        self.policy = load_policy_set(settings, self.catalog)
+        self.policy = load_policy_set(settings, self.catalog, clock)
         # Validation rules, fixed for the process: introspection is refused outside development mode.
         self.validation_rules = list(specified_rules) + ([] if settings.dev_mode else [NoSchemaIntrospectionCustomRule])
         self.documents = ValidDocuments()  # parsed and validated documents by query text
@@ -76,9 +79,9 @@ class HubState:
         self.keys.ensure()
         upgrade(settings.database_url)
         self.engine = hub_engine(settings.database_url, settings.db_busy_timeout)
-        self.clients = ClientStore(self.engine)
-        self.authorizations = AuthorizationStore(self.engine)
-        self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key())
+        self.clients = ClientStore(self.engine, clock)
+        self.authorizations = AuthorizationStore(self.engine, clock)
+        self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key(), clock=clock)
         self.external = (
             ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
         )
@@ -250,9 +253,11 @@ async def graphql_endpoint(request: Request) -> Response:
     return await handle(state, request)
 
 
-def create_app(settings: Settings | None = None, *, sign_interval: float = 10.0) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, sign_interval: float = 10.0, clock: Clock = system_clock
+) -> Starlette:
     settings = settings or Settings.from_env()
-    state = HubState(settings)
+    state = HubState(settings, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -262,9 +267,9 @@ def create_app(settings: Settings | None = None, *, sign_interval: float = 10.0)
             while True:
                 await asyncio.sleep(sign_interval)
                 try:
-                    if state.audit.size() != last_size or time.time() - last_time > 60:
+                    if state.audit.size() != last_size or time.monotonic() - last_time > 60:
                         head = await asyncio.to_thread(state.audit.sign_head)
-                        last_size, last_time = head.tree_size, time.time()
+                        last_size, last_time = head.tree_size, time.monotonic()
                 except Exception:
                     log.exception("signing the audit tree head failed")
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from hub.clock import china_date, system_clock
 from hub.errors import HubError
 from hub.settings import Settings
 
@@ -85,7 +86,10 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
     print(
         explain(
-            _settings(args), args.consumer, args.purpose, date.fromisoformat(args.date) if args.date else date.today()
+            _settings(args),
+            args.consumer,
+            args.purpose,
+            date.fromisoformat(args.date) if args.date else china_date(system_clock()),
         )
     )
     return 0

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -31,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 
 from hub.audit.entry import canonical
 from hub.auth.actor import Actor
+from hub.clock import china_date
 from hub.errors import (
     AuditUnavailable,
     AuthenticationError,
@@ -260,7 +260,7 @@ async def handle(state: HubState, request: Request) -> Response:
             if errors:
                 raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
             state.documents.put(query, document)
-        today = date.today()
+        today = china_date(state.clock())
         ex.plan = plan_operation(
             state.graphql_schema,
             document,

@@ -6,6 +6,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,20 @@ import pytest
 from starlette.applications import Starlette
 
 from hub.app import create_app
+from hub.clock import CHINA, TestClock
 from hub.demo.generate import GenerateResult, generate
 from hub.settings import Settings
 from hub.store.clients import ClientStore
 
 REPO = Path(__file__).resolve().parent.parent
+WORKING_HOUR = time(10, 0)  # the hour the suite's hubs believe it is, in China, whatever the real hour
+
+
+def working_clock(at: time = WORKING_HOUR) -> TestClock:
+    """A clock at ``at`` China time on the machine's date (so ``date.today()`` in a test is the hub's "today")."""
+    return TestClock(datetime.combine(date.today(), at, CHINA))
+
+
 POLICIES = REPO / "policies"
 RESIDENTS = 2_000
 
@@ -41,6 +51,20 @@ class Hub:
     secrets: dict[str, str]
     data: GenerateResult
     tokens: dict[str, str]
+
+    @property
+    def clock(self) -> TestClock:
+        clock: TestClock = self.app.state.hub.clock
+        return clock
+
+    @contextlib.contextmanager
+    def at(self, when: datetime) -> Iterator[None]:
+        """Run the block with the hub's clock at ``when``, then put it back to the suite's working hour."""
+        self.clock.set(when)
+        try:
+            yield
+        finally:
+            self.clock.set(datetime.combine(date.today(), WORKING_HOUR, CHINA))
 
     async def token(self, client_id: str, scope: str | None = None) -> str:
         key = f"{client_id}:{scope}"
@@ -139,7 +163,7 @@ def hub_settings(
 
 @pytest.fixture(scope="session")
 async def hub(hub_settings: Settings, dept_data: tuple[Path, GenerateResult]) -> AsyncIterator[Hub]:
-    app = create_app(hub_settings, sign_interval=3600)
+    app = create_app(hub_settings, sign_interval=3600, clock=working_clock())
     store: ClientStore = app.state.hub.clients
     secrets = {}
     for cid, (dept, area, purposes, roles) in CLIENTS.items():

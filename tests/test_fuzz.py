@@ -17,7 +17,7 @@ from hypothesis_graphql import Mode, queries
 from hub.app import create_app
 from hub.demo.generate import GenerateResult
 from hub.schema import build_schema, catalog_of
-from tests.conftest import make_settings, serve
+from tests.conftest import make_settings, serve, working_clock
 from tests.policy.expected import EXPECTED
 
 SCHEMA = build_schema()
@@ -100,7 +100,7 @@ def granted_sdl() -> str:
 def client(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root = tmp_path_factory.mktemp("fuzz")
     (root / "departments").symlink_to(dept_data[0] / "departments")
-    app = create_app(make_settings(root), sign_interval=3600)
+    app = create_app(make_settings(root), sign_interval=3600, clock=working_clock())
     _, secret = app.state.hub.clients.add("fuzz", CONSUMER, "3301", [PURPOSE])
     with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as tc:
         token = tc.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=("fuzz", secret)).json()

@@ -134,7 +134,8 @@ async def test_answers_for_many_residents_match_each_departments_data(hub: Hub) 
     """Records and predicates are computed for all the residents of a request at once: every answer must still
     belong to its own resident. Checked for 600 residents against the departments' own files."""
     import sqlite3
-    from datetime import date
+
+    from hub.clock import china_date
 
     dept = hub.settings.data_dir / "departments"
 
@@ -143,7 +144,7 @@ async def test_answers_for_many_residents_match_each_departments_data(hub: Hub) 
             return conn.execute(sql, args).fetchall()
 
     ids = [r[0] for r in q("public_security", "SELECT id_number FROM residents WHERE area_code LIKE '3301%'")][:600]
-    today = date.today().isoformat()
+    today = china_date(hub.clock()).isoformat()
 
     def having(code: str, sql: str, *args: Any) -> set[str]:
         return {r[0] for r in q(code, sql, *args)}

@@ -11,7 +11,7 @@ import pytest
 
 from hub.app import create_app
 from hub.demo.generate import generate
-from tests.conftest import REPO, make_settings
+from tests.conftest import REPO, make_settings, working_clock
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -29,7 +29,7 @@ async def test_readme_example_output_is_real(tmp_path: Path) -> None:
     query = json.loads(re.search(r"-d '(\{\"query\":\"\{ household.*?\})'", README).group(1))["query"]  # type: ignore[union-attr]
     shown = json.loads(re.search(r"```json\n(\{\"data\": \{\"household\".*?)\n```", README, re.S).group(1))  # type: ignore[union-attr]
     generate(tmp_path / "departments", residents=10_000, seed=20241)  # the demo's defaults
-    app = create_app(make_settings(tmp_path), sign_interval=3600)
+    app = create_app(make_settings(tmp_path), sign_interval=3600, clock=working_clock())
     _, secret = app.state.hub.clients.add("linping-civil-affairs", "civil_affairs", "330113", ["CASE"])
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:

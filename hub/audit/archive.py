@@ -24,6 +24,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 
 from hub.audit.log import AuditLog
 from hub.audit.verify import VerifyReport, load_public_key
+from hub.clock import Clock, system_clock
 from hub.db import archives, audit_entries, audit_subjects, tree_heads
 from hub.errors import ConfigError, HubError
 from hub.settings import Settings
@@ -236,7 +237,7 @@ def archive_before(
     settings: Settings,
     before: datetime | None = None,
     keep_days: int | None = None,
-    now: datetime | None = None,
+    clock: Clock = system_clock,
 ) -> ArchiveResult | None:
     """Archive the entries older than ``before`` (or than ``keep_days`` days; default: the longest retention).
 
@@ -252,7 +253,7 @@ def archive_before(
         days = keep_days if keep_days is not None else default_retention_days(settings)
         if days < 0:
             raise ArchiveError("the number of days must not be negative", code="BAD_ARGUMENT")
-        before = (now or datetime.now(UTC)) - timedelta(days=days)
+        before = clock() - timedelta(days=days)
     cutoff = before if before.tzinfo else before.replace(tzinfo=UTC)
 
     key_path = settings.key_dir / "audit-public.pem"
@@ -287,7 +288,7 @@ def archive_before(
         if path.exists():
             raise ArchiveError(f"{path} exists already but is not recorded in the archives table")
         staging = folder / (path.name + ".new")
-        write_export(engine, staging, key_path.read_bytes(), state.leaves, first, last)
+        write_export(engine, staging, key_path.read_bytes(), state.leaves, first, last, clock)
         report, _, _ = check_export(staging, public_key)
         if not report.ok or report.signed_size != last + 1:
             rejected = folder / (path.name + ".rejected")
@@ -310,7 +311,7 @@ def archive_before(
                         last_seq=last,
                         file=str(path.resolve()),
                         sha256=digest,
-                        archived_at=datetime.now(UTC),
+                        archived_at=clock(),
                         verified=True,
                     )
                 )

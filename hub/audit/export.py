@@ -46,6 +46,7 @@ from hub.audit.verify import (
     raw_public_key,
     signed_at_ms,
 )
+from hub.clock import Clock, system_clock
 from hub.errors import ConfigError, HubError, RequestError
 from hub.settings import Settings
 
@@ -90,7 +91,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_export(engine: Engine, path: Path, public_key_pem: bytes, base: list[bytes], first: int, last: int) -> int:
+def write_export(
+    engine: Engine,
+    path: Path,
+    public_key_pem: bytes,
+    base: list[bytes],
+    first: int,
+    last: int,
+    clock: Clock = system_clock,
+) -> int:
     """Write entries ``first..last`` and the heads of size <= last + 1 (atomically: temp file, fsync, rename)."""
     from hub.db import audit_entries, tree_heads
 
@@ -112,7 +121,7 @@ def write_export(engine: Engine, path: Path, public_key_pem: bytes, base: list[b
             "key_fingerprint": key_fingerprint(key),
             "prev_of_first": base[-1].hex() if base else GENESIS,
             "base_leaves": [b.hex() for b in base],
-            "exported_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "exported_at": clock().isoformat(timespec="milliseconds"),
         }
         with tmp.open("w", encoding="utf-8", newline="\n") as f:
             f.write(_dumps(header) + "\n")

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.audit.entry import GENESIS, canonical, entry_leaf, head_message, pseudonym
 from hub.audit.merkle import MerkleTree
+from hub.clock import Clock, system_clock
 from hub.db import audit_entries, audit_subjects, tree_heads
 from hub.errors import AuditUnavailable
 
@@ -47,8 +48,10 @@ class AuditLog:
         signing_key: ed25519.Ed25519PrivateKey,
         pseudonym_key: bytes,
         key_id: str = "audit-1",
+        clock: Clock = system_clock,
     ) -> None:
         self.engine = engine
+        self.clock = clock
         self.signing_key = signing_key
         self.pseudonym_key = pseudonym_key
         self.key_id = key_id
@@ -88,7 +91,7 @@ class AuditLog:
             subject_rows: list[dict[str, Any]] = []
             seqs: list[int] = []
             for body, subjects in records:
-                at = datetime.now(UTC)
+                at = self.clock()
                 entry = dict(body, seq=seq, prev=prev, at=at.isoformat(timespec="milliseconds"), subjects=subjects)
                 entry_text = canonical(entry).decode("utf-8")
                 leaf = entry_leaf(entry_text)
@@ -174,7 +177,7 @@ class AuditLog:
             existing = conn.execute(select(tree_heads).where(tree_heads.c.tree_size == size)).first()
         if existing is not None:
             return _head(existing)
-        at = now or datetime.now(UTC)
+        at = now or self.clock()
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)
         root = tree.root()
         signature = self.signing_key.sign(head_message(size, root, int(at.timestamp() * 1000)))

@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
 from hub.auth.keys import KeyRing
+from hub.clock import china_date, system_clock
 from hub.db import hub_engine, upgrade
 from hub.demo.generate import generate
 from hub.settings import Settings
@@ -72,13 +73,14 @@ def prepare_demo(settings: Settings, *, residents: int, seed: int, base_url: str
     upgrade(settings.database_url)
     secrets = ensure_demo_clients(settings)
     authz = AuthorizationStore(hub_engine(settings.database_url))
+    today = china_date(system_clock())
     if not any(a.household_id == golden["household"] and not a.revoked for a in authz.list(golden["household"])):
         authz.record(
             golden["household"],
             "civil_affairs",
             "本人 (the applicant)",
-            date.today() - timedelta(days=30),
-            date.today() + timedelta(days=335),
+            today - timedelta(days=30),
+            today + timedelta(days=335),
             hashlib.sha256(b"demo authorization scan").hexdigest(),
             "demo-setup",
         )

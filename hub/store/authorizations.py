@@ -7,11 +7,12 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 import anyio
 from sqlalchemy import Engine, insert, select, update
 
+from hub.clock import Clock, system_clock
 from hub.db import authorizations
 from hub.errors import RequestError
 
@@ -49,7 +50,8 @@ def _to(row: object) -> Authorization:
 
 
 class AuthorizationStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock = system_clock) -> None:
+        self.clock = clock
         self.engine = engine
 
     def record(
@@ -82,7 +84,7 @@ class AuthorizationStore:
                     valid_to=valid_to,
                     document_sha256=document_sha256,
                     recorded_by=recorded_by,
-                    recorded_at=datetime.now(UTC),
+                    recorded_at=self.clock(),
                 )
             ).inserted_primary_key
             assert new_id is not None
@@ -94,7 +96,7 @@ class AuthorizationStore:
             n = conn.execute(
                 update(authorizations)
                 .where(authorizations.c.id == auth_id, authorizations.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
+                .values(revoked_at=self.clock())
             ).rowcount
             row = conn.execute(select(authorizations).where(authorizations.c.id == auth_id)).first()
         if row is None:

@@ -9,10 +9,10 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
 
+from hub.clock import Clock, system_clock
 from hub.db import clients
 from hub.departments import DEPARTMENTS
 from hub.errors import RequestError
@@ -66,7 +66,8 @@ def _row_to_client(row: object) -> Client:
 
 
 class ClientStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock = system_clock) -> None:
+        self.clock = clock
         self.engine = engine
 
     def add(
@@ -93,7 +94,7 @@ class ClientStore:
         if self.get(client_id) is not None:
             raise RequestError(f"client {client_id!r} already exists", code="BAD_ARGUMENT")
         secret = secret or secrets.token_urlsafe(32)
-        now = datetime.now(UTC)
+        now = self.clock()
         with self.engine.begin() as conn:
             conn.execute(
                 insert(clients).values(
@@ -124,7 +125,7 @@ class ClientStore:
     def _set(self, client_id: str, **values: object) -> None:
         with self.engine.begin() as conn:
             n = conn.execute(
-                update(clients).where(clients.c.client_id == client_id).values(updated_at=datetime.now(UTC), **values)
+                update(clients).where(clients.c.client_id == client_id).values(updated_at=self.clock(), **values)
             ).rowcount
         if n == 0:
             raise RequestError(f"no client {client_id!r}", code="NOT_FOUND")

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from hub.app import create_app
 from hub.db import audit_entries
 from hub.demo.generate import GenerateResult
-from tests.conftest import Hub, make_settings
+from tests.conftest import Hub, make_settings, working_clock
 
 QUERY = "query($id: String!) { person(idNumber: $id) { name civilAffairs { tier } } }"
 
@@ -26,7 +26,7 @@ async def fragile(dept_data: tuple[Path, GenerateResult], tmp_path: Path) -> Asy
     root = tmp_path
     (root / "departments").symlink_to(dept_data[0] / "departments")
     settings = make_settings(root, db_busy_timeout=0.3)
-    app = create_app(settings, sign_interval=3600)
+    app = create_app(settings, sign_interval=3600, clock=working_clock())
     _, secret = app.state.hub.clients.add("ca", "civil_affairs", "330113", ["CASE"])
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as client:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import select
 
+from hub.clock import CHINA
 from hub.db import audit_entries, audit_subjects
 from tests.conftest import Hub
 
@@ -149,17 +151,23 @@ async def test_bulk_flags(hub: Hub) -> None:
                 select(residents.c.id_number).where(residents.c.area_code.startswith("3301")).limit(250)
             )
         ]
-    r = await hub.query(
-        "query($ids: [String!]!) { people(idNumbers: $ids) { idNumber } }",
-        client="hangzhou-ca",
-        officer="bulk-1",
-        purpose="MON",
-        case=None,
-        variables={"ids": ids},
-    )
-    assert r.status_code == 200
+    bulk = "query($ids: [String!]!) { people(idNumbers: $ids) { idNumber } }"
+    today = date.today()
+    # the same bulk lookup at 14:00 and at 02:30 China time: only the second is a night-time bulk read
+    for name, hour in (("bulk-1", time(14, 0)), ("bulk-night", time(2, 30))):
+        with hub.at(datetime.combine(today, hour, CHINA)):
+            r = await hub.query(
+                bulk, client="hangzhou-ca", officer=name, purpose="MON", case=None, variables={"ids": ids}
+            )
+        assert r.status_code == 200
     page = await officer(hub, SEARCH, {"f": {"officer": "bulk-1"}})
     assert page["auditEntries"]["entries"][0]["flags"] == ["NO_CASE_REFERENCE", "MANY_RESIDENTS_PER_HOUR"]
+    page = await officer(hub, SEARCH, {"f": {"officer": "bulk-night"}})
+    assert page["auditEntries"]["entries"][0]["flags"] == [
+        "NO_CASE_REFERENCE",
+        "NIGHT_TIME_BULK",
+        "MANY_RESIDENTS_PER_HOUR",
+    ]
     with hub.app.state.hub.engine.connect() as conn:
         night = {
             "at": "2026-11-28T18:30:00.000+00:00",

@@ -12,7 +12,7 @@ from hub.app import create_app
 from hub.audit.verify import verify_store
 from hub.db import audit_entries
 from hub.demo.generate import GenerateResult
-from tests.conftest import make_settings
+from tests.conftest import make_settings, working_clock
 
 
 async def test_ten_thousand_requests_ten_thousand_entries(
@@ -20,7 +20,7 @@ async def test_ten_thousand_requests_ten_thousand_entries(
 ) -> None:
     (tmp_path / "departments").symlink_to(dept_data[0] / "departments")
     settings = make_settings(tmp_path)
-    app = create_app(settings, sign_interval=3600)
+    app = create_app(settings, sign_interval=3600, clock=working_clock())
     _, secret = app.state.hub.clients.add("ca", "civil_affairs", "330113", ["MON"])
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from hub.app import create_app
 from hub.demo.generate import GenerateResult
-from tests.conftest import Hub, make_settings, serve
+from tests.conftest import Hub, make_settings, serve, working_clock
 
 IDP_ISSUER = "https://idp.zj.example"
 
@@ -67,7 +67,7 @@ async def ext(
         root = tmp_path_factory.mktemp("ext")
         (root / "departments").symlink_to(dept_data[0] / "departments")
         settings = make_settings(root, external_jwks_url=f"{idp_url}/jwks", external_issuer=IDP_ISSUER)
-        app = create_app(settings, sign_interval=3600)
+        app = create_app(settings, sign_interval=3600, clock=working_clock())
         app.state.hub.clients.add("ext-ca", "civil_affairs", "330113", ["CASE"])
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

@@ -31,7 +31,7 @@ from hub.demo.generate import GenerateResult, generate
 from hub.localpg import free_port
 from hub.settings import Settings
 from hub.store.clients import ClientStore
-from tests.conftest import POLICIES, REPO
+from tests.conftest import POLICIES, REPO, working_clock
 
 FED_CLIENT = "fed-ca"  # civil affairs for all of Hangzhou (3301): every generated resident is in scope
 B_AREA = "3302"  # region B's residents are rewritten to this prefix
@@ -245,7 +245,7 @@ def audit_entry(engine: Any, request_id: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[FedHub]:
-    app = create_app(settings, sign_interval=3600)
+    app = create_app(settings, sign_interval=3600, clock=working_clock())
     store: ClientStore = app.state.hub.clients
     secrets = {}
     for cid, (dept, area, purposes) in {

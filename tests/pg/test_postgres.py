@@ -18,7 +18,7 @@ from hub.db import alembic_config, audit_entries
 from hub.demo.generate import GenerateResult
 from hub.departments import DEPARTMENTS
 from hub.localpg import PgServer
-from tests.conftest import Hub, make_settings
+from tests.conftest import Hub, make_settings, working_clock
 from tests.pgserver import copy_department
 
 PG_DEPTS = ("tax", "disability", "medical_security")
@@ -59,7 +59,7 @@ async def pg_hub(
     root = tmp_path_factory.mktemp("pghub")
     (root / "departments").symlink_to(dept_data[0] / "departments")
     settings = make_settings(root, database_url=hub_pg.create_db("hub"), department_urls=dept_pg[1], source_timeout=2.0)
-    app = create_app(settings, sign_interval=3600)
+    app = create_app(settings, sign_interval=3600, clock=working_clock())
     _, secret = app.state.hub.clients.add("ca", "civil_affairs", "330113", ["CASE"])
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as client:
