@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import logging
+import math
 import time
+import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, unquote
 
@@ -23,14 +26,15 @@ from starlette.routing import Route
 
 from hub.audit.log import AuditLog
 from hub.auth.actor import Actor
+from hub.auth.attempts import FailedAttempts
 from hub.auth.external import ExternalIssuer
 from hub.auth.keys import KeyRing
 from hub.auth.tokens import issue_token, verify_token
 from hub.clock import Clock, china_date, system_clock
 from hub.db import hub_engine, upgrade
 from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
-from hub.errors import AuditUnavailable, AuthenticationError
-from hub.gateway import ValidDocuments, handle
+from hub.errors import AuditUnavailable, AuthenticationError, BodyTimeout, BodyTooLarge
+from hub.gateway import Exchange, ValidDocuments, audit_body, handle, read_body
 from hub.limits import Limits
 from hub.policy.loader import CatalogEntry, load_policies
 from hub.policy.model import PolicySet
@@ -99,6 +103,9 @@ class HubState:
                 self.sources[code] = SqlSource(code, url, timeout=settings.source_timeout, breaker=breaker)
         check_subgraphs(self.sources.values())  # a schema mismatch refuses to start, naming the field
         self.remotes = RemoteHubs.from_settings(settings)
+        # token endpoint: failed client authentications per client id and per address (hub/auth/attempts.py)
+        self.failed_by_client = FailedAttempts(settings.token_failures_per_client, settings.token_failure_window)
+        self.failed_by_address = FailedAttempts(settings.token_failures_per_address, settings.token_failure_window)
 
     async def authenticate(self, token: str) -> Actor:
         s = self.settings
@@ -143,10 +150,32 @@ class HubState:
     def _hub_kid(self, kid: object) -> bool:
         return kid is None or any(k.kid == kid for k in self.keys.token_keys())
 
+    async def record_token_failure(self, client_id: str, address: str, reason: str, status: int) -> None:
+        """One audit entry for a refused client authentication (the secret is never recorded). The claimed
+        client id is kept only when it is a registered client's; anything else is recorded as unknown."""
+        ex = Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())
+        ex.reasons, ex.status = [reason], status
+        body = audit_body(ex)
+        known = await anyio.to_thread.run_sync(self.clients.get, client_id)
+        body.update(route="/oauth/token", client_id=known.client_id if known else "", address=_address(address))
+        if known is not None:
+            body.update(department=known.department, area=known.area)
+        else:
+            body["reasons"] = [reason, "CLIENT_UNKNOWN"]
+        with contextlib.suppress(AuditUnavailable):  # the answer is a refusal either way; nothing is released
+            await self.audit.append(body, [])
+
     def close(self) -> None:
         for source in self.sources.values():
             source.close()
         self.engine.dispose()
+
+
+def _address(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return ""
 
 
 def _oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
@@ -162,9 +191,12 @@ async def token_endpoint(request: Request) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         return _oauth_error("invalid_request", "send application/x-www-form-urlencoded parameters")
-    raw = await request.body()
-    if len(raw) > 8192:
+    try:
+        raw = await read_body(request, 8192, state.settings.body_timeout)
+    except BodyTooLarge:
         return _oauth_error("invalid_request", "request too large")
+    except BodyTimeout:
+        return _oauth_error("invalid_request", "the request body did not arrive in time", 408)
     try:
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), strict_parsing=False).items()}
     except UnicodeDecodeError:
@@ -184,8 +216,18 @@ async def token_endpoint(request: Request) -> Response:
         return _oauth_error("unsupported_grant_type", "only client_credentials is supported")
     if not client_id or secret is None:
         return _oauth_error("invalid_client", "client authentication is required", 401)
+    address = request.client.host if request.client else ""
+    wait = max(state.failed_by_client.retry_after(client_id), state.failed_by_address.retry_after(address))
+    if wait > 0:  # refused before the secret is even checked: guessing costs the attacker, not the hub
+        await state.record_token_failure(client_id, address, "TOKEN_ATTEMPTS_LIMITED", 429)
+        response = _oauth_error("temporarily_unavailable", "too many failed attempts; try again later", 429)
+        response.headers["retry-after"] = str(math.ceil(wait))
+        return response
     client = await asyncio.to_thread(state.clients.authenticate, client_id, secret)
     if client is None:
+        state.failed_by_client.failed(client_id)
+        state.failed_by_address.failed(address)
+        await state.record_token_failure(client_id, address, "CLIENT_AUTH_FAILED", 401)
         return _oauth_error("invalid_client", "unknown client or wrong secret", 401)
     if not client.active:
         return _oauth_error("invalid_client", "client is disabled", 401)

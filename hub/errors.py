@@ -3,7 +3,8 @@
 HubError
  ├── RequestError            400  malformed request, bad arguments
  │    ├── QueryLimitError     400  a query limit was exceeded (depth, aliases, tokens, ...)
- │    └── BodyTooLarge        413
+ │    ├── BodyTooLarge        413
+ │    └── BodyTimeout         408  the body did not arrive within HUB_BODY_TIMEOUT
  ├── AuthenticationError     401  missing/invalid/expired token
  ├── ForbiddenError          403  authenticated, but not allowed (purpose, case, role)
  │    └── PolicyDenied        403  one or more field coordinates are not granted
@@ -49,6 +50,11 @@ class QueryLimitError(RequestError):
 class BodyTooLarge(RequestError):
     code = "BODY_TOO_LARGE"
     status = 413
+
+
+class BodyTimeout(RequestError):
+    code = "BODY_TIMEOUT"
+    status = 408
 
 
 class AuthenticationError(HubError):

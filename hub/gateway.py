@@ -7,6 +7,7 @@ produces exactly one audit entry, and no response with data leaves before that e
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ from hub.clock import china_date
 from hub.errors import (
     AuditUnavailable,
     AuthenticationError,
+    BodyTimeout,
     BodyTooLarge,
     ForbiddenError,
     HubError,
@@ -83,16 +85,22 @@ class Exchange:
     remote: list[dict[str, str]] = field(default_factory=list)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, at most ``limit`` bytes, arriving within ``timeout`` seconds (a slow sender holds a
+    connection and a task; it gets 408 instead of holding them)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body is larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"request body is larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout:g} s") from None
     return b"".join(chunks)
 
 
@@ -134,6 +142,8 @@ def parse_payload(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RequestError("the request body is not valid JSON", code="BAD_JSON") from None
+    except RecursionError:  # e.g. 100,000 nested '[': refused as JSON, never a 500
+        raise RequestError("the request body is nested too deeply", code="BAD_JSON") from None
     if isinstance(payload, list):
         raise RequestError(
             "batched operations are not accepted; send one operation per request", code="BATCHING_REFUSED"
@@ -236,7 +246,7 @@ async def handle(state: HubState, request: Request) -> Response:
     ex = Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())
     body: dict[str, Any]
     try:
-        raw = await read_body(request, settings.max_body_bytes)
+        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
         ex.actor = await authenticate(state, request)
         ex.origin_request_id = origin_request_id(request.headers, ex.actor)  # federation: kept for role "hub" only
         purpose = request_context(state, request, ex.actor, ex)

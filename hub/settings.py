@@ -22,6 +22,12 @@ HELP: dict[str, str] = {
     "token_ttl": "Lifetime of issued access tokens, in seconds.",
     "dev_mode": "Enables GraphiQL and introspection. Off in production.",
     "max_body_bytes": "Largest accepted request body; larger bodies get 413 before parsing.",
+    "body_timeout": "Seconds a client may take to send a request body (slow senders get 408 and the connection ends).",
+    "token_failures_per_client": "Failed secret checks per client id within the window before the token endpoint "
+    "refuses that client id for a while (429).",
+    "token_failures_per_address": "Failed secret checks from one network address within the window before the "
+    "token endpoint refuses that address for a while (429).",
+    "token_failure_window": "Seconds over which failed token-endpoint authentications are counted.",
     "max_tokens": "Largest number of lexical tokens in a GraphQL document.",
     "max_depth": "Deepest field nesting allowed.",
     "max_aliases": "Most aliases allowed in one document.",
@@ -53,6 +59,10 @@ class Settings:
     token_ttl: int = 300
     dev_mode: bool = False
     max_body_bytes: int = 1_000_000
+    body_timeout: float = 10.0
+    token_failures_per_client: int = 5
+    token_failures_per_address: int = 20
+    token_failure_window: float = 300.0
     max_tokens: int = 2_000
     max_depth: int = 8
     max_aliases: int = 30

@@ -3,6 +3,7 @@ operation before any source is touched, and no path (aliases, fragments, variabl
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -60,10 +61,15 @@ def field_query(coordinate: str) -> str:
 async def golden_authorized(hub: Hub) -> None:
     store = hub.app.state.hub.authorizations
     if not store.list(hub.data.golden_household):
-        from datetime import date
-
+        today = date.today()
         store.record(
-            hub.data.golden_household, "civil_affairs", "钱国良", date(2026, 1, 1), date(2027, 12, 31), "a" * 64, "test"
+            hub.data.golden_household,
+            "civil_affairs",
+            "钱国良",
+            today - timedelta(days=30),
+            today + timedelta(days=300),
+            "a" * 64,
+            "test",
         )
 
 
@@ -240,8 +246,9 @@ async def test_authorization_required_for_verification(hub: Hub) -> None:
 
 
 async def test_record_and_revoke_authorization_by_mutation(hub: Hub) -> None:
-    m = """mutation($h: String!) { recordAuthorization(householdId: $h, signer: "户主", validFrom: "2026-01-01",
-        validTo: "2027-01-01", documentSha256: "%s") { id householdId department revoked } }""" % ("b" * 64)
+    valid = f'validFrom: "{date.today()}", validTo: "{date.today() + timedelta(days=300)}"'
+    m = """mutation($h: String!) {{ recordAuthorization(householdId: $h, signer: "户主", {},
+        documentSha256: "{}") {{ id householdId department revoked }} }}""".format(valid, "b" * 64)
     r = await hub.query(m, purpose="VER", variables={"h": "H330113000002"})
     assert r.status_code == 200, r.text
     rec = r.json()["data"]["recordAuthorization"]
@@ -276,8 +283,9 @@ async def test_authorization_scope_limits_providers(hub: Hub) -> None:
             )
             .limit(1)
         ).one()
-    m = """mutation($h: String!) { recordAuthorization(householdId: $h, signer: "户主", validFrom: "2026-01-01",
-        validTo: "2030-01-01", documentSha256: "%s", scope: ["hrss"]) { scope } }""" % ("c" * 64)
+    valid = f'validFrom: "{date.today()}", validTo: "{date.today() + timedelta(days=300)}"'
+    m = """mutation($h: String!) {{ recordAuthorization(householdId: $h, signer: "户主", {},
+        documentSha256: "{}", scope: ["hrss"]) {{ scope }} }}""".format(valid, "c" * 64)
     r = await hub.query(m, purpose="VER", variables={"h": row.household_id})
     assert r.json()["data"]["recordAuthorization"]["scope"] == ["hrss"]
     q = "query($id: String!) { person(idNumber: $id) { employment { pensionType } tax { year } } }"
