@@ -15,10 +15,7 @@ from hub.settings import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    s = Settings.from_env()
-    if getattr(args, "data_dir", None):
-        s = s.replace(data_dir=Path(args.data_dir), database_url="")
-    return s
+    return Settings.from_env().with_data_dir(getattr(args, "data_dir", None))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -94,6 +94,10 @@ class Settings:
             return url
         return f"sqlite:///{self.data_dir / 'departments' / (code + '.sqlite')}"
 
+    def with_data_dir(self, data_dir: str | Path | None) -> Settings:
+        """``hub --data-dir DIR``: the hub's files under DIR, and the database URL reset to the SQLite default there."""
+        return self if not data_dir else self.replace(data_dir=Path(data_dir), database_url="")
+
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import ConfigError, RequestError
+from hub.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-
-    from hub.settings import Settings
 
 
 def add_audit_commands(sub: Any) -> None:
@@ -55,9 +54,7 @@ def add_audit_commands(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from hub.cli import _settings as settings_of
-
-    return settings_of(args)
+    return Settings.from_env().with_data_dir(getattr(args, "data_dir", None))
 
 
 def _key_path(value: str | None) -> Path | None:
