@@ -74,6 +74,7 @@ class HubState:
         )
         self.keys = KeyRing(settings.key_dir)
         self.keys.ensure()
+        self.perturbation_key = self.keys.perturbation_key()  # statistics' cell keys (hub/schema/statistics.py)
         upgrade(settings.database_url)
         self.engine = hub_engine(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine)

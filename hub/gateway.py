@@ -293,6 +293,7 @@ async def handle(state: HubState, request: Request) -> Response:
             catalog=state.catalog,
             audit=state.audit,
             data_dir=settings.data_dir,
+            perturbation_key=state.perturbation_key,
         )
         bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
         result = execute(

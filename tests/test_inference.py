@@ -6,6 +6,9 @@ Each test runs the attack that worked before, through the real app, and checks i
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections import Counter
+from datetime import date
 from typing import Any
 
 from tests.conftest import Hub
@@ -59,3 +62,77 @@ async def test_bisection_of_a_predicate_threshold_fails(hub: Hub, audit_tail: An
     assert found[0]["thresholds"] == [{"coordinate": OOP, "argument": "threshold", "value": 5_000_000}]
     assert [e["decision"] for e in found] == ["deny"] * 23 + ["allow"]
     assert ["THRESHOLD_PROBING" in e["flags"] for e in found] == [False, False] + [True] * 22
+
+
+STATS = """query($a: String!) { statistics(area: $a) { residentsByArea { key count suppressed }
+  recipientsByTier { key count suppressed } disabilityByGrade { key count suppressed } } }"""
+TABLES = ("residentsByArea", "recipientsByTier", "disabilityByGrade")
+
+
+def true_counts(hub: Hub) -> dict[str, dict[str, Counter[str]]]:
+    """Per 6-digit area code, the true count of every cell, read from the departments' own files."""
+    depts = hub.settings.data_dir / "departments"
+    ps = sqlite3.connect(depts / "public_security.sqlite")
+    area_of = dict(ps.execute("SELECT id_number, area_code FROM residents WHERE area_code LIKE '3301%'"))
+    out: dict[str, dict[str, Counter[str]]] = {a: {t: Counter() for t in TABLES} for a in set(area_of.values())}
+    for i, a, status in ps.execute("SELECT id_number, area_code, status FROM residents WHERE area_code LIKE '3301%'"):
+        if status == "normal":
+            out[a]["residentsByArea"][a] += 1
+    today = date.today().isoformat()
+    ca = sqlite3.connect(depts / "civil_affairs.sqlite")
+    rows = "SELECT DISTINCT id_number, tier FROM assistance WHERE end_date IS NULL OR end_date >= ?"
+    for i, tier in ca.execute(rows, (today,)):
+        if i in area_of:
+            out[area_of[i]]["recipientsByTier"][tier] += 1
+    dpf = sqlite3.connect(depts / "disability.sqlite")
+    for i, grade in dpf.execute("SELECT DISTINCT id_number, grade FROM certificates"):
+        if i in area_of:
+            out[area_of[i]]["disabilityByGrade"][str(grade)] += 1
+    return out
+
+
+async def test_differencing_statistics_over_the_whole_area_hierarchy_recovers_no_suppressed_cell(hub: Hub) -> None:
+    truth = true_counts(hub)
+    nodes = sorted({a[:n] for a in truth for n in (4, 5, 6)})  # every prefix of the hierarchy under 3301
+
+    def true_of(prefix: str, table: str) -> Counter[str]:
+        return sum((truth[a][table] for a in truth if a.startswith(prefix)), Counter())
+
+    published: dict[str, dict[str, dict[str, int | None]]] = {}
+    for prefix in nodes:
+        r = await hub.query(STATS, client="hangzhou-ca", purpose="STAT", case=None, variables={"a": prefix})
+        assert r.status_code == 200, r.text
+        stats = r.json()["data"]["statistics"]
+        published[prefix] = {t: {c["key"]: c["count"] for c in stats[t]} for t in TABLES}
+    # the attack: a published parent minus its other published children, at every level of the hierarchy
+    attempts, exact = 0, []
+    for parent in nodes:
+        for level in range(len(parent) + 1, 7):
+            children = [n for n in nodes if len(n) == level and n.startswith(parent)]
+            for t in ("recipientsByTier", "disabilityByGrade"):
+                for key, total in published[parent][t].items():
+                    for child in children:
+                        if published[child][t].get(key, 0) is not None:
+                            continue  # published (or absent: 0): nothing to recover
+                        others = [published[o][t].get(key, 0) for o in children if o != child]
+                        if total is None or None in others:
+                            continue
+                        attempts += 1
+                        estimate = total - sum(o for o in others if o is not None)
+                        if estimate == true_of(child, t)[key]:
+                            exact.append((parent, child, t, key, estimate))
+    print(f"differencing: {len(nodes)} requests, {attempts} attempts, {len(exact)} exact: {exact[:5]}")
+    assert attempts > 0
+    assert exact == []  # before the cell-key method: the suppressed cells came back exactly
+    for prefix in nodes:
+        for t in TABLES:  # totals within the stated error: at most 9 off, a multiple of 10, under 10 suppressed
+            real = true_of(prefix, t)
+            assert set(published[prefix][t]) == set(real), (prefix, t)
+            for key, count in published[prefix][t].items():
+                if real[key] < 10:
+                    assert count is None, (prefix, t, key)
+                else:
+                    assert count is not None and count % 10 == 0 and abs(count - real[key]) <= 9, (prefix, t, key)
+    # repeating a query gives the same figures: nothing to average away
+    r = await hub.query(STATS, client="hangzhou-ca", purpose="STAT", case=None, variables={"a": "3301"})
+    assert {t: {c["key"]: c["count"] for c in r.json()["data"]["statistics"][t]} for t in TABLES} == published["3301"]
