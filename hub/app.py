@@ -32,6 +32,7 @@ from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
 from hub.errors import AuditUnavailable, AuthenticationError
 from hub.gateway import ValidDocuments, handle
 from hub.limits import Limits
+from hub.lookups import MissLedger
 from hub.policy.loader import CatalogEntry, load_policies
 from hub.policy.model import PolicySet
 from hub.schema import build_schema, catalog_of
@@ -80,6 +81,7 @@ class HubState:
         self.clients = ClientStore(self.engine)
         self.authorizations = AuthorizationStore(self.engine)
         self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key())
+        self.misses = MissLedger(self.engine, settings.lookup_miss_budget, settings.lookup_miss_window)
         self.external = (
             ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
         )

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
+from hub.ids import make_id
 from tests.conftest import Hub
 
 OOP = "MedicalRecord.outOfPocket12mAtLeast"
@@ -56,8 +57,13 @@ async def test_bisection_of_a_predicate_threshold_fails(hub: Hub, audit_tail: An
     assert r.status_code == 403 and "threshold 23,000 is not one" in r.text
     # the officer sees the thresholds asked, and the probing is flagged
     entries = audit_tail()
-    assert [e["predicate_args"] for e in entries[:2]] == [{OOP: {"threshold": 5_000_000}}, {OOP: {"threshold": 2_500_000}}]
-    r = await hub.query(ENTRIES, client="officer", purpose="AUDIT", case=None, variables={"after": entries[0]["seq"] - 1})
+    assert [e["predicate_args"] for e in entries[:2]] == [
+        {OOP: {"threshold": 5_000_000}},
+        {OOP: {"threshold": 2_500_000}},
+    ]
+    r = await hub.query(
+        ENTRIES, client="officer", purpose="AUDIT", case=None, variables={"after": entries[0]["seq"] - 1}
+    )
     found = r.json()["data"]["auditEntries"]["entries"][:24]
     assert found[0]["thresholds"] == [{"coordinate": OOP, "argument": "threshold", "value": 5_000_000}]
     assert [e["decision"] for e in found] == ["deny"] * 23 + ["allow"]
@@ -75,7 +81,7 @@ def true_counts(hub: Hub) -> dict[str, dict[str, Counter[str]]]:
     ps = sqlite3.connect(depts / "public_security.sqlite")
     area_of = dict(ps.execute("SELECT id_number, area_code FROM residents WHERE area_code LIKE '3301%'"))
     out: dict[str, dict[str, Counter[str]]] = {a: {t: Counter() for t in TABLES} for a in set(area_of.values())}
-    for i, a, status in ps.execute("SELECT id_number, area_code, status FROM residents WHERE area_code LIKE '3301%'"):
+    for a, status in ps.execute("SELECT area_code, status FROM residents WHERE area_code LIKE '3301%'"):
         if status == "normal":
             out[a]["residentsByArea"][a] += 1
     today = date.today().isoformat()
@@ -136,3 +142,51 @@ async def test_differencing_statistics_over_the_whole_area_hierarchy_recovers_no
     # repeating a query gives the same figures: nothing to average away
     r = await hub.query(STATS, client="hangzhou-ca", purpose="STAT", case=None, variables={"a": "3301"})
     assert {t: {c["key"]: c["count"] for c in r.json()["data"]["statistics"][t]} for t in TABLES} == published["3301"]
+
+
+MASKED = """query($h: String!) { household(householdId: $h) { addressMasked members { idNumberMasked } } }"""
+WHO = """query($ids: [String!]!) { people(idNumbers: $ids) { idNumberMasked nameMasked } }"""
+
+
+def candidates(masked: str, born_from: date, born_to: date) -> list[str]:
+    """Every valid ID number matching ``masked`` (area code, and any characters the mask still shows)."""
+    out = []
+    day = born_from
+    shown = masked[14:17]
+    while day <= born_to:
+        for seq in [int(shown)] if shown.isdigit() else range(1000):
+            id_number = make_id(masked[:6], day, seq)
+            if all(m in ("*", c) for m, c in zip(masked, id_number, strict=True)):
+                out.append(id_number)
+        day += timedelta(days=1)
+    return out
+
+
+async def test_a_masked_id_number_is_not_recovered_by_enumeration(hub: Hub, audit_tail: Any) -> None:
+    golden = hub.data.golden_id
+    # request 1: the mask, from the household's members (a consumer granted only masked identity)
+    r = await hub.query(MASKED, client="hz-utilities", purpose="REF", variables={"h": hub.data.golden_household})
+    masks = [m["idNumberMasked"] for m in r.json()["data"]["household"]["members"]]
+    mask = next(m for m in masks if m[:6] == golden[:6])
+    # the mask keeps the area code only: a decade of birth dates leaves 3,652,000 candidates (21.8 bits), far
+    # beyond one request (1,000 ID numbers) and the miss budget (100 a day); the old mask left 332
+    assert masks == [golden[:6] + "*" * 12] + [m[:6] + "*" * 12 for m in masks[1:]]
+    decade = (date(1948, 1, 1), date(1957, 12, 31))
+    old_mask = golden[:6] + "*" * 8 + golden[-4:]
+    guesses = candidates(old_mask, *decade)
+    assert len(guesses) == 332 and golden in guesses
+    # request 2: even with the old mask's 332 candidates, the lookup is refused whole: it mostly misses
+    r = await hub.query(WHO, client="hz-utilities", purpose="REF", variables={"ids": guesses})
+    assert r.status_code == 403, r.text
+    assert r.json()["data"] is None and golden not in r.text
+    error = r.json()["errors"][0]
+    assert (error["extensions"]["code"], error["message"]) == (
+        "LOOKUP_MOSTLY_MISSED",
+        "331 of the 332 ID numbers asked were not found or are outside your jurisdiction; "
+        "a lookup that mostly misses is refused",
+    )
+    [entry] = [e for e in audit_tail() if e["reasons"] == ["LOOKUP_MOSTLY_MISSED"]]
+    assert entry["decision"] == "deny" and entry["fields"] == []
+    search = ENTRIES.replace("linping-ca", "hz-utilities")
+    r = await hub.query(search, client="officer", purpose="AUDIT", case=None, variables={"after": entry["seq"] - 1})
+    assert "ID_PROBING" in r.json()["data"]["auditEntries"]["entries"][0]["flags"]

@@ -15,9 +15,7 @@ def compile_table(policy: PolicySet) -> None:
             for purpose in g.purposes:
                 slot = table.setdefault((consumer, purpose), {})
                 for coordinate, form in g.fields.items():
-                    rule = Rule(
-                        g.id, form, g.scope, g.valid_from, g.valid_to, g.file, g.thresholds.get(coordinate, ())
-                    )
+                    rule = Rule(g.id, form, g.scope, g.valid_from, g.valid_to, g.file, g.thresholds.get(coordinate, ()))
                     slot.setdefault(coordinate, []).append(rule)
     policy.table = table
 

@@ -106,8 +106,8 @@ class DisabilityRecord:
     cert_no_masked: str | None = value(
         MASKED,
         "disability",
-        "Certificate number, masked to its last 4 characters.",
-        lambda r: forms.mask_tail(r.cert_no),
+        "Certificate number, masked to its 6-digit area code (the tail would disclose category and grade).",
+        lambda r: forms.mask_cert(r.cert_no),
         columns=("cert_no",),
     )
     category: int | None = value(
