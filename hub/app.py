@@ -36,6 +36,7 @@ from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
 from hub.errors import AuditUnavailable, AuthenticationError, BodyTimeout, BodyTooLarge
 from hub.gateway import Exchange, ValidDocuments, audit_body, handle, read_body
 from hub.limits import Limits
+from hub.lookups import MissLedger
 from hub.policy.loader import CatalogEntry, load_policies
 from hub.policy.model import PolicySet
 from hub.schema import build_schema, catalog_of
@@ -81,11 +82,13 @@ class HubState:
         )
         self.keys = KeyRing(settings.key_dir)
         self.keys.ensure()
+        self.perturbation_key = self.keys.perturbation_key()  # statistics' cell keys (hub/schema/statistics.py)
         upgrade(settings.database_url)
         self.engine = hub_engine(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine, clock)
         self.authorizations = AuthorizationStore(self.engine, clock)
         self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key(), clock=clock)
+        self.misses = MissLedger(self.engine, settings.lookup_miss_budget, settings.lookup_miss_window, clock)
         self.external = (
             ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
         )

@@ -111,6 +111,17 @@ archives = Table(
 )
 
 
+lookup_misses = Table(
+    "lookup_misses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("misses", Integer, nullable=False),  # ID numbers of one request that were not found or out of area
+    Index("ix_lookup_misses_client_id_at", "client_id", "at"),
+)
+
+
 def hub_engine(url: str, busy_timeout: float = 5.0) -> Engine:
     """The hub's own engine. SQLite runs in WAL mode with full fsync so a commit is durable."""
     u = make_url(url)

@@ -44,6 +44,7 @@ from hub.errors import (
     RequestError,
 )
 from hub.limits import check_limits
+from hub.lookups import IdLookups
 from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
 from hub.schema.context import HubContext, count_out_of_area
@@ -290,6 +291,8 @@ async def handle(state: HubState, request: Request) -> Response:
                 + ", ".join(d["coordinate"] for d in denied),
                 details={"denied": denied},
             )
+        lookups = IdLookups.of(document, operation, variables)  # person/people: not an existence oracle
+        spent = await state.misses.before(ex.actor.client_id) if lookups else 0
         context = HubContext(
             actor=ex.actor,
             purpose=purpose,
@@ -303,6 +306,7 @@ async def handle(state: HubState, request: Request) -> Response:
             catalog=state.catalog,
             audit=state.audit,
             data_dir=settings.data_dir,
+            perturbation_key=state.perturbation_key,
         )
         bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
         result = execute(
@@ -315,6 +319,8 @@ async def handle(state: HubState, request: Request) -> Response:
         ex.subjects = context.subjects
         ex.out_of_area = await count_out_of_area(context)
         ex.upstream_failures = context.upstream_failures
+        if lookups:
+            await state.misses.after(ex.actor.client_id, spent, *lookups.outcome(result))
         body = {"data": result.data}
         if result.errors:
             body["errors"] = [format_error(e, ex.request_id) for e in result.errors]

@@ -39,6 +39,8 @@ HELP: dict[str, str] = {
     "breaker_reset": "Seconds a department's circuit stays open before one trial call is let through.",
     "db_busy_timeout": "Seconds a write to the hub's SQLite database waits for a lock before failing (fail closed).",
     "source_timeout": "Seconds a department source may take before its fields come back UPSTREAM_UNAVAILABLE.",
+    "lookup_miss_budget": "ID numbers a client may look up without finding them (not found or out of area) per window.",
+    "lookup_miss_window": "Seconds over which a client's lookup misses count against its budget.",
     "external_jwks_url": "Optional: accept tokens from an external identity provider with this JWKS URL.",
     "external_issuer": "Optional: the issuer of the external identity provider.",
     # federation (docs/federation.md)
@@ -74,6 +76,8 @@ class Settings:
     db_busy_timeout: float = 5.0
     breaker_threshold: int = 3
     breaker_reset: float = 10.0
+    lookup_miss_budget: int = 100
+    lookup_miss_window: float = 86_400.0
     external_jwks_url: str = ""
     external_issuer: str = ""
     # federation (docs/federation.md)

@@ -1,4 +1,5 @@
-"""Aggregates for statistics: counts computed at the source, cells under 10 suppressed, jurisdiction applies."""
+"""Aggregates for statistics: counts from the sources, perturbed by the cell-key method (a multiple of 10, at most
+9 off), cells under 10 suppressed, jurisdiction applies. The differencing attack: tests/test_inference.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ Q = """query($a: String!) { statistics(area: $a) { residentsByArea { key count s
   recipientsByTier { key count suppressed } disabilityByGrade { key count suppressed } } }"""
 
 
+def near(published: int | None, true: int) -> int | None:
+    """The true count if ``published`` is a perturbed form of it (a multiple of 10 at most 9 away), else the
+    published figure (so the comparison fails and shows it)."""
+    if published is not None and published % 10 == 0 and abs(published - true) <= 9:
+        return true
+    return published
+
+
 async def test_counts_match_the_sources_and_small_cells_are_suppressed(hub: Hub) -> None:
     r = await hub.query(Q, client="hangzhou-ca", purpose="STAT", case=None, variables={"a": "3301"})
     assert r.status_code == 200, r.text
@@ -20,7 +29,7 @@ async def test_counts_match_the_sources_and_small_cells_are_suppressed(hub: Hub)
     by_area = Counter(
         a for (a,) in ps.execute("SELECT area_code FROM residents WHERE status='normal' AND area_code LIKE '3301%'")
     )
-    assert {c["key"]: c["count"] for c in stats["residentsByArea"]} == {
+    assert {c["key"]: near(c["count"], by_area[c["key"]]) for c in stats["residentsByArea"]} == {
         k: (n if n >= 10 else None) for k, n in by_area.items()
     }
     assert all(c["suppressed"] == (by_area[c["key"]] < 10) for c in stats["residentsByArea"])
@@ -29,7 +38,7 @@ async def test_counts_match_the_sources_and_small_cells_are_suppressed(hub: Hub)
     tiers = Counter(
         t for i, t in ca.execute("SELECT id_number, tier FROM assistance WHERE end_date IS NULL") if i in ids
     )
-    assert {c["key"]: c["count"] for c in stats["recipientsByTier"]} == {
+    assert {c["key"]: near(c["count"], tiers[c["key"]]) for c in stats["recipientsByTier"]} == {
         k: (n if n >= 10 else None) for k, n in tiers.items()
     }
     assert (

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, exists, func, or_, select
 
 from hub.audit.entry import canonical
 from hub.db import audit_entries, audit_subjects
@@ -21,6 +21,10 @@ REPEATED_DENIALS_WINDOW = timedelta(minutes=10)
 NIGHT_BULK_RESIDENTS = 50
 NIGHT_HOURS = range(0, 6)  # 00:00–05:59 China Standard Time
 CST = timedelta(hours=8)
+THRESHOLD_PROBING_DISTINCT = 3  # distinct thresholds of one predicate about one resident, by one client...
+THRESHOLD_PROBING_WINDOW = timedelta(days=30)  # ...within this window
+# refusals of ID lookups that were mostly misses, or over the client's miss budget (hub/lookups.py)
+ID_PROBING_REASONS = frozenset({"LOOKUP_MOSTLY_MISSED", "LOOKUP_BUDGET_EXHAUSTED"})
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,47 @@ def flags_for(conn: Any, entry: dict[str, Any]) -> list[str]:
         ).scalar_one()
         if denials >= REPEATED_DENIALS:
             flags.append("REPEATED_DENIALS")
+    if entry.get("predicate_args") and entry.get("client_id") and threshold_probing(conn, entry, at):
+        flags.append("THRESHOLD_PROBING")
+    if ID_PROBING_REASONS & set(entry.get("reasons") or []):
+        flags.append("ID_PROBING")
     return flags
+
+
+def thresholds_asked(conn: Any, entry: dict[str, Any], at: datetime, coordinate: str) -> set[str]:
+    """The distinct arguments one client gave ``coordinate`` within the window up to ``entry``, in entries about
+    one of ``entry``'s residents or about none (refused before any resident was resolved)."""
+    t = audit_entries
+    subjects = list(entry.get("subjects") or [])
+    about = ~exists().where(audit_subjects.c.seq == t.c.seq)
+    if subjects:
+        about = or_(about, t.c.seq.in_(select(audit_subjects.c.seq).where(audit_subjects.c.subject.in_(subjects))))
+    rows = conn.execute(
+        select(t.c.entry)
+        .where(
+            t.c.client_id == entry["client_id"],
+            t.c.at > at - THRESHOLD_PROBING_WINDOW,
+            t.c.seq <= entry["seq"],
+            t.c.entry.contains(canonical({coordinate: {}}).decode()[1:-2], autoescape=True),
+            about,
+        )
+        .order_by(t.c.seq.desc())
+        .limit(1000)
+    )
+    asked = set()
+    for (text,) in rows:
+        args = (json.loads(text).get("predicate_args") or {}).get(coordinate)
+        if args is not None:
+            asked.add(canonical(args).decode())
+    return asked
+
+
+def threshold_probing(conn: Any, entry: dict[str, Any], at: datetime) -> bool:
+    """Several distinct thresholds of one predicate about one resident: a bisection of the value (docs/audit.md)."""
+    return any(
+        len(thresholds_asked(conn, entry, at, coordinate)) >= THRESHOLD_PROBING_DISTINCT
+        for coordinate in entry["predicate_args"]
+    )
 
 
 def access_report(

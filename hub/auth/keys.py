@@ -4,6 +4,8 @@
   key stays in the JWKS until every token it signed has expired, then ``prune`` drops it.
 * The audit key (Ed25519) signs audit tree heads; ``audit-public.pem`` is what offline verifiers need.
 * The pseudonym key (32 random bytes) keys the HMAC that turns ID numbers into audit pseudonyms.
+* The perturbation key (32 random bytes, kept beside it) keys the record keys of the cell-key method that
+  perturbs statistics (``hub/schema/statistics.py``). Whoever holds it could undo the perturbation.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class KeyRing:
                 self._rotate(None)
             self.audit_private_key()
             self.pseudonym_key()
+            self.perturbation_key()
 
     def active(self) -> TokenKey:
         keys = self.token_keys()
@@ -168,6 +171,13 @@ class KeyRing:
 
     def pseudonym_key(self) -> bytes:
         path = self.dir / "pseudonym.key"
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                _write_private(path, secrets.token_bytes(32))
+        return path.read_bytes()
+
+    def perturbation_key(self) -> bytes:
+        path = self.dir / "perturbation.key"
         if not path.exists():
             with contextlib.suppress(FileExistsError):
                 _write_private(path, secrets.token_bytes(32))

@@ -15,7 +15,7 @@ def compile_table(policy: PolicySet) -> None:
             for purpose in g.purposes:
                 slot = table.setdefault((consumer, purpose), {})
                 for coordinate, form in g.fields.items():
-                    rule = Rule(g.id, form, g.scope, g.valid_from, g.valid_to, g.file)
+                    rule = Rule(g.id, form, g.scope, g.valid_from, g.valid_to, g.file, g.thresholds.get(coordinate, ()))
                     slot.setdefault(coordinate, []).append(rule)
     policy.table = table
 
@@ -38,3 +38,12 @@ def evaluate(policy: PolicySet, consumer: str, purpose: str, coordinate: str, fo
     # prefer the widest scope among the grants that match
     best = next((r for r in matching if r.scope is Scope.ALL), matching[0])
     return Decision(True, coordinate, f"granted by {best.grant_id}", best)
+
+
+def allowed_thresholds(
+    policy: PolicySet, consumer: str, purpose: str, coordinate: str, form: Form, today: date
+) -> tuple[int, ...]:
+    """The thresholds a threshold predicate may be asked with: every current matching grant's list, together."""
+    rules = policy.table.get((consumer, purpose), {}).get(coordinate, [])
+    values = {t for r in rules if r.form is form and r.valid_from <= today <= r.valid_to for t in r.thresholds}
+    return tuple(sorted(values))

@@ -7,7 +7,7 @@ from datetime import date
 from hub.app import load_policy_set
 from hub.departments import DEPARTMENTS
 from hub.errors import RequestError
-from hub.policy.engine import evaluate
+from hub.policy.engine import allowed_thresholds, evaluate
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
 
@@ -25,6 +25,9 @@ def explain_rows(settings: Settings, consumer: str, purpose: str, today: date) -
         d = evaluate(policy, consumer, purpose, entry.coordinate, entry.form, today)
         if d.allowed and d.rule is not None:
             why = f"grant {d.rule.grant_id} ({d.rule.file}), scope {d.rule.scope.value}, until {d.rule.valid_to}"
+            if entry.arguments:
+                allowed = allowed_thresholds(policy, consumer, purpose, entry.coordinate, entry.form, today)
+                why += f", {'/'.join(entry.arguments)} only {', '.join(f'{t:,}' for t in allowed)}"
             rows.append((entry.coordinate, entry.form.value, "VISIBLE", why))
         else:
             rows.append((entry.coordinate, entry.form.value, "denied", d.reason))

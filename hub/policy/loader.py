@@ -27,10 +27,12 @@ class CatalogEntry:
     provider: str
     form: Form
     description: str
+    arguments: tuple[str, ...] = ()  # a predicate's arguments (its threshold), which grants must list values for
 
 
 PURPOSE_KEYS = {"name_zh", "name_en", "legal_basis", "requires_case", "requires_authorization", "retention_days"}
 GRANT_KEYS = {"id", "consumers", "purposes", "fields", "scope", "valid_from", "valid_to", "legal_basis"}
+OPTIONAL_GRANT_KEYS = {"thresholds"}
 
 
 def _line_of(text: str, needle: str, after: int = 0) -> int:
@@ -132,7 +134,7 @@ def load_grants(
         missing = GRANT_KEYS - body.keys()
         if missing:
             raise fail(f"missing {', '.join(sorted(missing))}")
-        unknown = body.keys() - GRANT_KEYS
+        unknown = body.keys() - GRANT_KEYS - OPTIONAL_GRANT_KEYS
         if unknown:
             raise fail(f"unknown key {', '.join(sorted(unknown))}", sorted(unknown)[0])
         if not isinstance(gid, str) or not gid:
@@ -183,6 +185,7 @@ def load_grants(
             if known.form is not form:
                 raise fail(f"{coordinate} is disclosed as {known.form.value}, not {form.value}", coordinate)
             fields[coordinate] = form
+        thresholds = _thresholds(body.get("thresholds", {}), fields, catalog, fail)
         grants.append(
             Grant(
                 id=gid,
@@ -195,9 +198,42 @@ def load_grants(
                 valid_to=vt,
                 legal_basis=body["legal_basis"],
                 file=f"{file.name}:{line}",
+                thresholds=thresholds,
             )
         )
     return grants
+
+
+def _thresholds(
+    raw: Any, fields: Mapping[str, Form], catalog: Mapping[str, CatalogEntry], fail: Any
+) -> dict[str, tuple[int, ...]]:
+    """``[grants.thresholds]``: for every granted predicate that takes a threshold, the values it may be asked
+    with (the law's fixed figures). A threshold predicate without a list would disclose the value by bisection."""
+    if not isinstance(raw, dict):
+        raise fail("thresholds must map predicate coordinates to lists of whole numbers", "thresholds")
+    out: dict[str, tuple[int, ...]] = {}
+    for coordinate, values in raw.items():
+        entry = catalog.get(coordinate)
+        if coordinate not in fields or entry is None:
+            raise fail(f"thresholds for {coordinate}, which this grant does not list in fields", coordinate)
+        if not entry.arguments:
+            raise fail(f"{coordinate} takes no threshold", coordinate)
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        ):
+            raise fail(f"thresholds for {coordinate} must be a non-empty list of whole numbers", coordinate)
+        out[coordinate] = tuple(sorted(set(values)))
+    for coordinate in fields:
+        entry = catalog.get(coordinate)
+        if entry is not None and entry.arguments and coordinate not in out:
+            raise fail(
+                f"{coordinate} takes a threshold ({', '.join(entry.arguments)}): list the allowed values under "
+                "[grants.thresholds]",
+                coordinate,
+            )
+    return out
 
 
 def load_policies(

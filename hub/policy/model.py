@@ -46,6 +46,8 @@ class Grant:
     valid_to: date
     legal_basis: str
     file: str
+    # predicate coordinate -> the thresholds it may be asked with (``[grants.thresholds]``)
+    thresholds: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Rule:
     valid_from: date
     valid_to: date
     file: str
+    thresholds: tuple[int, ...] = ()  # for a threshold predicate: the values allowed
 
 
 @dataclass(frozen=True)

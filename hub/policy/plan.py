@@ -27,7 +27,7 @@ from graphql import (
 )
 
 from hub.auth.actor import Actor
-from hub.policy.engine import evaluate
+from hub.policy.engine import allowed_thresholds, evaluate
 from hub.policy.loader import CatalogEntry
 from hub.policy.model import Decision, Form, PolicySet, Scope
 
@@ -85,6 +85,18 @@ class _Planner:
             self.seen.add(coordinate)
             self.plan.denials.append(Decision(False, coordinate, reason))
 
+    def threshold_refusal(self, coordinate: str, form: Form, args: Mapping[str, Any]) -> str | None:
+        """Why the thresholds asked are refused, or None. A grant lists the thresholds a predicate may be asked
+        with (the law's fixed figures), so a consumer learns at most log2(len(list) + 1) bits of the value,
+        never the value itself by bisection."""
+        allowed = allowed_thresholds(self.policy, self.consumer, self.purpose, coordinate, form, self.today)
+        shown = ", ".join(f"{t:,}" for t in allowed) or "none"
+        for name, asked in sorted(args.items()):
+            if not isinstance(asked, int) or isinstance(asked, bool) or asked not in allowed:
+                value = f"{asked:,}" if isinstance(asked, int) and not isinstance(asked, bool) else "(not a number)"
+                return f"{name} {value} is not one the grant allows for {coordinate} (allowed: {shown})"
+        return None
+
     def walk(self, selection_set: SelectionSetNode, parent: GraphQLObjectType, stack: frozenset[str]) -> int:
         """Check every field under ``selection_set``; return how many data fields it selects."""
         data_fields = 0
@@ -136,6 +148,11 @@ class _Planner:
                 if len(asked) > 1:
                     self.deny(coordinate, f"a predicate may be asked with one threshold per request, not {len(asked)}")
                     return 1
+            if decision.allowed and decision.rule is not None and entry.arguments:
+                refused = self.threshold_refusal(coordinate, entry.form, self.plan.predicate_args.get(coordinate, {}))
+                if refused:
+                    self.deny(coordinate, refused)
+                    return 1
             if decision.allowed and decision.rule is not None:
                 self.plan.disclosures[coordinate] = entry.form
                 self.plan.grants.add(decision.rule.grant_id)
@@ -166,7 +183,12 @@ def plan_operation(
     variables: Mapping[str, Any] | None = None,
 ) -> Plan:
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    planner = _Planner(schema, fragments, catalog, policy, actor, purpose, today, variables or {})
+    given = dict(variables or {})
+    for definition in operation.variable_definitions or ():  # a default counts where the variable is not given
+        name = definition.variable.name.value
+        if name not in given and definition.default_value is not None:
+            given[name] = value_from_ast_untyped(definition.default_value)
+    planner = _Planner(schema, fragments, catalog, policy, actor, purpose, today, given)
     root = schema.get_root_type(operation.operation)
     if root is None:
         planner.deny(operation.operation.value, "operation type not supported")

@@ -121,5 +121,7 @@ def catalog_of(schema: strawberry.Schema) -> dict[str, CatalogEntry]:
                 if isinstance(directive, Disclosure):
                     form = directive.form if isinstance(directive.form, Form) else Form(directive.form)
                     coordinate = f"{type_name}.{field_name}"
-                    out[coordinate] = CatalogEntry(coordinate, directive.provider, form, gfield.description or "")
+                    out[coordinate] = CatalogEntry(
+                        coordinate, directive.provider, form, gfield.description or "", tuple(gfield.args)
+                    )
     return out

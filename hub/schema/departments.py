@@ -106,8 +106,8 @@ class DisabilityRecord:
     cert_no_masked: str | None = value(
         MASKED,
         "disability",
-        "Certificate number, masked to its last 4 characters.",
-        lambda r: forms.mask_tail(r.cert_no),
+        "Certificate number, masked to its 6-digit area code (the tail would disclose category and grade).",
+        lambda r: forms.mask_cert(r.cert_no),
         columns=("cert_no",),
     )
     category: int | None = value(
@@ -139,7 +139,12 @@ class DisabilityRecord:
         return answer(self, info)
 
     @predicate(
-        "disability", "Whether the certificate was issued or upgraded within the last N days.", certificates, _changed
+        "disability",
+        "Whether the certificate was issued or upgraded within the last `days` days. `days` must be one your "
+        "grant lists (policies/disability.toml, [grants.thresholds]: 30, 90 or 365 days today); any other value "
+        "refuses the whole request with POLICY_DENIED.",
+        certificates,
+        _changed,
     )
     def changed_within_days(self, info: Info, days: int) -> bool:
         return answer(self, info)
@@ -172,7 +177,10 @@ class MedicalRecord:
 
     @predicate(
         "medical_security",
-        "Whether out-of-pocket cost over 12 months is at least `threshold` yuan.",
+        "Whether out-of-pocket cost over 12 months is at least `threshold` yuan. `threshold` must be one your "
+        "grant lists (policies/medical_security.toml, [grants.thresholds]): the law's fixed figures, such as "
+        "20,000 yuan, the catastrophic medical cost of monitoring rule M2. Any other threshold refuses the whole "
+        "request with POLICY_DENIED before any department is asked.",
         medical,
         _oop_at_least,
     )
@@ -240,7 +248,15 @@ class TaxRecord:
         columns=("annual_wage_income", "business_income"),
     )
 
-    @predicate("tax", "Whether annual wage plus business income is below `threshold` yuan.", income, _income_below)
+    @predicate(
+        "tax",
+        "Whether annual wage plus business income is below `threshold` yuan. `threshold` must be one your grant "
+        "lists (policies/tax.toml, [grants.thresholds]): fixed multiples of the local minimum living standard, "
+        "such as 1x, 1.5x or 2x of 1,300 yuan a month (15,600, 23,400, 31,200 a year). Any other threshold "
+        "refuses the whole request with POLICY_DENIED.",
+        income,
+        _income_below,
+    )
     def annual_income_below(self, info: Info, threshold: int) -> bool:
         return answer(self, info)
 

@@ -26,6 +26,22 @@ class DisclosedField:
     form: str
 
 
+@strawberry.type(description="An argument a request gave a threshold predicate, e.g. threshold 20000.")
+class AskedThreshold:
+    coordinate: str
+    argument: str
+    value: int | None = strawberry.field(description="Null when the request gave no whole number.")
+
+
+def _asked(args: object) -> list[AskedThreshold]:
+    out = []
+    for coordinate, given in sorted((args or {}).items()) if isinstance(args, dict) else ():
+        for name, v in sorted(given.items()) if isinstance(given, dict) else ():
+            number = v if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**31 else None
+            out.append(AskedThreshold(coordinate=coordinate, argument=name, value=number))
+    return out
+
+
 @strawberry.type(description="One audit entry. Residents appear only as a count; values never appear.")
 class AuditEntry:
     seq: int
@@ -44,9 +60,13 @@ class AuditEntry:
     reasons: list[str]
     status: int
     upstream_failures: list[str]
+    thresholds: list[AskedThreshold] = strawberry.field(
+        description="The thresholds the request gave threshold predicates, allowed or refused."
+    )
     flags: list[str] = strawberry.field(
         description="Anomaly leads: NO_CASE_REFERENCE, MANY_RESIDENTS_PER_HOUR, OUT_OF_AREA_ATTEMPT, "
-        "REPEATED_DENIALS, NIGHT_TIME_BULK."
+        "REPEATED_DENIALS, NIGHT_TIME_BULK, THRESHOLD_PROBING (several distinct thresholds of one predicate about "
+        "one resident), ID_PROBING (an ID lookup refused as mostly misses or over the miss budget)."
     )
 
 
@@ -103,6 +123,7 @@ def _entry(found: object) -> AuditEntry:
         reasons=e["reasons"],
         status=e["status"],
         upstream_failures=e["upstream_failures"],
+        thresholds=_asked(e.get("predicate_args")),
         flags=found.flags,  # type: ignore[attr-defined]
     )
 

@@ -113,7 +113,8 @@ class Person:
     id_number_masked: str = value(
         Form.MASKED,
         PS,
-        "ID number masked to the first 6 and last 4 characters.",
+        "ID number masked to its 6-digit area code (330113************): birth date, sequence and check "
+        "character are hidden, so the mask leaves too many candidates to enumerate.",
         lambda r: forms.mask_id(r.id_number),
         columns=("id_number",),
     )

@@ -1,16 +1,44 @@
-"""Aggregates for statistics (purpose STAT): counts per cell, with cells under 10 suppressed.
+"""Aggregates for statistics (purpose STAT): counts per cell, perturbed by the cell-key method, cells under 10
+suppressed.
 
-Counts are computed in the departments' own queries (GROUP BY); no resident row leaves a department.
-Where a count needs residents' areas (held by household registration), the hub passes the ID numbers of
-the area's residents to the department as a bound list, and only counts come back.
+Why: a published count is one equation about residents. Without perturbation, ``statistics(area: "3301")``
+minus the other districts gave a suppressed cell (8 dibao recipients in one county) exactly, in 14 requests.
+With the cell-key method (as used by the Australian Bureau of Statistics, and in Eurostat's tools) every cell
+is perturbed by an amount fixed by the residents it counts, so asking again gives the same figure and
+repetition never averages the noise away.
+
+The parameters (docs/policies.md, "aggregate"):
+
+* **Record key.** Each contributing resident has a record key: the first 8 bytes of
+  HMAC-SHA256(perturbation key, ID number), an integer in [0, 2^64). The perturbation key is the hub's own,
+  kept beside the pseudonym key (``hub/auth/keys.py``).
+* **Cell key.** The sum of the cell's record keys modulo 2^64, divided by 2^64: a number in [0, 1) that is the
+  same whenever the same residents are counted, whichever query or area prefix produced the cell.
+* **Perturbation table.** Unbiased random rounding to base ``BASE`` = 10, indexed by the count's remainder
+  r = n mod 10 and the cell key u: the cell is published as n - r + 10 when u < r/10, else as n - r (a count
+  already a multiple of 10 is published as it is). Expected value n; maximum deviation 9; variance
+  r(10-r) <= 25 (standard deviation at most 5).
+* **Suppression.** A count under ``MIN_CELL`` = 10 is not published: ``count: null, suppressed: true``.
+
+Together they resist differencing: every published count is a multiple of 10, so any sum or difference of
+published counts is a multiple of 10, while a suppressed cell holds 1 to 9. No combination of published
+cells, over any areas of the hierarchy, gives a suppressed cell exactly (tests/test_inference.py runs the
+attack over the whole hierarchy).
+
+The departments return the contributing ID numbers of each cell to the hub process (never to the consumer),
+which counts them and derives the cell key; where a count needs residents' areas (held by household
+registration), the hub passes the ID numbers of the area's residents to the department as a bound list.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
-from sqlalchemy import func, select
+from sqlalchemy import select
 from strawberry.types import Info
 
 from hub.departments import assistance, certificates, residents
@@ -22,17 +50,44 @@ from hub.schema.directives import disclosed
 MIN_CELL = 10
 
 
-@strawberry.type(description="One cell of an aggregate. Cells under 10 are suppressed: count null.")
+BASE = 10  # perturbation table: unbiased random rounding to a multiple of 10 (maximum deviation 9)
+_SCALE = 2**64
+
+
+@strawberry.type(
+    description="One cell of an aggregate. Cells under 10 are suppressed (count null). Published counts are "
+    "perturbed by the cell-key method: rounded to a multiple of 10, up or down as fixed by the residents counted "
+    "(at most 9 from the true count, unbiased, the same on every request)."
+)
 class CountCell:
     key: str
     count: int | None
     suppressed: bool
 
 
-def _cells(pairs: list[tuple[str, int]]) -> list[CountCell]:
-    return [
-        CountCell(key=str(k), count=None if n < MIN_CELL else int(n), suppressed=n < MIN_CELL) for k, n in sorted(pairs)
-    ]
+def cell_key(key: bytes, id_numbers: Iterable[str]) -> float:
+    """The cell key in [0, 1): the sum of the contributing residents' record keys, modulo 1."""
+    total = 0
+    for id_number in id_numbers:
+        digest = hmac.new(key, id_number.encode("ascii", "replace"), hashlib.sha256).digest()
+        total += int.from_bytes(digest[:8], "big")
+    return (total % _SCALE) / _SCALE
+
+
+def perturb(n: int, u: float) -> int:
+    """The perturbation table: ``n`` rounded to a multiple of ``BASE``, up with probability (n mod BASE)/BASE as
+    decided by the cell key ``u``."""
+    r = n % BASE
+    return n - r + (BASE if r and u < r / BASE else 0)
+
+
+def _cells(key: bytes, groups: dict[str, set[str]]) -> list[CountCell]:
+    out = []
+    for k, ids in sorted(groups.items()):
+        n = len(ids)
+        small = n < MIN_CELL
+        out.append(CountCell(key=str(k), count=None if small else perturb(n, cell_key(key, ids)), suppressed=small))
+    return out
 
 
 async def _run(c: HubContext, dept: str, stmt: Any) -> list[tuple[Any, ...]]:
@@ -43,20 +98,24 @@ async def _run(c: HubContext, dept: str, stmt: Any) -> list[tuple[Any, ...]]:
         raise
 
 
-async def _grouped(c: HubContext, dept: str, stmt: Any) -> list[tuple[str, int]]:
-    return [(str(k), int(n)) for k, n in await _run(c, dept, stmt)]
+async def _grouped(c: HubContext, dept: str, stmt: Any) -> dict[str, set[str]]:
+    """(cell, contributing ID number) rows -> the distinct ID numbers per cell."""
+    groups: dict[str, set[str]] = {}
+    for k, id_number in await _run(c, dept, stmt):
+        groups.setdefault(str(k), set()).add(str(id_number))
+    return groups
 
 
 CHUNK = 5000  # ID numbers per bound list (SQLite and PostgreSQL parameter limits)
 
 
-async def _grouped_over(c: HubContext, dept: str, ids: list[str], build: Any) -> list[tuple[str, int]]:
-    """Sum per-key counts over chunks of ID numbers (each resident appears in one chunk only)."""
-    totals: dict[str, int] = {}
+async def _grouped_over(c: HubContext, dept: str, ids: list[str], build: Any) -> dict[str, set[str]]:
+    """The contributing ID numbers per cell, over chunks of ID numbers."""
+    groups: dict[str, set[str]] = {}
     for i in range(0, len(ids), CHUNK):
-        for k, n in await _grouped(c, dept, build(ids[i : i + CHUNK])):
-            totals[k] = totals.get(k, 0) + n
-    return list(totals.items())
+        for k, members in (await _grouped(c, dept, build(ids[i : i + CHUNK]))).items():
+            groups.setdefault(k, set()).update(members)
+    return groups
 
 
 @strawberry.type(description="Aggregate statistics for one area (GB/T 2260 prefix) within your jurisdiction.")
@@ -69,12 +128,11 @@ class Statistics:
 
     @disclosed(Form.AGGREGATE, "public_security", "Registered residents per area code.")
     async def residents_by_area(self, info: Info) -> list[CountCell]:
-        stmt = (
-            select(residents.c.area_code, func.count())
-            .where(residents.c.area_code.startswith(self.area, autoescape=True), residents.c.status == "normal")
-            .group_by(residents.c.area_code)
+        c = ctx(info)
+        stmt = select(residents.c.area_code, residents.c.id_number).where(
+            residents.c.area_code.startswith(self.area, autoescape=True), residents.c.status == "normal"
         )
-        return _cells(await _grouped(ctx(info), "public_security", stmt))
+        return _cells(c.perturbation_key, await _grouped(c, "public_security", stmt))
 
     @disclosed(Form.AGGREGATE, "civil_affairs", "Current assistance recipients per tier in the area.")
     async def recipients_by_tier(self, info: Info) -> list[CountCell]:
@@ -83,12 +141,12 @@ class Statistics:
 
         def build(chunk: list[str]) -> Any:
             return (
-                select(assistance.c.tier, func.count(func.distinct(assistance.c.id_number)))
+                select(assistance.c.tier, assistance.c.id_number)
                 .where(assistance.c.id_number.in_(chunk), current)
-                .group_by(assistance.c.tier)
+                .distinct()
             )
 
-        return _cells(await _grouped_over(c, "civil_affairs", await self._area_ids(c), build))
+        return _cells(c.perturbation_key, await _grouped_over(c, "civil_affairs", await self._area_ids(c), build))
 
     @disclosed(Form.AGGREGATE, "disability", "Certificate holders per disability grade in the area.")
     async def disability_by_grade(self, info: Info) -> list[CountCell]:
@@ -96,12 +154,12 @@ class Statistics:
 
         def build(chunk: list[str]) -> Any:
             return (
-                select(certificates.c.grade, func.count(func.distinct(certificates.c.id_number)))
+                select(certificates.c.grade, certificates.c.id_number)
                 .where(certificates.c.id_number.in_(chunk))
-                .group_by(certificates.c.grade)
+                .distinct()
             )
 
-        return _cells(await _grouped_over(c, "disability", await self._area_ids(c), build))
+        return _cells(c.perturbation_key, await _grouped_over(c, "disability", await self._area_ids(c), build))
 
 
 def statistics(info: Info, area: str) -> Statistics | None:

@@ -28,6 +28,7 @@ ring.ensure()
 print(json.dumps({
     "kid": ring.active().kid,
     "pseudonym": hashlib.sha256(ring.pseudonym_key()).hexdigest(),
+    "perturbation": hashlib.sha256(ring.perturbation_key()).hexdigest(),
     "audit": hashlib.sha256(ring.audit_public_path.read_bytes()).hexdigest(),
 }))
 """
@@ -55,14 +56,17 @@ def test_concurrent_first_start_agrees_on_one_key_set(tmp_path: Path) -> None:
     ring = KeyRing(key_dir)
     assert [k.kid for k in ring.token_keys()] == [results[0]["kid"]]
     assert results[0]["pseudonym"] == hashlib.sha256(ring.pseudonym_key()).hexdigest()
+    assert results[0]["perturbation"] == hashlib.sha256(ring.perturbation_key()).hexdigest()
     assert sorted(p.name for p in key_dir.iterdir()) == [
         ".lock",
         "audit-private.pem",
         "audit-public.pem",
+        "perturbation.key",
         "pseudonym.key",
         "tokens",
     ]
     assert os.stat(key_dir / "pseudonym.key").st_mode & 0o777 == 0o600
+    assert os.stat(key_dir / "perturbation.key").st_mode & 0o777 == 0o600
     assert os.stat(key_dir / "audit-private.pem").st_mode & 0o777 == 0o600
 
 

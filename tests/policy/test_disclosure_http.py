@@ -131,7 +131,7 @@ async def test_masked_values_exact(hub: Hub) -> None:
     assert r.json() == {
         "data": {
             "person": {
-                "idNumberMasked": hub.data.golden_id[:6] + "********" + hub.data.golden_id[-4:],
+                "idNumberMasked": hub.data.golden_id[:6] + "*" * 12,
                 "nameMasked": "钱**",
                 "household": {"addressMasked": "临平区运河街道****"},
                 "civilAffairs": {"isRecipient": True},
@@ -145,18 +145,17 @@ async def test_masked_values_exact(hub: Hub) -> None:
 async def test_bands_and_predicates_exact(hub: Hub) -> None:
     q = """query($id: String!, $t: Int!) { person(idNumber: $id) {
         medical { outOfPocket12mBand outOfPocket12mAtLeast(threshold: $t) }
-        disability { isSevere changedWithinDays(days: 3650) }
+        disability { isSevere changedWithinDays(days: 365) }
         tax { incomeBand } } }"""
-    answers = {}
-    for t in (20000, 23500, 23501):
+    for t in (23500, 23501):  # only the thresholds the grant lists may be asked (tests/test_inference.py)
         r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id, "t": t})
-        answers[t] = r.json()["data"]["person"]["medical"]["outOfPocket12mAtLeast"]
-        assert str(t) not in r.text  # the predicate never returns the compared value
-    assert answers == {20000: True, 23500: True, 23501: False}
+        assert r.status_code == 403 and r.json()["data"] is None
+    r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id, "t": 20000})
+    assert "20000" not in r.text  # the predicate never returns the compared value
     assert r.json() == {
         "data": {
             "person": {
-                "medical": {"outOfPocket12mBand": "ABOVE_20K", "outOfPocket12mAtLeast": False},
+                "medical": {"outOfPocket12mBand": "ABOVE_20K", "outOfPocket12mAtLeast": True},
                 "disability": {"isSevere": True, "changedWithinDays": True},
                 "tax": {"incomeBand": None},  # no tax record at 74: null, not a guess
             }
