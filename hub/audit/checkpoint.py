@@ -74,7 +74,7 @@ class Verifier:
 
     @classmethod
     def from_text(cls, text: str) -> Verifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the base64 key may itself contain "+"
         if len(parts) != 3:
             raise CheckpointError("a verifier key has the form <name>+<hex key id>+<base64 key>")
         name, hex_id, b64 = parts

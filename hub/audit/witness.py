@@ -186,7 +186,7 @@ def create_witness_app(witness: Witness) -> Starlette:
 
             sig = await anyio.to_thread.run_sync(witness.add_checkpoint, old, proof, cp)
         except WitnessRefusal as r:
-            return Response(r.body, status_code=r.status, media_type=r.media_type)
+            return Response(r.body, status_code=r.status, headers={"content-type": r.media_type})
         return PlainTextResponse(sig.to_text())
 
     async def key(request: Request) -> Response:
@@ -390,8 +390,9 @@ def add_witness_commands(sub: Any) -> None:
 def make_witness(args: Any, clock: Clock = system_clock) -> Witness:
     key_dir = Path(args.key_dir)
     logs = dict(log_verifier(spec) for spec in args.log)
+    key = witness_key(key_dir)
     store = WitnessStore(Path(args.store) if args.store else key_dir / "witness.sqlite")
-    return Witness(args.name, witness_key(key_dir), logs, store, clock)
+    return Witness(args.name, key, logs, store, clock)
 
 
 def cmd_witness_serve(args: Any) -> int:
