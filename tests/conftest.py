@@ -195,3 +195,9 @@ def audit_tail(hub: Hub) -> Iterator[Any]:
             return [json.loads(r[0]) for r in rows]
 
     yield read
+
+
+def without_receipt(body: dict[str, Any]) -> dict[str, Any]:
+    """A /graphql response body without its audit receipt (``extensions.receipt``, different every time)."""
+    ext = {k: v for k, v in body.get("extensions", {}).items() if k != "receipt"}
+    return {k: v for k, v in body.items() if k != "extensions"} | ({"extensions": ext} if ext else {})

@@ -24,7 +24,9 @@ from hub.audit.checkpoint import (
 GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
 GO_SKEY_SEED = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"  # PRIVATE+KEY+PeterNeumann+c74f20a3+<this>
 GO_TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
-GO_SIG = "\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+GO_SIG = (
+    "\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+)
 
 
 def test_key_ids_and_signature_lines_match_the_reference_note_byte_for_byte() -> None:
@@ -59,7 +61,9 @@ def test_checkpoint_text_round_trip_signature_and_cosignature() -> None:
     log_v = Verifier.of("hub.test/audit", ED25519, log_key.public_key())
     cp.verify(log_v)
     cosig = cp.cosign("witness.test/w1", witness_key, 1679315147)
-    assert cosig.key_id == key_id("witness.test/w1", COSIGNATURE_V1, Verifier.of("w", 4, witness_key.public_key()).public_key)
+    assert cosig.key_id == key_id(
+        "witness.test/w1", COSIGNATURE_V1, Verifier.of("w", 4, witness_key.public_key()).public_key
+    )
     assert cosig.signature[:8] == struct.pack(">Q", 1679315147)
     witness_key.public_key().verify(cosig.signature[8:], cosigned_message(body, 1679315147))
     assert cosigned_message(body, 1679315147).startswith(b"cosignature/v1\ntime 1679315147\nhub.test/audit\n")

@@ -108,7 +108,9 @@ async def test_witness_cosigns_consistent_checkpoints_and_refuses_the_rest(
     assert r.status_code == 200 and w.store.latest(ORIGIN) == (20, tree.root(20))
 
 
-async def test_witness_refuses_malformed_requests(witness: tuple[Witness, Ed25519PrivateKey, httpx.AsyncClient]) -> None:
+async def test_witness_refuses_malformed_requests(
+    witness: tuple[Witness, Ed25519PrivateKey, httpx.AsyncClient],
+) -> None:
     _, key, client = witness
     cp = signed(key, tree_of(4), 4)
     for body in [b"old 1\n\n", b"old x\n\n" + cp.to_text().encode(), b"old 01\n\n" + cp.to_text().encode()]:
@@ -121,7 +123,9 @@ async def test_witness_refuses_malformed_requests(witness: tuple[Witness, Ed2551
 
 def test_witness_cli_reads_log_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log_vkey = Verifier.of(ORIGIN, ED25519, Ed25519PrivateKey.generate().public_key()).to_text()
-    args = argparse.Namespace(key_dir=str(tmp_path / "w"), name="witness.test/w1", store=None, log=[f"{ORIGIN}={log_vkey}"])
+    args = argparse.Namespace(
+        key_dir=str(tmp_path / "w"), name="witness.test/w1", store=None, log=[f"{ORIGIN}={log_vkey}"]
+    )
     w = make_witness(args)
     assert w.logs[ORIGIN].to_text() == log_vkey
     assert main(["witness", "key", "--key-dir", str(tmp_path / "w"), "--name", "witness.test/w1"]) == 0
@@ -173,9 +177,10 @@ async def test_a_shortened_log_is_caught_by_its_witnessed_checkpoint(
         app = create_app(settings, sign_interval=3600, clock=working_clock())
         state = app.state.hub
         _, secret = ClientStore(state.engine).add("mon-ca", "civil_affairs", "330113", ["MON"], [])
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://hub.test"
-        ) as client:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as client,
+        ):
             r = await client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=("mon-ca", secret))
             token = r.json()["access_token"]
             await _requests(client, token, 7)
