@@ -25,6 +25,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from hub.audit.log import AuditLog
+from hub.audit.receipts import checkpoint_endpoint, receipt_endpoint
+from hub.audit.witness import parse_witnesses
 from hub.auth.actor import Actor
 from hub.auth.attempts import FailedAttempts
 from hub.auth.external import ExternalIssuer
@@ -87,7 +89,14 @@ class HubState:
         self.engine = hub_engine(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine, clock)
         self.authorizations = AuthorizationStore(self.engine, clock)
-        self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key(), clock=clock)
+        self.audit = AuditLog(
+            self.engine,
+            self.keys.audit_private_key(),
+            self.keys.pseudonym_key(),
+            clock=clock,
+            origin=settings.audit_origin,
+            witnesses=parse_witnesses(settings.witnesses),
+        )
         self.misses = MissLedger(self.engine, settings.lookup_miss_budget, settings.lookup_miss_window, clock)
         self.external = (
             ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
@@ -336,6 +345,8 @@ def create_app(
             Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
             Route("/.well-known/audit-key.pem", audit_key_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/audit/checkpoint", checkpoint_endpoint, methods=["GET"]),
+            Route("/audit/receipt", receipt_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

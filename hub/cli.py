@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.audit.cli import add_audit_commands
 
     add_audit_commands(sub)
+    from hub.audit.witness import add_witness_commands
+
+    add_witness_commands(sub)
     return p
 
 

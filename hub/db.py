@@ -98,6 +98,16 @@ tree_heads = Table(
     Column("signature", LargeBinary(64), nullable=False),
 )
 
+# Cosignatures of the hub's checkpoints by witnesses (HUB_WITNESSES; docs/audit.md "Checkpoints and witnesses")
+witnessed_checkpoints = Table(
+    "witnessed_checkpoints",
+    metadata,
+    Column("tree_size", Integer, primary_key=True, autoincrement=False),
+    Column("witness", String(300), primary_key=True),  # the witness's verifier key (vkey)
+    Column("signature", Text, nullable=False),  # its cosignature line, "— <name> <base64>"
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
 archives = Table(
     "archives",
     metadata,

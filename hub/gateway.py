@@ -342,11 +342,13 @@ async def handle(state: HubState, request: Request) -> Response:
     # Fail closed: the audit entry is committed before any byte of the response is sent.
     try:
         ex.result_sha256 = hashlib.sha256(canonical(body.get("data"))).hexdigest()
-        await state.audit.append(audit_body(ex), sorted(state.audit.pseudonym(s) for s in ex.subjects))
+        seq, leaf = await state.audit.append(audit_body(ex), sorted(state.audit.pseudonym(s) for s in ex.subjects))
     except AuditUnavailable as exc:
         return JSONResponse(
             error_body(exc, ex.request_id), status_code=exc.status, headers={"x-request-id": ex.request_id}
         )
+    # the receipt: which entry records this request (its inclusion proof: GET /audit/receipt?seq=N)
+    body.setdefault("extensions", {})["receipt"] = {"seq": seq, "leafHash": leaf.hex(), "origin": state.audit.origin}
     headers = {"x-request-id": ex.request_id}
     if ex.status == 401:
         headers["www-authenticate"] = 'Bearer error="invalid_token"'

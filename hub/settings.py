@@ -43,6 +43,8 @@ HELP: dict[str, str] = {
     "lookup_miss_window": "Seconds over which a client's lookup misses count against its budget.",
     "external_jwks_url": "Optional: accept tokens from an external identity provider with this JWKS URL.",
     "external_issuer": "Optional: the issuer of the external identity provider.",
+    "audit_origin": "Origin line (and key name) of the audit log's C2SP checkpoints, e.g. hub.example.gov.cn/audit.",
+    "witnesses": "Witnesses asked to cosign every checkpoint, from HUB_WITNESSES='<witness vkey>=<url>,...'.",
     # federation (docs/federation.md)
     "remote_hubs": "Other regions' hubs asked for residents not found here, from HUB_REMOTE_HUBS='name=url,...'.",
     "remote_credentials": "This hub's client id and secret at each remote hub, from "
@@ -80,6 +82,8 @@ class Settings:
     lookup_miss_window: float = 86_400.0
     external_jwks_url: str = ""
     external_issuer: str = ""
+    audit_origin: str = "hub.local/audit"
+    witnesses: str = ""
     # federation (docs/federation.md)
     remote_hubs: Mapping[str, str] = field(default_factory=dict)  # name -> base URL, asked in this order
     remote_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)

@@ -204,3 +204,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "postgres" in params.values() or "/tests/pg/" in str(item.path):
             item.add_marker(pytest.mark.postgres)
+
+
+def without_receipt(body: dict[str, Any]) -> dict[str, Any]:
+    """A /graphql response body without its audit receipt (``extensions.receipt``, different every time)."""
+    ext = {k: v for k, v in body.get("extensions", {}).items() if k != "receipt"}
+    return {k: v for k, v in body.items() if k != "extensions"} | ({"extensions": ext} if ext else {})

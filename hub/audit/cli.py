@@ -26,7 +26,20 @@ def add_audit_commands(sub: Any) -> None:
     v = au.add_parser("verify", help="verify the audit log (or an export file) and its signed tree heads")
     v.add_argument("--file", help="verify this export/archive file offline instead of the database")
     v.add_argument("--public-key", help="the audit public key (PEM) you trust; default: the one in the key folder")
+    v.add_argument("--checkpoint", help="a witnessed C2SP checkpoint file: the log must extend it")
+    v.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="the verifier key (vkey) of a witness whose cosignature the checkpoint must carry (repeatable)",
+    )
     v.set_defaults(fn=cmd_verify)
+
+    cp = au.add_parser("checkpoint", help="print the latest checkpoint (C2SP tlog-checkpoint) with cosignatures")
+    cp.add_argument("--size", type=int, help="a signed tree size (default: the latest)")
+    cp.add_argument("--vkey", action="store_true", help="print the log's verifier key (for witnesses) instead")
+    cp.add_argument("--witnessed", action="store_true", help="list the cosignatures received from witnesses")
+    cp.set_defaults(fn=cmd_checkpoint)
 
     ex = au.add_parser("export", help="write a range of entries and the signed heads to a JSON-lines file")
     ex.add_argument("--output", "-o", required=True)
@@ -91,9 +104,71 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         from hub.audit.verify import verify_store
 
-        report = verify_store(_settings(args), _key_path(args.public_key))
+        settings = _settings(args)
+        key = _key_path(args.public_key)
+        witnessed = _witnessed_checkpoint(args, key or settings.key_dir / "audit-public.pem")
+        report = verify_store(settings, key, witnessed[:2] if witnessed else None)
         print(report.summary("audit log"))
+        if report.ok and witnessed:
+            print(f"checkpoint: the log extends the checkpoint of size {witnessed[0]} cosigned by {witnessed[2]}")
     return 0 if report.ok else 1
+
+
+def _witnessed_checkpoint(args: argparse.Namespace, log_key: Path) -> tuple[int, bytes, str] | None:
+    """``--checkpoint FILE`` checked: signed by the log's key (named by its origin) and cosigned by every
+    ``--witness-key``; returns (tree size, root hash, the witnesses' names)."""
+    from hub.audit.checkpoint import ED25519, Checkpoint, CheckpointError, Verifier
+    from hub.audit.verify import load_public_key
+
+    if not args.checkpoint:
+        if args.witness_key:
+            raise RequestError("--witness-key needs --checkpoint", code="BAD_ARGUMENT")
+        return None
+    if not args.witness_key:
+        raise RequestError("--checkpoint needs the --witness-key of the witness that cosigned it", code="BAD_ARGUMENT")
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        raise RequestError(f"no such file: {args.checkpoint}", code="NOT_FOUND")
+    if not log_key.exists():
+        raise ConfigError(f"no audit public key at {log_key}")
+    try:
+        cp = Checkpoint.from_text(path.read_text(encoding="utf-8"))
+        cp.verify(Verifier.of(cp.origin, ED25519, load_public_key(log_key)))
+        names = []
+        for vkey in args.witness_key:
+            w = Verifier.from_text(vkey)
+            cp.verify_cosignature(w)
+            names.append(w.name)
+    except UnicodeDecodeError:
+        raise CheckpointError("the checkpoint file is not UTF-8") from None
+    return cp.tree_size, cp.root_hash, ", ".join(names)
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from hub.audit.archive import seeded_audit_log
+    from hub.audit.checkpoint import ED25519, Verifier
+    from hub.audit.receipts import checkpoint_text
+    from hub.audit.witness import witnessed_sizes
+
+    settings = _settings(args)
+    log, _ = seeded_audit_log(settings)
+    log.origin = settings.audit_origin
+    if args.vkey:
+        print(Verifier.of(log.origin, ED25519, log.signing_key.public_key()).to_text())
+        return 0
+    if args.witnessed:
+        rows = witnessed_sizes(log)
+        for size, witness, at in rows:
+            print(f"size {size} cosigned by {witness.split('+')[0]} (received {at.isoformat(timespec='seconds')})")
+        print(f"{len(rows)} cosignature{'s' if len(rows) != 1 else ''} from witnesses")
+        return 0
+    heads = [h for h in log.heads() if args.size is None or h.tree_size == args.size]
+    if not heads:
+        raise RequestError(
+            "no signed tree head" + (f" at size {args.size}" if args.size is not None else ""), code="NOT_FOUND"
+        )
+    sys.stdout.write(checkpoint_text(log, heads[-1]))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -14,21 +14,26 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Connection, Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
+from hub.audit.checkpoint import Checkpoint
 from hub.audit.entry import GENESIS, canonical, entry_leaf, head_message, pseudonym
 from hub.audit.merkle import MerkleTree
 from hub.clock import Clock, system_clock
 from hub.db import audit_entries, audit_subjects, tree_heads
 from hub.errors import AuditUnavailable
 
+if TYPE_CHECKING:
+    from hub.audit.witness import WitnessConfig
+
 log = logging.getLogger("hub.audit")
 
+DEFAULT_ORIGIN = "hub.local/audit"
 ADVISORY_LOCK = 0x6875622D61756474  # "hub-audt": serialises appenders across PostgreSQL sessions
 
 
@@ -49,13 +54,17 @@ class AuditLog:
         pseudonym_key: bytes,
         key_id: str = "audit-1",
         clock: Clock = system_clock,
+        origin: str = DEFAULT_ORIGIN,
+        witnesses: Sequence[WitnessConfig] = (),
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.signing_key = signing_key
         self.pseudonym_key = pseudonym_key
         self.key_id = key_id
-        self._pending: list[tuple[dict[str, Any], list[str], asyncio.Future[int]]] = []
+        self.origin = origin  # the checkpoints' origin line (C2SP tlog-checkpoint), also their key name
+        self.witnesses = tuple(witnesses)  # asked to cosign every head signed (hub/audit/witness.py)
+        self._pending: list[tuple[dict[str, Any], list[str], asyncio.Future[tuple[int, bytes]]]] = []
         self._flushing = False
         self._task: asyncio.Task[None] | None = None
         self._tree = MerkleTree()
@@ -70,6 +79,10 @@ class AuditLog:
 
     def write(self, records: Sequence[tuple[dict[str, Any], list[str]]]) -> list[int]:
         """Append records (entry body, subject pseudonyms) in one durable transaction; return their seqs."""
+        return [seq for seq, _ in self.write_receipts(records)]
+
+    def write_receipts(self, records: Sequence[tuple[dict[str, Any], list[str]]]) -> list[tuple[int, bytes]]:
+        """As ``write``, returning each entry's (seq, leaf hash): the receipt a response carries."""
         for attempt in range(5):
             try:
                 return self._write_once(records)
@@ -79,7 +92,7 @@ class AuditLog:
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _write_once(self, records: Sequence[tuple[dict[str, Any], list[str]]]) -> list[int]:
+    def _write_once(self, records: Sequence[tuple[dict[str, Any], list[str]]]) -> list[tuple[int, bytes]]:
         with self.engine.begin() as conn:
             self._lock(conn)
             last = conn.execute(
@@ -89,7 +102,7 @@ class AuditLog:
             prev = GENESIS if last is None else last.leaf_hash.hex()
             rows: list[dict[str, Any]] = []
             subject_rows: list[dict[str, Any]] = []
-            seqs: list[int] = []
+            seqs: list[tuple[int, bytes]] = []
             for body, subjects in records:
                 at = self.clock()
                 entry = dict(body, seq=seq, prev=prev, at=at.isoformat(timespec="milliseconds"), subjects=subjects)
@@ -111,7 +124,7 @@ class AuditLog:
                     }
                 )
                 subject_rows.extend({"seq": seq, "subject": s} for s in subjects)
-                seqs.append(seq)
+                seqs.append((seq, leaf))
                 prev = leaf.hex()
                 seq += 1
             conn.execute(insert(audit_entries), rows)
@@ -119,9 +132,10 @@ class AuditLog:
                 conn.execute(insert(audit_subjects), subject_rows)
         return seqs
 
-    async def append(self, body: dict[str, Any], subjects: list[str]) -> int:
-        """Append one entry and wait until it is durably committed; ``AuditUnavailable`` otherwise."""
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    async def append(self, body: dict[str, Any], subjects: list[str]) -> tuple[int, bytes]:
+        """Append one entry and wait until it is durably committed; return its (seq, leaf hash).
+        ``AuditUnavailable`` otherwise."""
+        fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self._pending.append((body, subjects, fut))
         if not self._flushing:
             self._flushing = True
@@ -133,7 +147,7 @@ class AuditLog:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    seqs = await anyio.to_thread.run_sync(self.write, [(b, s) for b, s, _ in batch])
+                    seqs = await anyio.to_thread.run_sync(self.write_receipts, [(b, s) for b, s, _ in batch])
                 except Exception:
                     log.exception("audit append failed; %d responses withheld", len(batch))
                     for _, _, fut in batch:
@@ -170,7 +184,20 @@ class AuditLog:
         return self._tree
 
     def sign_head(self, now: datetime | None = None) -> TreeHead:
-        """Sign a tree head over the whole log now (idempotent per size: an existing head is returned)."""
+        """Sign a tree head over the whole log now (idempotent per size: an existing head is returned), then
+        ask the configured witnesses to cosign its checkpoint (failures are logged, never raised)."""
+        head = self._sign_head(now)
+        if self.witnesses:
+            from hub.audit.witness import push_all
+
+            push_all(self, head)
+        return head
+
+    def checkpoint(self, head: TreeHead) -> Checkpoint:
+        """``head`` as a C2SP checkpoint signed by the audit key (the same tree, root and size)."""
+        return Checkpoint(self.origin, head.tree_size, head.root_hash).sign(self.origin, self.signing_key)
+
+    def _sign_head(self, now: datetime | None = None) -> TreeHead:
         tree = self.tree()
         size = tree.size
         with self.engine.connect() as conn:

@@ -441,13 +441,33 @@ _COLUMNS = ("request_id", "client_id", "department", "officer", "purpose", "case
 _C0, _C1, _C2, _C3, _C4, _C5, _C6 = _COLUMNS
 
 
-def verify_store(settings: Settings, public_key_path: Path | None = None) -> VerifyReport:
+def checkpoint_problem(leaves: Sequence[bytes], tree_size: int, root_hash: bytes) -> tuple[int, str] | None:
+    """Compare the log's recomputed ``leaves`` with a (witnessed) checkpoint: None if the log extends it, else
+    (first bad seq, problem). A log shorter than the checkpoint was shortened after it was witnessed."""
+    n = len(leaves)
+    if n < tree_size:
+        return n, (
+            f"entries {n}–{tree_size - 1} are missing: the log was shortened after a checkpoint of size "
+            f"{tree_size} was witnessed"
+        )
+    if root_from_leaf_hashes(leaves[:tree_size]) != root_hash:
+        return 0, (
+            f"the first {tree_size} entries do not match the witnessed checkpoint of size {tree_size}: "
+            "the log was rewritten (or shortened and refilled) after it was witnessed"
+        )
+    return None
+
+
+def verify_store(
+    settings: Settings, public_key_path: Path | None = None, checkpoint: tuple[int, bytes] | None = None
+) -> VerifyReport:
     """Verify the hub database's audit log, starting from its verified archive files (if any).
 
     The heads are checked against ``public_key_path`` when given (the key the operator trusts), otherwise
-    against ``<data_dir>/keys/audit-public.pem``. Besides the log itself, the denormalised columns of
-    ``audit_entries`` and the ``audit_subjects`` index are compared with the signed entries, because searches
-    and residents' access reports rely on them.
+    against ``<data_dir>/keys/audit-public.pem``. ``checkpoint`` (tree size, root hash), from a checkpoint a
+    witness cosigned and whose signatures the caller checked, must be a prefix of the log. Besides the log
+    itself, the denormalised columns of ``audit_entries`` and the ``audit_subjects`` index are compared with
+    the signed entries, because searches and residents' access reports rely on them.
     """
     from sqlalchemy import select
 
@@ -525,13 +545,17 @@ def verify_store(settings: Settings, public_key_path: Path | None = None) -> Ver
                 ]
 
             prev = base[-1].hex() if base else GENESIS
-            report, _ = _run(rows(), heads, public_key, first, prev, base, hook)
+            report, leaves = _run(rows(), heads, public_key, first, prev, base, hook)
             if report.ok and pending[0] is not None:
                 s = pending[0][0]
                 report.ok, report.first_bad_seq = False, s
                 report.problem = (
                     f"entry {s}: audit_subjects has rows for it but the entry is not there (index tampered)"
                 )
+            if report.ok and checkpoint is not None:
+                bad = checkpoint_problem(leaves, *checkpoint)
+                if bad is not None:
+                    report.ok, (report.first_bad_seq, report.problem) = False, bad
     finally:
         engine.dispose()
     if state.archives:

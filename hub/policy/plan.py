@@ -43,6 +43,9 @@ ROLE_COORDINATES = {
     "Query.auditInclusionProof": "officer",
     "Query.auditConsistencyProof": "officer",
 }
+# ... and only under this purpose: an officer reads the log for oversight (AUDIT), a clerk records a household's
+# authorization for a verification (VER); under any other purpose the same client is refused.
+ROLE_PURPOSES = {"officer": "AUDIT", "authorization_clerk": "VER"}
 
 
 @dataclass
@@ -133,6 +136,9 @@ class _Planner:
         role = ROLE_COORDINATES.get(coordinate)
         if role is not None and not self.actor.has_role(role):
             self.deny(coordinate, f"requires the {role} role")
+            return 0
+        if role is not None and self.purpose != ROLE_PURPOSES.get(role, self.purpose):
+            self.deny(coordinate, f"requires purpose {ROLE_PURPOSES[role]}")
             return 0
         if coordinate in META_COORDINATES or role is not None:
             return 0  # metadata or the hub's own records: nothing beneath describes a resident

@@ -1,7 +1,8 @@
 """Restricted mutations: recording and revoking household authorizations (核对授权书).
 
-Only clients with the ``authorization_clerk`` role may call them (checked by the planner before execution,
-and again here); the authorization is recorded for the caller's own department.
+Only clients with the ``authorization_clerk`` role, under purpose VER, may call them (checked by the planner
+before execution; the role again here). The authorization is recorded for the caller's own department, only for
+a household registered in the caller's area, for at most one year, and the audit entry names its residents.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import strawberry
 from strawberry.types import Info
 
 from hub.departments import SOURCE_DEPARTMENTS
-from hub.errors import ForbiddenError, HubError, RequestError
-from hub.schema.context import ctx
+from hub.errors import ForbiddenError, HubError, RequestError, UpstreamUnavailable
+from hub.schema.context import HubContext, ctx
 from hub.store.authorizations import Authorization
 
 CLERK = "authorization_clerk"
+PS = "public_security"  # household registration: where a household is registered, and who belongs to it
 
 
 @strawberry.type(name="HouseholdAuthorization", description="A recorded household authorization (核对授权书).")
@@ -56,6 +58,41 @@ def _store(info: Info):  # type: ignore[no-untyped-def]
     return c, c.authorizations
 
 
+MAX_VALIDITY = "one year"  # the longest a signed authorization (核对授权书) is accepted for; docs/policies.md
+
+
+def one_year_after(d: date) -> date:
+    """The same day a year later (28 February for 29 February)."""
+    try:
+        return d.replace(year=d.year + 1)
+    except ValueError:
+        return d.replace(year=d.year + 1, day=28)
+
+
+async def household_in_area(c: HubContext, household_id: str) -> None:
+    """Refuse a household not registered (public security household registration) in the caller's area; an
+    unknown household gets the same answer. Its residents become the request's subjects, so the audit entry
+    (and each resident's access report) names them."""
+    from hub.departments import households, residents
+
+    refused = ForbiddenError(
+        f"household {household_id[:20]!r} is not registered in your area ({c.actor.area})",
+        code="HOUSEHOLD_NOT_IN_AREA",
+    )
+    if not household_id or len(household_id) > 20 or not household_id.isalnum():
+        raise RequestError("householdId: 1 to 20 letters or digits", code="BAD_ARGUMENT")
+    try:
+        source = c.source(PS)
+        [found] = await source.rows_by(households, "household_id", [household_id], None, ("area_code",))
+        if not found or not str(found[0].area_code).startswith(c.actor.area):
+            raise refused
+        [members] = await source.rows_by(residents, "household_id", [household_id], None, ("id_number",))
+    except UpstreamUnavailable:
+        c.upstream_failures.add(PS)
+        raise
+    c.subjects.update(str(m.id_number) for m in members)
+
+
 @strawberry.type(description="Restricted operations on the hub's own records (never department data).")
 class Mutation:
     @strawberry.mutation(description="Record a household's signed authorization for your department.")
@@ -77,6 +114,13 @@ class Mutation:
         unknown = [d for d in scope if d != "*" and d not in SOURCE_DEPARTMENTS]
         if unknown:
             raise RequestError(f"scope: unknown provider department {unknown[0]!r}", code="BAD_ARGUMENT")
+        latest = one_year_after(valid_from)
+        if valid_to > latest:
+            raise RequestError(
+                f"an authorization is valid for at most {MAX_VALIDITY}: validTo may be {latest} at the latest",
+                code="AUTHORIZATION_TOO_LONG",
+            )
+        await household_in_area(c, household_id)  # and its residents are named in the audit entry
         a = store.record(
             household_id,
             c.actor.department,
