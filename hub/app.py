@@ -109,7 +109,13 @@ class HubState:
             breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset)
             if is_subgraph_url(url):
                 self.sources[code] = SubgraphSource(
-                    code, url, signer=signer, timeout=settings.source_timeout, breaker=breaker
+                    code,
+                    url,
+                    signer=signer,
+                    timeout=settings.source_timeout,
+                    breaker=breaker,
+                    max_bytes=settings.source_max_bytes,
+                    predicates_in_hub=code in {x.strip() for x in settings.predicates_in_hub.split(",")},
                 )
             else:
                 self.sources[code] = SqlSource(code, url, timeout=settings.source_timeout, breaker=breaker)

@@ -48,7 +48,7 @@ from hub.lookups import IdLookups
 from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
 from hub.schema.context import HubContext, count_out_of_area
-from hub.sources.remote import delegate_unresolved, origin_request_id
+from hub.sources.remote import delegate_unresolved, narrow_plan, on_behalf_of, origin_request_id
 from hub.sources.subgraph import bind_hop
 
 if TYPE_CHECKING:
@@ -83,7 +83,8 @@ class Exchange:
     result_sha256: str = ""
     # federation (docs/federation.md): the calling hub's request id; the remote hubs asked and their request ids
     origin_request_id: str = ""
-    remote: list[dict[str, str]] = field(default_factory=list)
+    remote: list[dict[str, Any]] = field(default_factory=list)
+    predicates_in_hub: list[str] = field(default_factory=list)  # subgraph departments whose predicates the hub ran
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
@@ -250,6 +251,9 @@ async def handle(state: HubState, request: Request) -> Response:
         raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
         ex.actor = await authenticate(state, request)
         ex.origin_request_id = origin_request_id(request.headers, ex.actor)  # federation: kept for role "hub" only
+        consumer = on_behalf_of(request.headers, ex.origin_request_id)  # federation: the calling hub's consumer
+        if consumer is not None:
+            ex.actor = consumer.narrowed(ex.actor)
         purpose = request_context(state, request, ex.actor, ex)
         query, variables, op_name = parse_payload(raw)
         ex.operation_sha256 = hashlib.sha256(query.encode("utf-8")).hexdigest()
@@ -283,6 +287,13 @@ async def handle(state: HubState, request: Request) -> Response:
             today,
             variables,
         )
+        if consumer is not None:  # federation: the narrower of the hub client's and its consumer's grants
+            other = consumer.as_actor(ex.actor)
+            replan = other.department != ex.actor.department
+            args = (state.catalog, state.policy, other, purpose.id, today, variables)
+            ex.plan = narrow_plan(
+                ex.plan, plan_operation(state.graphql_schema, document, operation, *args) if replan else None, consumer
+            )
         if not ex.plan.allowed:
             denied = [{"coordinate": d.coordinate, "reason": d.reason} for d in ex.plan.denials]
             ex.reasons = [f"{d['coordinate']}: {d['reason']}" for d in denied]
@@ -291,7 +302,9 @@ async def handle(state: HubState, request: Request) -> Response:
                 + ", ".join(d["coordinate"] for d in denied),
                 details={"denied": denied},
             )
-        lookups = IdLookups.of(document, operation, variables)  # person/people: not an existence oracle
+        # person/people: not an existence oracle. A hop from another region's hub is exempt: that hub asks only
+        # for the residents it does not hold, and applies both rules to its consumer on the whole answer.
+        lookups = None if ex.origin_request_id else IdLookups.of(document, operation, variables)
         spent = await state.misses.before(ex.actor.client_id) if lookups else 0
         context = HubContext(
             actor=ex.actor,
@@ -308,20 +321,27 @@ async def handle(state: HubState, request: Request) -> Response:
             data_dir=settings.data_dir,
             perturbation_key=state.perturbation_key,
         )
-        bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
+        hop = bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
         result = execute(
             state.graphql_schema, document, context_value=context, variable_values=variables, operation_name=op_name
         )
         if not isinstance(result, ExecutionResult):
             result = await result
         # federation: root fields null here are asked of the remote regions' hubs (their policies and audit apply)
-        result = await delegate_unresolved(state.remotes, ex, context, document, operation, variables, result)
+        found = await delegate_unresolved(
+            state.remotes, ex, context.area_prefix, state.graphql_schema, document, operation, variables, result
+        )
+        result, ex.remote, ex.predicates_in_hub = found.result, found.remote, sorted(hop.predicates_in_hub)
+        context.subjects |= found.found
+        context.not_found -= found.found
         ex.subjects = context.subjects
-        ex.out_of_area = await count_out_of_area(context)
-        ex.upstream_failures = context.upstream_failures
+        ex.out_of_area = await count_out_of_area(context) + found.out_of_area
+        ex.upstream_failures = context.upstream_failures | found.failures
         if lookups:
             await state.misses.after(ex.actor.client_id, spent, *lookups.outcome(result))
         body = {"data": result.data}
+        if ex.origin_request_id:  # federation: tells the calling hub how many residents were out of area here
+            body["extensions"] = {"hub": {"outOfArea": ex.out_of_area}}
         if result.errors:
             body["errors"] = [format_error(e, ex.request_id) for e in result.errors]
             ex.reasons = sorted({e["extensions"]["code"] for e in body["errors"]})
@@ -384,4 +404,5 @@ def audit_body(ex: Exchange) -> dict[str, Any]:
         # federation: present only when this request came from, or was forwarded to, another region's hub
         **({"origin_request_id": ex.origin_request_id} if ex.origin_request_id else {}),
         **({"remote": ex.remote} if ex.remote else {}),
+        **({"predicates_in_hub": ex.predicates_in_hub} if ex.predicates_in_hub else {}),
     }

@@ -41,6 +41,10 @@ HELP: dict[str, str] = {
     "source_timeout": "Seconds a department source may take before its fields come back UPSTREAM_UNAVAILABLE.",
     "lookup_miss_budget": "ID numbers a client may look up without finding them (not found or out of area) per window.",
     "lookup_miss_window": "Seconds over which a client's lookup misses count against its budget.",
+    "source_max_bytes": "Largest answer read from a department subgraph or a remote hub (bytes, decoded); larger "
+    "answers are cut off and that source's fields come back UPSTREAM_UNAVAILABLE.",
+    "predicates_in_hub": "Subgraph departments whose predicates the hub evaluates itself from the compared columns "
+    "(comma-separated codes, from HUB_PREDICATES_IN_HUB); by default a subgraph answers predicates itself.",
     "external_jwks_url": "Optional: accept tokens from an external identity provider with this JWKS URL.",
     "external_issuer": "Optional: the issuer of the external identity provider.",
     "audit_origin": "Origin line (and key name) of the audit log's C2SP checkpoints, e.g. hub.example.gov.cn/audit.",
@@ -75,6 +79,8 @@ class Settings:
     max_cost: int = 50_000
     max_batch: int = 1_000
     source_timeout: float = 5.0
+    source_max_bytes: int = 4_000_000
+    predicates_in_hub: str = ""  # comma-separated department codes (docs/federation.md)
     db_busy_timeout: float = 5.0
     breaker_threshold: int = 3
     breaker_reset: float = 10.0
@@ -144,6 +150,10 @@ class Settings:
             known = ", ".join(sorted(SOURCE_DEPARTMENTS))
             raise ConfigError(f"{names}: no such source department (known: {known})", code="BAD_SETTING")
         kwargs["department_urls"] = urls
+        in_hub = {x.strip() for x in str(kwargs.get("predicates_in_hub", "")).split(",") if x.strip()}
+        if in_hub - set(SOURCE_DEPARTMENTS):
+            names = ", ".join(sorted(in_hub - set(SOURCE_DEPARTMENTS)))
+            raise ConfigError(f"HUB_PREDICATES_IN_HUB: no such source department: {names}", code="BAD_SETTING")
         # federation: HUB_REMOTE_HUBS="name=url,..." and HUB_REMOTE_<NAME>_CLIENT_ID / _CLIENT_SECRET
         remotes: dict[str, str] = {}
         for item in filter(None, (x.strip() for x in env.get("HUB_REMOTE_HUBS", "").split(","))):

@@ -8,9 +8,11 @@ serves ``Person @key(fields: "idNumber") { enrolment: [EnrolmentRow!]! }`` (the 
 ``hub.sources.subgraph``), and answers ``_entities`` in one SQL statement per table per request.
 
 It applies its own checks to every entity request: a hop token signed by the hub (ES256, ``typ`` at+jwt,
-``iss`` the hub, ``aud`` this department, at most a few minutes of lifetime) that names the original actor
-(``act``) and purpose; and it keeps its own log, one JSON line on stdout per request: who asked (the hub,
-on behalf of which client, department and officer), why (purpose, case), for what and how many residents.
+``iss`` the hub, ``aud`` this department, at most 60 s of lifetime) that names the original actor (``act``)
+and purpose, is bound to this very request body (``req_sha256``) and is used only once (``jti``); and it
+answers predicates itself (``<table>Matches(where:)``, yes/no), and keeps its own log, one JSON line on
+stdout per request: who asked (the hub, on behalf of which client, department and officer), why (purpose,
+case), for what and how many residents.
 ``_service { sdl }`` alone is answered without a token: the schema describes no resident.
 
 ``--debug`` adds ``GET /_last_hop`` (the last verified claims and request counters) for tests;
@@ -46,10 +48,18 @@ from strawberry.dataloader import DataLoader
 
 from hub.departments import DEPARTMENTS
 from hub.sources.sql import readonly_engine
-from hub.sources.subgraph import ENTITY_KEYS, camel, row_type_name
+from hub.sources.subgraph import (
+    ENTITY_KEYS,
+    camel,
+    condition_from_json,
+    matches_field,
+    request_digest,
+    row_type_name,
+)
 
 ALGORITHMS = ["ES256"]
-MAX_LIFETIME = 300  # a hop token living longer than this is refused, whatever it says
+MAX_LIFETIME = 60  # a hop token living longer than this is refused, whatever it says
+LEEWAY = 5  # seconds of clock difference tolerated on exp/iat
 REFRESH_EVERY = 10.0
 
 
@@ -114,6 +124,35 @@ def _table_resolver(engine: Engine, table: Table, key: str, row_cls: Any, attr: 
     return resolve
 
 
+def _matches_resolver(engine: Engine, table: Table, key: str, attr: str) -> Any:
+    """``<table>Matches(where:)``: whether any of the entity's rows satisfies the hub's condition, answered here
+    in one SQL statement per condition per request (the compared value never leaves the department)."""
+
+    async def resolve(root: Any, info: strawberry.Info, where: str) -> bool:
+        loaders: dict[str, DataLoader[str, bool]] = info.context["loaders"]
+        name = f"{table.name}.{key}?{where}"
+        if name not in loaders:
+            try:
+                condition = condition_from_json(table, where)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise GraphQLError(f"the condition cannot be evaluated here: {exc}") from None
+
+            async def load(keys: list[str]) -> list[bool]:
+                def run() -> set[str]:
+                    stmt = select(table.c[key]).where(table.c[key].in_(keys)).where(condition).distinct()
+                    with engine.connect() as conn:
+                        return {r[0] for r in conn.execute(stmt)}
+
+                hits = await anyio.to_thread.run_sync(run)
+                info.context["residents"] += len(keys)
+                return [k in hits for k in keys]
+
+            loaders[name] = DataLoader(load_fn=load)
+        return await loaders[name].load(getattr(root, attr))
+
+    return resolve
+
+
 def build_schema(code: str, engine: Engine, drop: Sequence[str] = ()) -> strawberry.federation.Schema:
     metadata = DEPARTMENTS[code].metadata
     assert metadata is not None, f"department {code} has no tables"
@@ -128,6 +167,11 @@ def build_schema(code: str, engine: Engine, drop: Sequence[str] = ()) -> strawbe
             row_cls = _row_class(table, dropped)
             namespace[table.name] = strawberry.field(
                 resolver=_table_resolver(engine, table, key, row_cls, key), name=camel(table.name)
+            )
+            namespace[f"{table.name}_matches"] = strawberry.field(
+                resolver=_matches_resolver(engine, table, key, key),
+                name=matches_field(table),
+                description=f"Whether any {table.name} row of this entity satisfies `where` (the hub's condition).",
             )
 
         def resolve_reference(cls: Any, /, _key: str = key, _field: str = key_field, **rep: Any) -> Any:
@@ -152,10 +196,27 @@ class Verifier:
     """Checks the hub's hop tokens against its JWKS, read from a file or fetched from a URL (re-read when a
     token names a key not seen yet, at most every few seconds)."""
 
+    MAX_JTIS = 200_000  # tokens seen and still unexpired; beyond this, new tokens are refused (fail closed)
+
     def __init__(self, jwks: str, issuer: str, audience: str) -> None:
         self.jwks, self.issuer, self.audience = jwks, issuer, audience
         self.keyset = KeySet([])
         self.loaded_at = -REFRESH_EVERY
+        self.seen: dict[str, float] = {}  # jti -> when it may be forgotten (its exp plus the leeway)
+
+    def _once(self, jti: Any, exp: int) -> None:
+        """Each token is accepted once: its ``jti`` is remembered until the token could no longer be valid."""
+        now = time.time()
+        if len(self.seen) > 1000:
+            for old in [j for j, until in self.seen.items() if until < now]:
+                del self.seen[old]
+        if not isinstance(jti, str) or not 16 <= len(jti) <= 64:
+            raise PermissionError("the token has no usable jti")
+        if jti in self.seen:
+            raise PermissionError("the token was already used (replay)")
+        if len(self.seen) >= self.MAX_JTIS:
+            raise PermissionError("too many tokens in flight")
+        self.seen[jti] = exp + LEEWAY
 
     async def _load(self) -> None:
         if time.monotonic() - self.loaded_at < REFRESH_EVERY:
@@ -173,7 +234,8 @@ class Verifier:
         except (httpx.HTTPError, OSError, ValueError) as exc:
             print(json.dumps({"event": "jwks_unavailable", "source": self.jwks, "error": str(exc)}), flush=True)
 
-    async def verify(self, token: str) -> dict[str, Any]:
+    async def verify(self, token: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The token's claims, if it is the hub's, for this department, alive, bound to ``body`` and unused."""
         try:
             header = jws.extract_compact(token.encode("ascii")).headers()
         except (JoseError, ValueError, UnicodeError):
@@ -188,7 +250,7 @@ class Verifier:
         try:
             claims = dict(jwt.decode(token, self.keyset, algorithms=ALGORITHMS).claims)
             registry = JWTClaimsRegistry(
-                leeway=30,
+                leeway=LEEWAY,
                 iss={"essential": True, "value": self.issuer},
                 aud={"essential": True, "value": self.audience},
                 exp={"essential": True},
@@ -201,6 +263,9 @@ class Verifier:
             raise PermissionError("only the hub's own hop tokens are accepted")
         if int(claims["exp"]) - int(claims["iat"]) > MAX_LIFETIME:
             raise PermissionError("the token lives too long for a hop token")
+        if claims.get("req_sha256") != request_digest(body):
+            raise PermissionError("the token was minted for another request")
+        self._once(claims.get("jti"), int(claims["exp"]))
         return claims
 
 
@@ -264,6 +329,8 @@ def create_subgraph_app(
         try:
             body = json.loads(await request.body())
             query, variables = body["query"], body.get("variables") or {}
+            if not isinstance(query, str) or not isinstance(variables, dict):
+                raise TypeError("query must be a string, variables an object")
             document = parse(query)
         except (ValueError, KeyError, TypeError, GraphQLError):
             return _error("send a JSON body with a GraphQL query", "BAD_REQUEST", 400)
@@ -274,7 +341,7 @@ def create_subgraph_app(
             if scheme.lower() != "bearer" or not token:
                 return _error("a hop token from the hub is required", "UNAUTHENTICATED", 401)
             try:
-                claims = await verifier.verify(token.strip())
+                claims = await verifier.verify(token.strip(), body)
             except PermissionError as exc:
                 return _error(str(exc), "UNAUTHENTICATED", 401)
             act = claims.get("act")

@@ -17,7 +17,9 @@ itself came from a hub is never forwarded again (one hop, no loops).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +34,16 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    GraphQLUnionType,
     InlineFragmentNode,
     ListValueNode,
     OperationDefinitionNode,
@@ -46,13 +57,15 @@ from graphql import (
 )
 from starlette.datastructures import Headers
 
-from hub.errors import ConfigError, HubError, UpstreamUnavailable
+from hub.errors import ConfigError, HubError, RequestError, UpstreamUnavailable
+from hub.policy.model import Scope
+from hub.sources.bounded import DEFAULT_MAX_BYTES, post_json
 from hub.sources.breaker import CircuitBreaker
 
 if TYPE_CHECKING:
     from hub.auth.actor import Actor
     from hub.gateway import Exchange
-    from hub.schema.context import HubContext
+    from hub.policy.plan import Plan
     from hub.settings import Settings
 
 log = logging.getLogger("hub.sources")
@@ -74,12 +87,102 @@ def origin_request_id(headers: Headers, actor: Actor | None) -> str:
     return value
 
 
+# -- the original consumer, carried across the hop ------------------------------------------------------------
+
+CONSUMER_CLIENT = "x-hub-consumer-client"
+CONSUMER_DEPARTMENT = "x-hub-consumer-department"
+CONSUMER_AREA = "x-hub-consumer-area"  # the consumer's effective row scope at the calling hub; "*": none
+NO_AREA = "-"  # an area prefix no resident's area code starts with (disjoint jurisdictions)
+_CLIENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
+_DEPARTMENT_RE = re.compile(r"^[a-z][a-z_]{0,39}$")
+_AREA_RE = re.compile(r"^(\*|[0-9]{2,12})$")
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """The consumer at the calling hub on whose behalf a hub client asks (headers sent by the calling hub,
+    believed only from a client holding role ``hub``, as ``origin_request_id``)."""
+
+    client_id: str
+    department: str
+    area: str  # "" when the calling hub applied no row scope to it
+
+    def narrowed(self, actor: Actor) -> Actor:
+        """The hub client with the narrower of both jurisdictions (``NO_AREA`` if they do not overlap)."""
+        return dataclasses.replace(actor, area=narrower_area(actor.area, self.area))
+
+    def as_actor(self, actor: Actor) -> Actor:
+        """The consumer planned under this hub's policies (its department, the narrowed area)."""
+        return dataclasses.replace(
+            actor, client_id=self.client_id, department=self.department, area=narrower_area(actor.area, self.area)
+        )
+
+
+def narrower_area(hub_area: str, consumer_area: str) -> str:
+    if not consumer_area or consumer_area.startswith(hub_area):
+        return consumer_area or hub_area
+    if hub_area.startswith(consumer_area):
+        return hub_area
+    return NO_AREA
+
+
+def on_behalf_of(headers: Headers, origin: str) -> Consumer | None:
+    """The original consumer of a request forwarded by another hub (``origin``: its request id, already
+    checked to come from a ``hub`` client); None for any other request. Malformed headers are refused."""
+    if not origin:
+        return None
+    client = headers.get(CONSUMER_CLIENT, "").strip()
+    department = headers.get(CONSUMER_DEPARTMENT, "").strip()
+    area = headers.get(CONSUMER_AREA, "").strip()
+    if not (client or department or area):
+        return None
+    if not (_CLIENT_RE.match(client) and _DEPARTMENT_RE.match(department) and _AREA_RE.match(area)):
+        raise RequestError(
+            "X-Hub-Consumer-Client, -Department and -Area must name the calling hub's consumer", code="BAD_HEADER"
+        )
+    return Consumer(client, department, "" if area == "*" else area)
+
+
+def narrow_plan(plan: Plan, consumer_plan: Plan | None, consumer: Consumer) -> Plan:
+    """A field is disclosed only if both the hub client's and the consumer's department are granted it; the
+    row scope is the consumer's jurisdiction narrowed by the hub client's whenever either is limited."""
+    if consumer_plan is not None:
+        seen = {d.coordinate for d in plan.denials}
+        plan.denials = plan.denials + [d for d in consumer_plan.denials if d.coordinate not in seen]
+        if consumer_plan.scope is Scope.JURISDICTION:
+            plan.scope = Scope.JURISDICTION
+    if consumer.area:
+        plan.scope = Scope.JURISDICTION
+    return plan
+
+
+# -- what comes back: checked before it joins the answer ---------------------------------------------------------
+
+REQUEST_ID_RE = re.compile(r"^[0-9a-f]{32}$")  # a hub's request id (uuid4 hex)
+_CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
+_NAME_RE = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")
+
+
 @dataclass
 class RemoteAnswer:
     hub: str
     body: dict[str, Any] | None = None  # the remote's JSON response
     request_id: str = ""
     failure: str = ""
+    out_of_area: int = 0  # residents the remote found outside the consumer's (narrowed) jurisdiction
+    dropped: list[str] = field(default_factory=list)  # paths of answered values nobody asked for
+    error_codes: set[str] = field(default_factory=set)
+
+    def record(self) -> dict[str, Any]:
+        """The audit entry's line for this region: its (validated) request id, and what was refused."""
+        out: dict[str, Any] = {"hub": self.hub, "request_id": self.request_id}
+        if self.dropped:
+            out["dropped"] = sorted(set(self.dropped))[:50]
+        if self.error_codes:
+            out["errors"] = sorted(self.error_codes)[:10]
+        if self.failure:
+            out["failed"] = True
+        return out
 
 
 class RemoteHub:
@@ -94,6 +197,7 @@ class RemoteHub:
         *,
         timeout: float = 5.0,
         breaker: CircuitBreaker | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.name = name
         self.url = url.rstrip("/")
@@ -101,6 +205,7 @@ class RemoteHub:
         self.secret = secret
         self.timeout = timeout
         self.breaker = breaker or CircuitBreaker()
+        self.max_bytes = max_bytes
         self.requests = 0
         self._token: tuple[str, float] | None = None
         self._lock = asyncio.Lock()
@@ -114,7 +219,7 @@ class RemoteHub:
                 data={"grant_type": "client_credentials"},
                 auth=(self.client_id, self.secret),
             )
-            if r.status_code != 200:
+            if r.status_code != 200 or len(r.content) > 65_536:
                 raise UpstreamUnavailable(f"{self.name}: token request refused ({r.status_code})")
             body = r.json()
             ttl = float(body.get("expires_in", 60))
@@ -122,9 +227,15 @@ class RemoteHub:
             return self._token[0]
 
     async def ask(
-        self, query: str, variables: dict[str, Any], operation_name: str | None, ex: Exchange
+        self,
+        query: str,
+        variables: dict[str, Any],
+        operation_name: str | None,
+        ex: Exchange,
+        area: str | None = None,
     ) -> RemoteAnswer:
-        """Send one sub-operation on behalf of ``ex``'s officer, purpose and case; never raises."""
+        """Send one sub-operation on behalf of ``ex``'s consumer, officer, purpose and case (``area``: the
+        consumer's row scope here, None for none); never raises."""
         answer = RemoteAnswer(self.name)
         if not await self.breaker.admit(self.timeout):
             answer.failure = f"{self.name}: the region's hub is unavailable (circuit open)"
@@ -135,22 +246,35 @@ class RemoteHub:
         headers = {"x-hub-purpose": ex.purpose, "x-hub-officer": ex.officer, ORIGIN_HEADER: ex.request_id}
         if ex.case_ref:
             headers["x-hub-case"] = ex.case_ref
+        if ex.actor is not None:
+            headers[CONSUMER_CLIENT] = ex.actor.client_id
+            headers[CONSUMER_DEPARTMENT] = ex.actor.department
+            headers[CONSUMER_AREA] = area or "*"
         try:
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(self.timeout):  # the whole exchange, not each read
                 async with httpx.AsyncClient(timeout=self.timeout) as client:
                     for attempt in (1, 2):
                         headers["authorization"] = f"Bearer {await self._access_token(client)}"
                         self.requests += 1
-                        r = await client.post(f"{self.url}/graphql", json=payload, headers=headers)
+                        r, body = await post_json(
+                            client, f"{self.url}/graphql", json_body=payload, headers=headers, max_bytes=self.max_bytes
+                        )
                         if r.status_code == 401 and attempt == 1:
                             self._token = None  # expired or rotated there: one fresh token, one retry
                             continue
                         break
-                    answer.request_id = r.headers.get("x-request-id", "")
-                    body = r.json()
+                    rid = r.headers.get("x-request-id", "")
+                    answer.request_id = rid if REQUEST_ID_RE.match(rid) else ""
+                    if not answer.request_id:
+                        log.warning("remote hub %s: its request id is malformed; not recorded", self.name)
                     if not isinstance(body, dict):
                         raise ValueError("not a JSON object")
                     answer.body = body
+                    ext = body.get("extensions")
+                    hub_ext = ext.get("hub") if isinstance(ext, dict) else None
+                    n = hub_ext.get("outOfArea") if isinstance(hub_ext, dict) else None
+                    if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 100_000:
+                        answer.out_of_area = n
         except TimeoutError:
             self.breaker.failure()
             answer.failure = f"{self.name}: the region's hub did not answer within {self.timeout}s"
@@ -193,6 +317,7 @@ class RemoteHubs:
                     creds[1],
                     timeout=settings.source_timeout,
                     breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_reset),
+                    max_bytes=settings.source_max_bytes,
                 )
             )
         return cls(hubs)
@@ -302,45 +427,221 @@ class _Job:
     positions: list[int] | None = None  # people: the indexes that were null here
     ids: list[str] = field(default_factory=list)  # resident ID numbers asked for (audit subjects)
     answers: list[RemoteAnswer] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)  # per answer: its checked value for this key (None: none)
+
+
+@dataclass
+class Delegation:
+    """What the remote regions found for one request (the gateway folds it into the response and the entry)."""
+
+    result: ExecutionResult
+    remote: list[dict[str, Any]] = field(default_factory=list)  # one line per region asked, for the audit entry
+    failures: set[str] = field(default_factory=set)  # "hub:<name>" of the regions that failed
+    found: set[str] = field(default_factory=set)  # ID numbers answered by a region
+    out_of_area: int = 0  # residents a region holds outside the consumer's jurisdiction
 
 
 def _error(message: str, code: str, path: Sequence[str | int]) -> GraphQLError:
     return GraphQLError(message, path=list(path), original_error=HubError(message, code=code))
 
 
+def _unavailable(hub: str, path: Sequence[str | int]) -> GraphQLError:
+    """A remote region's error, as the consumer sees it: short, fixed, never the remote's own text."""
+    return _error(f"{hub}: the region's hub did not answer this field", "UPSTREAM_UNAVAILABLE", path)
+
+
+def _safe_path(raw: Any) -> list[str | int] | None:
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 16:
+        return None
+    out: list[str | int] = []
+    for p in raw:
+        if isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 100_000:
+            out.append(p)
+        elif isinstance(p, str) and _NAME_RE.match(p):
+            out.append(p)
+        else:
+            return None
+    return out
+
+
 def _remote_errors(answer: RemoteAnswer, job: _Job, position: int | None = None) -> list[GraphQLError]:
-    """The remote's errors for ``job`` (for ``people``, those of one position, or those with no position)."""
+    """The remote's errors for ``job`` (for ``people``, those of one position, or those with no position), each
+    as a short ``UPSTREAM_UNAVAILABLE``; the remote's codes go to the audit entry."""
     out = []
-    for err in (answer.body or {}).get("errors") or []:
+    errors = (answer.body or {}).get("errors")
+    for err in (errors if isinstance(errors, list) else [])[:50]:
         if not isinstance(err, dict):
             continue
         ext = err.get("extensions")
-        code = str(ext.get("code", "HUB_ERROR")) if isinstance(ext, dict) else "HUB_ERROR"
-        path = err.get("path") if isinstance(err.get("path"), list) else None
-        message = f"{answer.hub}: {err.get('message', '')}"
+        code = ext.get("code") if isinstance(ext, dict) else None
+        if isinstance(code, str) and _CODE_RE.match(code):
+            answer.error_codes.add(code)
+        path = _safe_path(err.get("path"))
         if job.positions is None:
-            out.append(_error(message, code, [job.key, *(path or [job.key])[1:]]))
+            out.append(_unavailable(answer.hub, [job.key, *(path or [job.key])[1:]]))
             continue
         has_position = path is not None and len(path) >= 2 and isinstance(path[1], int)
         if position is None and not has_position:
-            out.append(_error(message, code, [job.key]))
+            out.append(_unavailable(answer.hub, [job.key]))
         elif position is not None and has_position and path is not None and path[1] == position:
-            out.append(_error(message, code, [job.key, job.positions[position], *path[2:]]))
+            out.append(_unavailable(answer.hub, [job.key, job.positions[position], *path[2:]]))
+    return out
+
+
+class _Bad(ValueError):
+    """A remote value that does not fit the schema or the question."""
+
+
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def _scalar(value: Any, t: GraphQLScalarType | GraphQLEnumType, path: str) -> Any:
+    ok: bool
+    if isinstance(t, GraphQLEnumType):
+        ok = isinstance(value, str) and value in t.values
+    elif t.name in ("String", "ID"):
+        ok = isinstance(value, str)
+    elif t.name == "Int":
+        ok = isinstance(value, int) and not isinstance(value, bool) and _INT_MIN <= value <= _INT_MAX
+    elif t.name == "Float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif t.name == "Boolean":
+        ok = isinstance(value, bool)
+    else:  # a custom scalar (Date, DateTime): it must parse as one
+        try:
+            ok = isinstance(value, str) and t.parse_value(value) is not None
+        except (GraphQLError, ValueError, TypeError):
+            ok = False
+    if not ok:
+        raise _Bad(f"{path}: not a valid {t.name}")
+    return value
+
+
+class _Checker:
+    """Completes a remote answer from the operation's own selection, typed by this hub's schema: only the
+    fields selected are kept (anything else is dropped and its path recorded), every value must have the
+    field's type, and a selected ``idNumber`` must be the one asked for."""
+
+    def __init__(
+        self, schema: GraphQLSchema, fragments: Mapping[str, FragmentDefinitionNode], variables: dict[str, Any]
+    ) -> None:
+        self.schema, self.fragments, self.variables = schema, fragments, variables
+        self.dropped: list[str] = []
+
+    def _fields(self, selection_set: SelectionSetNode | None, t: GraphQLObjectType) -> dict[str, list[FieldNode]]:
+        out: dict[str, list[FieldNode]] = {}
+        if selection_set is None:
+            return out
+        for sel in selection_set.selections:
+            if not _included(sel, self.variables):
+                continue
+            if isinstance(sel, FieldNode):
+                out.setdefault((sel.alias or sel.name).value, []).append(sel)
+                continue
+            if isinstance(sel, InlineFragmentNode):
+                cond, inner = sel.type_condition, sel.selection_set
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value in self.fragments:
+                frag = self.fragments[sel.name.value]
+                cond, inner = frag.type_condition, frag.selection_set
+            else:
+                continue
+            if cond is None or self._applies(cond.name.value, t):
+                for k, v in self._fields(inner, t).items():
+                    out.setdefault(k, []).extend(v)
+        return out
+
+    def _applies(self, name: str, t: GraphQLObjectType) -> bool:
+        cond = self.schema.get_type(name)
+        return cond is t or (
+            isinstance(cond, GraphQLInterfaceType | GraphQLUnionType) and self.schema.is_sub_type(cond, t)
+        )
+
+    def complete(
+        self, value: Any, t: GraphQLOutputType, nodes: Sequence[FieldNode], path: str, ident: str | None
+    ) -> Any:
+        if isinstance(t, GraphQLNonNull):
+            if value is None:
+                raise _Bad(f"{path}: null in a non-null field")
+            return self.complete(value, t.of_type, nodes, path, ident)
+        if value is None:
+            return None
+        if isinstance(t, GraphQLList):
+            if not isinstance(value, list) or len(value) > 100_000:
+                raise _Bad(f"{path}: not a list")
+            return [self.complete(v, t.of_type, nodes, f"{path}.{i}", ident) for i, v in enumerate(value)]
+        if isinstance(t, GraphQLScalarType | GraphQLEnumType):
+            return _scalar(value, t, path)
+        if not isinstance(t, GraphQLObjectType) or not isinstance(value, dict):
+            raise _Bad(f"{path}: not an object of type {t}")
+        selection = [s for n in nodes if n.selection_set for s in n.selection_set.selections]
+        fields = self._fields(SelectionSetNode(selections=tuple(selection)), t)
+        out: dict[str, Any] = {}
+        for key, field_nodes in fields.items():
+            name = field_nodes[0].name.value
+            if key not in value:
+                raise _Bad(f"{path}.{key}: missing")
+            if name == "__typename":
+                if value[key] != t.name:
+                    raise _Bad(f"{path}.{key}: not {t.name}")
+                out[key] = t.name
+                continue
+            definition = t.fields.get(name)
+            if definition is None:
+                raise _Bad(f"{path}.{key}: no field {t.name}.{name}")
+            out[key] = self.complete(value[key], definition.type, field_nodes, f"{path}.{key}", None)
+            if name == "idNumber" and ident is not None and out[key] != ident:
+                raise _Bad(f"{path}.{key}: another resident than the one asked for")
+        self.dropped += [f"{path}.{k}" for k in value if k not in fields and isinstance(k, str)]
+        return out
+
+
+def _checked(schema: GraphQLSchema, checker: _Checker, job: _Job, answer: RemoteAnswer) -> Any:
+    """The answer's value for ``job``, completed by ``checker``; None (and a failure) if it does not fit."""
+    data = (answer.body or {}).get("data")
+    if answer.failure or not isinstance(data, dict):
+        return None
+    value = data.get(job.key)
+    root = schema.query_type
+    definition = root.fields.get(job.name) if root is not None else None
+    if definition is None:
+        return None
+    checker.dropped = []
+    try:
+        if job.positions is None:
+            out = checker.complete(value, definition.type, job.nodes, job.key, job.ids[0] if job.ids else None)
+        else:
+            if value is not None and (not isinstance(value, list) or len(value) != len(job.ids)):
+                raise _Bad(f"{job.key}: not one item per ID number asked")
+            items = value or []
+            t = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
+            inner = t.of_type if isinstance(t, GraphQLList) else t
+            out = [
+                checker.complete(v, inner, job.nodes, f"{job.key}.{i}", job.ids[i]) for i, v in enumerate(items)
+            ] or None
+    except _Bad as exc:
+        log.warning("remote hub %s: answer refused: %s", answer.hub, exc)
+        answer.failure = f"{answer.hub}: the region's hub gave an answer that does not fit the question"
+        return None
+    answer.dropped += checker.dropped
+    for extra in (k for k in data if k != job.key and isinstance(k, str)):
+        answer.dropped.append(extra)
     return out
 
 
 async def delegate_unresolved(
     remotes: RemoteHubs,
     ex: Exchange,
-    context: HubContext,
+    area: str | None,
+    schema: GraphQLSchema,
     document: DocumentNode,
     operation: OperationDefinitionNode,
     variables: Mapping[str, Any] | None,
     result: ExecutionResult,
-) -> ExecutionResult:
-    """Ask the remote regions for the root fields that came back null here; merge what they find."""
+) -> Delegation:
+    """Ask the remote regions for the root fields that came back null here (``area``: the consumer's row scope
+    here); return the result with what they found merged in, checked, and what the audit entry needs."""
     if not remotes or result.data is None or operation.operation is not OperationType.QUERY or ex.origin_request_id:
-        return result
+        return Delegation(result)
     values: dict[str, Any] = dict(variables or {})
     for var in operation.variable_definitions or ():
         if var.variable.name.value not in values and var.default_value is not None:
@@ -367,11 +668,12 @@ async def delegate_unresolved(
             ids = [str(args["idNumber"])] if name == "person" and "idNumber" in args else []
             jobs.append(_Job(key, name, list(nodes), None, ids))
     if not jobs:
-        return result
+        return Delegation(result)
 
     async def run(job: _Job, hub: RemoteHub, slot: int) -> None:
         query, sub_vars = sub_operation(operation, fragments, job.nodes, values)
-        job.answers[slot] = await hub.ask(query, sub_vars, operation.name.value if operation.name else None, ex)
+        op_name = operation.name.value if operation.name else None
+        job.answers[slot] = await hub.ask(query, sub_vars, op_name, ex, area)
 
     async with anyio.create_task_group() as tg:
         for job in jobs:
@@ -379,47 +681,40 @@ async def delegate_unresolved(
             for slot, hub in enumerate(remotes.hubs):
                 tg.start_soon(run, job, hub, slot)
 
+    out = Delegation(result)
+    checker = _Checker(schema, fragments, values)
     data = dict(result.data)
     errors = list(result.errors or [])
     for job in jobs:
+        job.values = [_checked(schema, checker, job, a) for a in job.answers]
         for a in job.answers:
-            ex.remote.append({"hub": a.hub, "request_id": a.request_id})
+            out.out_of_area += a.out_of_area
             if a.failure:
-                context.upstream_failures.add(f"hub:{a.hub}")
-        remote_data = [(a, (a.body or {}).get("data") or {}) for a in job.answers]
+                out.failures.add(f"hub:{a.hub}")
         if job.positions is None:
-            winner = next((a for a, d in remote_data if d.get(job.key) is not None), None)
+            winner = next((i for i, v in enumerate(job.values) if v is not None), None)
             if winner is not None:
-                data[job.key] = (winner.body or {})["data"][job.key]
-                errors += _remote_errors(winner, job)
-                _found(context, job.ids)
+                data[job.key] = job.values[winner]
+                errors += _remote_errors(job.answers[winner], job)
+                out.found.update(job.ids)
             else:
                 for a in job.answers:
-                    errors += _remote_errors(a, job) or (
-                        [_error(a.failure, "UPSTREAM_UNAVAILABLE", [job.key])] if a.failure else []
-                    )
-            continue
-        merged = list(data[job.key])
-        filled = False
-        for j, pos in enumerate(job.positions):
-            for a, d in remote_data:
-                items = d.get(job.key)
-                if isinstance(items, list) and j < len(items) and items[j] is not None:
-                    merged[pos] = items[j]
-                    errors += _remote_errors(a, job, j)
-                    _found(context, [job.ids[j]])
-                    filled = True
-                    break
-        data[job.key] = merged
-        if not filled:
-            for a in job.answers:
-                errors += _remote_errors(a, job) or (
-                    [_error(a.failure, "UPSTREAM_UNAVAILABLE", [job.key])] if a.failure else []
-                )
-    return ExecutionResult(data=data, errors=errors or None)
-
-
-def _found(context: HubContext, ids: Sequence[str]) -> None:
-    for i in ids:
-        context.subjects.add(i)
-        context.not_found.discard(i)
+                    errors += _remote_errors(a, job) or ([_unavailable(a.hub, [job.key])] if a.failure else [])
+        else:
+            merged = list(data[job.key])
+            filled = False
+            for j, pos in enumerate(job.positions):
+                for a, items in zip(job.answers, job.values, strict=True):
+                    if isinstance(items, list) and items[j] is not None:
+                        merged[pos] = items[j]
+                        errors += _remote_errors(a, job, j)
+                        out.found.add(job.ids[j])
+                        filled = True
+                        break
+            data[job.key] = merged
+            if not filled:
+                for a in job.answers:
+                    errors += _remote_errors(a, job) or ([_unavailable(a.hub, [job.key])] if a.failure else [])
+        out.remote += [a.record() for a in job.answers]
+    out.result = ExecutionResult(data=data, errors=errors or None)
+    return out

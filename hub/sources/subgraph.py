@@ -30,14 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
+import json
 import logging
+import re
 import secrets
 import ssl
 import threading
 import time
 import weakref
 from collections import namedtuple
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -59,12 +62,15 @@ from graphql import (
     ObjectTypeDefinitionNode,
     ObjectTypeExtensionNode,
     ScalarTypeDefinitionNode,
-    StringValueNode,
+    SchemaDefinitionNode,
+    SchemaExtensionNode,
     TypeDefinitionNode,
     Visitor,
     build_ast_schema,
     find_breaking_changes,
+    get_named_type,
     parse,
+    value_from_ast_untyped,
     visit,
 )
 from joserfc import jwt
@@ -80,19 +86,33 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    and_,
     create_engine,
     insert,
+    literal,
     literal_column,
+    not_,
+    or_,
     select,
 )
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import operators, visitors
-from sqlalchemy.sql.elements import BinaryExpression, BindParameter
+from sqlalchemy.sql.elements import (
+    BinaryExpression,
+    BindParameter,
+    BooleanClauseList,
+    False_,
+    Grouping,
+    Null,
+    True_,
+    UnaryExpression,
+)
 
 from hub.auth.keys import TOKEN_ALG, KeyRing, TokenKey
 from hub.departments import DEPARTMENTS
 from hub.errors import ConfigError, UpstreamUnavailable
 from hub.sources import Source
+from hub.sources.bounded import DEFAULT_MAX_BYTES, AnswerTooLarge, post_json
 from hub.sources.breaker import CircuitBreaker
 
 if TYPE_CHECKING:
@@ -100,7 +120,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hub.sources")
 
-HOP_TTL = 60  # seconds; a hop token is good for one request's calls, never reused across requests
+HOP_TTL = 15  # seconds; a hop token is minted for one POST (bound to its body) and used once
 HUB_CLIENT_ID = "hub"
 SDL_QUERY = "query HubServiceSdl { _service { sdl } }"
 
@@ -130,7 +150,7 @@ class HopIdentity:
     area: str
     purpose: str
     case: str
-    tokens: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)  # audience -> (token, exp)
+    predicates_in_hub: set[str] = field(default_factory=set)  # departments whose predicates the hub evaluated
 
     def act(self) -> dict[str, str]:
         return {"client_id": self.client_id, "department": self.department, "officer": self.officer, "area": self.area}
@@ -178,13 +198,11 @@ class HopSigner:
             self._key = (self.keys.active(), now)
         return self._key[0]
 
-    def token(self, audience: str, hop: HopIdentity | None, now: float | None = None) -> str:
-        """An RFC 9068 access token for one department (``aud``), naming the original actor when there is one."""
+    def token(self, audience: str, hop: HopIdentity | None, body: dict[str, Any], now: float | None = None) -> str:
+        """An RFC 9068 access token for one POST to one department (``aud``), bound to that POST's ``body`` (its
+        query, hence the columns asked, and its representations) by ``req_sha256``, naming the original actor
+        when there is one. The department accepts each ``jti`` once."""
         issued = time.time() if now is None else now
-        if hop is not None:
-            cached = hop.tokens.get(audience)
-            if cached is not None and cached[1] - issued > 15:
-                return cached[0]
         key = self._active()
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -195,14 +213,20 @@ class HopSigner:
             "nbf": int(issued),
             "exp": int(issued) + self.ttl,
             "jti": secrets.token_urlsafe(16),
+            "req_sha256": request_digest(body),
         }
         if hop is not None:
             claims.update(act=hop.act(), purpose=hop.purpose, case=hop.case, request_id=hop.request_id)
         header = {"alg": TOKEN_ALG, "typ": "at+jwt", "kid": key.kid}
-        token = jwt.encode(header, claims, key.key, algorithms=[TOKEN_ALG])
-        if hop is not None:
-            hop.tokens[audience] = (token, float(claims["exp"]))
-        return token
+        return jwt.encode(header, claims, key.key, algorithms=[TOKEN_ALG])
+
+
+def request_digest(body: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a subgraph POST's ``query`` and ``variables`` as canonical JSON (keys sorted, no spaces,
+    UTF-8): what a hop token's ``req_sha256`` binds it to. A department recomputes it from the body it got."""
+    doc = {"query": body.get("query", ""), "variables": body.get("variables") or {}}
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # -- the contract: names, scalars, expected SDL, schema comparison ---------------------------------------------
@@ -245,8 +269,15 @@ def entity_tables(code: str) -> dict[str, list[tuple[str, Table]]]:
     return out
 
 
-def expected_sdl(code: str) -> str:
-    """The subgraph schema the hub expects of department ``code`` (federation directives left out)."""
+def matches_field(table: Table) -> str:
+    """The entity field answering a predicate on ``table``: ``<table>Matches(where: String!): Boolean!``."""
+    return camel(table.name) + "Matches"
+
+
+def expected_sdl(code: str, predicates: bool = True) -> str:
+    """The subgraph schema the hub expects of department ``code`` (federation directives left out). With
+    ``predicates`` (the default; see ``HUB_PREDICATES_IN_HUB``), each table also has its ``<table>Matches``
+    field, which answers a predicate yes/no at the department."""
     entities = entity_tables(code)
     tables = {t.name: t for pairs in entities.values() for _, t in pairs}
     parts = ["scalar Date", "scalar Decimal"]
@@ -255,6 +286,8 @@ def expected_sdl(code: str) -> str:
         parts.append(f"type {row_type_name(table)} {{\n{cols}\n}}")
     for entity, pairs in entities.items():
         fields = "\n".join(f"  {camel(t.name)}: [{row_type_name(t)}!]!" for _, t in pairs)
+        if predicates:
+            fields += "".join(f"\n  {matches_field(t)}(where: String!): Boolean!" for _, t in pairs)
         parts.append(f"type {entity} {{\n{fields}\n}}")
     parts.append("type Query {\n" + "\n".join(f"  _{e.lower()}: {e}" for e in entities) + "\n}")
     return "\n\n".join(parts) + "\n"
@@ -299,34 +332,79 @@ def _project(schema: GraphQLSchema, entities: Iterable[str]) -> GraphQLSchema:
     return GraphQLSchema(query=GraphQLObjectType("Query", fields), assume_valid=True)
 
 
-def _has_key(t: GraphQLObjectType, key_field: str) -> bool:
+FEDERATION_SPEC = "specs.apollo.dev/federation/"
+
+
+def key_directive_names(doc: DocumentNode) -> set[str]:
+    """The names under which the SDL spells federation's ``@key``. Federation 1 SDL (no ``@link`` to the
+    federation spec): ``key``. Federation 2: ``<namespace>__key`` (``federation__key`` unless the ``@link`` says
+    ``as:``), plus whatever ``import:`` brings in: ``"@key"`` as ``key``, ``{name: "@key", as: "@primaryKey"}``
+    as ``primaryKey``."""
+    for d in doc.definitions:
+        if not isinstance(d, SchemaDefinitionNode | SchemaExtensionNode):
+            continue
+        for directive in d.directives or ():
+            if directive.name.value != "link":
+                continue
+            args = {a.name.value: value_from_ast_untyped(a.value) for a in directive.arguments or ()}
+            url = args.get("url")
+            if not isinstance(url, str) or FEDERATION_SPEC not in url:
+                continue
+            namespace = args.get("as") if isinstance(args.get("as"), str) else "federation"
+            names = {f"{str(namespace).lstrip('@')}__key"}
+            for item in args.get("import") or ():
+                if item == "@key":
+                    names.add("key")
+                elif isinstance(item, dict) and item.get("name") == "@key" and isinstance(item.get("as"), str):
+                    names.add(item["as"].lstrip("@"))
+            return names
+    return {"key"}
+
+
+def _key_problem(t: GraphQLObjectType, key_field: str, names: set[str]) -> str | None:
+    """None if ``t`` has a resolvable ``@key(fields: "<key_field>")`` (under one of ``names``); else why not."""
+    refused = False
     for node in (t.ast_node, *t.extension_ast_nodes):
         for d in getattr(node, "directives", None) or ():
-            if d.name.value != "key":
+            if d.name.value not in names:
                 continue
-            for arg in d.arguments:
-                if arg.name.value == "fields" and isinstance(arg.value, StringValueNode):
-                    if key_field in arg.value.value.split():
-                        return True
-    return False
+            args = {a.name.value: value_from_ast_untyped(a.value) for a in d.arguments or ()}
+            fields = args.get("fields")
+            if not isinstance(fields, str) or fields.split() != [key_field]:
+                continue
+            if args.get("resolvable") is False:
+                refused = True
+                continue
+            return None
+    if refused:
+        return f'{t.name} @key(fields: "{key_field}") is not resolvable (resolvable: false)'
+    return f'{t.name} has no @key(fields: "{key_field}")'
 
 
-def schema_problems(code: str, sdl: str) -> list[str]:
+def schema_problems(code: str, sdl: str, predicates: bool = True) -> list[str]:
     """Every way the served SDL falls short of what the hub reads from department ``code``; empty if none."""
     try:
+        doc = parse(sdl, no_location=True)
         served = served_schema(sdl)
     except (GraphQLError, TypeError) as exc:
         return [f"the SDL does not parse or build ({exc})"]
-    expected = build_ast_schema(parse(expected_sdl(code)))
+    expected = build_ast_schema(parse(expected_sdl(code, predicates)))
     entities = list(entity_tables(code))
+    names = key_directive_names(doc)
     problems: list[str] = []
     for entity in entities:
         key_field = next(kf for e, kf in ENTITY_KEYS.values() if e == entity)
         t = served.type_map.get(entity)
         if not isinstance(t, GraphQLObjectType):
             problems.append(f'entity type {entity} is missing (serve it with @key(fields: "{key_field}"))')
-        elif not _has_key(t, key_field):
-            problems.append(f'{entity} has no @key(fields: "{key_field}")')
+            continue
+        key_type = t.fields.get(key_field)
+        named = get_named_type(key_type.type) if key_type is not None else None
+        if named is None or named.name not in ("String", "ID"):
+            problems.append(f"{entity}.{key_field} is missing (the key field, a String)")
+        problem = _key_problem(t, key_field, names)
+        if problem:
+            problems.append(problem)
     scalars = {n for n, t in expected.type_map.items() if isinstance(t, GraphQLScalarType)}
     for change in find_breaking_changes(_project(expected, entities), _project(served, entities)):
         if change.type is BreakingChangeType.TYPE_REMOVED and (
@@ -357,8 +435,11 @@ def check_subgraphs(sources: Iterable[Source]) -> None:
 
 
 def _value(column: Column[Any], value: Any) -> Any:
-    """A JSON value as the SQL source would give it (``date``, ``Decimal``, ``int``, ``bool``, ``str``)."""
+    """A JSON value as the SQL source would give it (``date``, ``Decimal``, ``int``, ``bool``, ``str``);
+    ``ValueError`` if it is not of the column's type, or null in a ``NOT NULL`` column."""
     if value is None:
+        if not column.nullable:
+            raise ValueError(f"{column.name}: null in a non-null column")
         return None
     t = column.type
     if isinstance(t, Boolean):
@@ -370,13 +451,17 @@ def _value(column: Column[Any], value: Any) -> Any:
             raise ValueError(f"{column.name}: expected an integer")
         return value
     if isinstance(t, Numeric):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"{column.name}: expected a decimal")
         try:
             return Decimal(str(value))
         except InvalidOperation:
             raise ValueError(f"{column.name}: expected a decimal") from None
+    if not isinstance(value, str):
+        raise ValueError(f"{column.name}: expected a string")
     if isinstance(t, Date):
-        return date.fromisoformat(str(value))
-    return str(value)
+        return date.fromisoformat(value)
+    return value
 
 
 _ROW_TYPES: dict[str, Any] = {}
@@ -462,6 +547,131 @@ def _columns_read(condition: ColumnElement[bool], table: Table) -> set[str]:
     return {el.name for el in visitors.iterate(condition) if isinstance(el, Column) and el.table is table}
 
 
+# -- predicates sent to the department: a condition as JSON --------------------------------------------------------
+#
+# A predicate goes to a subgraph department as ``<table>Matches(where: String!)``: ``where`` is JSON text of
+# the condition on the table's own columns (docs/federation.md, "Predicates"):
+#   {"column": "oop_12m"}                     a column of the table (snake_case, as in the SQL contract)
+#   {"value": 20000} / {"value": "stopped"} / {"value": true}     an integer, string or boolean
+#   {"decimal": "1500.50"} / {"date": "2025-06-01"}               a decimal or an ISO date
+#   {"op": "<op>", "args": [e, ...]}          op: = != < <= > >= (two args), + - (two args), and / or (two or
+#                                             more), not (one), is_null / is_not_null / is_true / is_false (one),
+#                                             starts_with (a column and a string value, taken literally)
+# with SQL's semantics: a comparison with NULL is unknown, and a row matches only if the condition is true.
+
+_BINARY = {
+    operators.eq: "=",
+    operators.ne: "!=",
+    operators.lt: "<",
+    operators.le: "<=",
+    operators.gt: ">",
+    operators.ge: ">=",
+    operators.add: "+",
+    operators.sub: "-",
+}
+_IS = {(operators.is_, "null"): "is_null", (operators.is_not, "null"): "is_not_null"}
+_IS.update({(operators.is_, "true"): "is_true", (operators.is_, "false"): "is_false"})
+MAX_CONDITION_NODES = 64
+
+
+def _literal(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool | int | str):
+        return {"value": value}
+    if isinstance(value, Decimal | float):
+        return {"decimal": str(value)}
+    if isinstance(value, date):
+        return {"date": value.isoformat()}
+    raise ValueError(f"a {type(value).__name__} literal cannot be sent to a subgraph")
+
+
+def condition_json(table: Table, condition: ColumnElement[Any]) -> dict[str, Any]:
+    """``condition`` (on ``table``'s columns) as the JSON a department evaluates; ``ValueError`` for anything
+    the grammar above cannot say."""
+    el: Any = condition
+    while isinstance(el, Grouping):
+        el = el.element
+    if isinstance(el, Column):
+        if el.table is not table:
+            raise ValueError(f"column {el} is not on {table.name}")
+        return {"column": el.name}
+    if isinstance(el, BindParameter):
+        return _literal(el.value)
+    if isinstance(el, BooleanClauseList):
+        op = {operators.and_: "and", operators.or_: "or"}.get(el.operator)
+        if op is None:
+            raise ValueError("an unknown clause list")
+        return {"op": op, "args": [condition_json(table, c) for c in el.clauses]}
+    if isinstance(el, UnaryExpression) and el.operator is operators.inv:
+        return {"op": "not", "args": [condition_json(table, el.element)]}
+    if isinstance(el, BinaryExpression):
+        if el.operator in (operators.is_, operators.is_not):
+            right = el.right
+            kind = "null" if isinstance(right, Null) else "true" if isinstance(right, True_) else "false"
+            if not isinstance(right, Null | True_ | False_) or (el.operator, kind) not in _IS:
+                raise ValueError("an IS test other than IS NULL, IS NOT NULL, IS TRUE, IS FALSE")
+            return {"op": _IS[(el.operator, kind)], "args": [condition_json(table, el.left)]}
+        if el.operator is operators.startswith_op and isinstance(el.right, BindParameter):
+            prefix, escape = el.right.value, el.modifiers.get("escape")
+            if not isinstance(prefix, str) or (escape is None and {"%", "_"} & set(prefix)):
+                raise ValueError("a starts_with whose prefix is a pattern")
+            if escape is not None:
+                prefix = re.sub(re.escape(escape) + "(.)", r"\1", prefix)
+            return {"op": "starts_with", "args": [condition_json(table, el.left), {"value": prefix}]}
+        op = _BINARY.get(el.operator)
+        if op is not None:
+            return {"op": op, "args": [condition_json(table, el.left), condition_json(table, el.right)]}
+    raise ValueError(f"{el.__class__.__name__} cannot be sent to a subgraph")
+
+
+def condition_from_json(table: Table, where: Any) -> ColumnElement[bool]:
+    """The department's side: parse ``where`` (JSON text or its value) into a condition on ``table``
+    (``ValueError`` if it is not the grammar above, names an unknown column or is too large)."""
+    if isinstance(where, str):
+        where = json.loads(where)
+    count = [0]
+
+    def dec(node: Any) -> Any:
+        count[0] += 1
+        if count[0] > MAX_CONDITION_NODES or not isinstance(node, dict):
+            raise ValueError("not a condition")
+        if "column" in node:
+            name = node["column"]
+            if not isinstance(name, str) or name not in table.c:
+                raise ValueError(f"no column {name!r} in {table.name}")
+            return table.c[name]
+        if "value" in node:
+            if not isinstance(node["value"], bool | int | str):
+                raise ValueError("a value must be an integer, string or boolean")
+            return literal(node["value"])
+        if "decimal" in node:
+            return literal(Decimal(str(node["decimal"])), Numeric())
+        if "date" in node:
+            return literal(date.fromisoformat(str(node["date"])), Date())
+        op, args = node.get("op"), node.get("args")
+        if not isinstance(args, list):
+            raise ValueError("args must be a list")
+        a = [dec(x) for x in args]
+        if op in ("and", "or") and len(a) >= 2:
+            return and_(*a) if op == "and" else or_(*a)
+        if op == "not" and len(a) == 1:
+            return not_(a[0])
+        if op in ("is_null", "is_not_null", "is_true", "is_false") and len(a) == 1:
+            return {
+                "is_null": a[0].is_(None),
+                "is_not_null": a[0].is_not(None),
+                "is_true": a[0].is_(True),
+                "is_false": a[0].is_(False),
+            }[op]
+        if op == "starts_with" and len(a) == 2 and isinstance(args[1], dict) and isinstance(args[1].get("value"), str):
+            return a[0].startswith(args[1]["value"], autoescape=True)
+        binary = {v: k for k, v in _BINARY.items()}
+        if op in binary and len(a) == 2:
+            return binary[op](a[0], a[1])
+        raise ValueError(f"unknown operator {op!r} with {len(a)} argument(s)")
+
+    return dec(where)  # type: ignore[no-any-return]
+
+
 # -- the source -------------------------------------------------------------------------------------------------
 
 
@@ -469,11 +679,13 @@ def _columns_read(condition: ColumnElement[bool], table: Table) -> set[str]:
 class _Want:
     table: Table
     key: str
+    where: str | None = None  # a predicate: its condition as JSON text, answered yes/no by the department
     keys: set[str] = field(default_factory=set)
     columns: set[str] = field(default_factory=set)
 
 
-_Found = dict[tuple[str, str], dict[str, list[dict[str, Any]]]]  # (table, key column) -> key -> records
+# (table, key column) -> key -> records; for a predicate (table?where, key column) -> key -> bool
+_Found = dict[tuple[str, str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -483,7 +695,7 @@ class _Seen:
 
     keys: frozenset[str]
     columns: frozenset[str]
-    found: dict[str, list[dict[str, Any]]]
+    found: dict[str, Any]
 
 
 @dataclass(eq=False)
@@ -497,7 +709,8 @@ class SubgraphSource:
     """One department reached through its GraphQL subgraph.
 
     It is a ``hub.sources.Source`` like ``SqlSource`` (``statements`` counts HTTP requests); no SQL engine
-    is opened.
+    is opened. ``predicates_in_hub`` selects the fallback that asks for the compared columns and evaluates
+    predicates in the hub (``HUB_PREDICATES_IN_HUB``); by default the department answers them.
     """
 
     BATCH_TURNS = 2  # event-loop turns a batch stays open for other loaders of the same request to join
@@ -510,6 +723,8 @@ class SubgraphSource:
         signer: HopSigner,
         timeout: float = 5.0,
         breaker: CircuitBreaker | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        predicates_in_hub: bool = False,
     ) -> None:
         entity_tables(code)  # refuses departments without tables
         self.code = code
@@ -517,6 +732,8 @@ class SubgraphSource:
         self.signer = signer
         self.timeout = timeout
         self.breaker = breaker or CircuitBreaker()
+        self.max_bytes = max_bytes
+        self.predicates_in_hub = predicates_in_hub
         self.statements = 0
         self.schema_checked = False
         self._pending: dict[HopIdentity | None, _Batch] = {}
@@ -551,7 +768,7 @@ class SubgraphSource:
         sdl = _data(payload, self.code)["_service"]["sdl"]
         if not isinstance(sdl, str):
             raise ValueError("_service.sdl is not a string")
-        problems = schema_problems(self.code, sdl)
+        problems = schema_problems(self.code, sdl, predicates=not self.predicates_in_hub)
         if problems:
             raise ConfigError(
                 f"department {self.code}: subgraph schema at {self.url} does not match what the hub expects: "
@@ -562,19 +779,27 @@ class SubgraphSource:
 
     def check_schema(self) -> bool:
         """Fetch ``_service { sdl }`` now (blocking). ``ConfigError`` on mismatch; ``False`` if unreachable."""
-        token = self.signer.token(self.code, None)
+        body: dict[str, Any] = {"query": SDL_QUERY, "variables": {}}
+        token = self.signer.token(self.code, None, body)
+        deadline = time.monotonic() + self.timeout
         try:
             self.statements += 1
-            r = httpx.post(
+            with httpx.stream(
+                "POST",
                 self.url,
-                json={"query": SDL_QUERY},
+                json=body,
                 headers={"authorization": f"Bearer {token}"},
                 timeout=self.timeout,
                 verify=self._ssl or True,
-            )
-            r.raise_for_status()
-            payload = r.json()
-            self._check(payload)
+            ) as r:
+                r.raise_for_status()
+                chunks, size = [], 0
+                for chunk in r.iter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes or time.monotonic() > deadline:
+                        raise AnswerTooLarge("the SDL answer is too large or too slow")
+                    chunks.append(chunk)
+            self._check(json.loads(b"".join(chunks)))
         except (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable) as exc:
             log.warning(
                 "department %s: subgraph %s unreachable at start-up (%s); its schema is checked before first use",
@@ -615,9 +840,21 @@ class SubgraphSource:
     async def predicate(
         self, table: Table, key: str, keys: Sequence[str], condition: ColumnElement[bool]
     ) -> list[bool]:
-        """Whether any row of each key satisfies ``condition``. Only the columns it reads are requested, and the
-        hub evaluates it: unlike a SQL source, the compared values cross the wire (and are then discarded)."""
+        """Whether any row of each key satisfies ``condition``. The department answers it (``<table>Matches``,
+        the condition and its threshold sent as JSON) and only yes/no comes back; with ``predicates_in_hub``,
+        the columns it reads are requested and the hub evaluates it (the request's hop records that)."""
         wanted = list(dict.fromkeys(keys))
+        if not self.predicates_in_hub:
+            try:
+                where = json.dumps(condition_json(table, condition), sort_keys=True, separators=(",", ":"))
+            except ValueError as exc:
+                log.error("department %s: a predicate cannot be sent to the subgraph: %s", self.code, exc)
+                raise UpstreamUnavailable(f"department {self.code} cannot answer this predicate") from None
+            answers = await self._fetch(table, key, wanted, set(), where)
+            return [answers.get(k) is True for k in keys]
+        hop = current_hop()
+        if hop is not None:
+            hop.predicates_in_hub.add(self.code)
         found = await self._fetch(table, key, wanted, {key} | _columns_read(condition, table))
         records: list[dict[str, Any]] = []
         owners: list[str] = []
@@ -636,14 +873,17 @@ class SubgraphSource:
 
     # -- batching ------------------------------------------------------------------------------------------------
     async def _fetch(
-        self, table: Table, key: str, keys: Sequence[str], columns: set[str]
-    ) -> dict[str, list[dict[str, Any]]]:
+        self, table: Table, key: str, keys: Sequence[str], columns: set[str], where: str | None = None
+    ) -> dict[str, Any]:
         if key not in ENTITY_KEYS:
             raise UpstreamUnavailable(f"department {self.code}: no subgraph entity is keyed by {key}")
+        if where is None:
+            columns = columns | {key}  # every row is checked against the entity it answers
+        slot = (table.name if where is None else f"{table.name}?{where}", key)
         loop = asyncio.get_running_loop()
         hop = current_hop()
         if hop is not None:
-            for seen in self._seen.get(hop, {}).get((table.name, key), ()):
+            for seen in self._seen.get(hop, {}).get(slot, ()):
                 if seen.keys.issuperset(keys) and seen.columns.issuperset(columns):
                     return seen.found
         batch = self._pending.get(hop)
@@ -651,11 +891,11 @@ class SubgraphSource:
             batch = _Batch(hop, loop.create_future())
             self._pending[hop] = batch
             self._launch_later(batch, self.BATCH_TURNS)
-        want = batch.wants.setdefault((table.name, key), _Want(table, key))
+        want = batch.wants.setdefault(slot, _Want(table, key, where))
         want.keys.update(keys)
         want.columns.update(columns)
         found = await asyncio.shield(batch.done)
-        return found.get((table.name, key), {})
+        return found.get(slot, {})
 
     def _launch_later(self, batch: _Batch, turns: int) -> None:
         loop = asyncio.get_running_loop()
@@ -681,9 +921,9 @@ class SubgraphSource:
         else:
             if batch.hop is not None:
                 memo = self._seen.setdefault(batch.hop, {})
-                for (table, key), want in batch.wants.items():
-                    memo.setdefault((table, key), []).append(
-                        _Seen(frozenset(want.keys), frozenset(want.columns), found.get((table, key), {}))
+                for slot, want in batch.wants.items():
+                    memo.setdefault(slot, []).append(
+                        _Seen(frozenset(want.keys), frozenset(want.columns), found.get(slot, {}))
                     )
             batch.done.set_result(found)
 
@@ -691,7 +931,7 @@ class SubgraphSource:
         if not await self.breaker.admit(self.timeout):
             raise UpstreamUnavailable(f"department {self.code} is unavailable (circuit open)")
         try:
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(self.timeout):  # the whole call (connect, send, read all), not each read
                 found = await self._entities(batch)
         except TimeoutError:
             self.breaker.failure()
@@ -703,20 +943,22 @@ class SubgraphSource:
         self.breaker.success()
         return found
 
-    async def _post(self, client: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str) -> Any:
+    async def _post(self, client: httpx.AsyncClient, query: str, variables: dict[str, Any], hop: Any) -> Any:
+        body = {"query": query, "variables": variables}
+        token = self.signer.token(self.code, hop, body)  # bound to this body, used once
         self.statements += 1
-        r = await client.post(
-            self.url, json={"query": query, "variables": variables}, headers={"authorization": f"Bearer {token}"}
+        r, payload = await post_json(
+            client, self.url, json_body=body, headers={"authorization": f"Bearer {token}"}, max_bytes=self.max_bytes
         )
-        r.raise_for_status()
-        return r.json()
+        if r.status_code >= 400 and not (isinstance(payload, dict) and payload.get("errors")):
+            raise ValueError(f"HTTP {r.status_code}")
+        return payload
 
     async def _entities(self, batch: _Batch) -> _Found:
-        token = self.signer.token(self.code, batch.hop)
         client = self._client()
         if not self.schema_checked:  # unreachable at start-up: check before the first use
             try:
-                self._check(await self._post(client, SDL_QUERY, {}, self.signer.token(self.code, None)))
+                self._check(await self._post(client, SDL_QUERY, {}, None))
             except ConfigError as exc:
                 log.error("%s", exc.message)
                 raise UpstreamUnavailable(f"department {self.code}: subgraph schema does not match") from None
@@ -726,36 +968,61 @@ class SubgraphSource:
         representations: list[dict[str, str]] = []
         index: list[tuple[str, str]] = []
         selections: list[str] = []
+        variables: dict[str, Any] = {}
+        aliases: dict[int, str] = {}  # id(want) -> alias of its predicate field
         for entity, wants in by_entity.items():
             key_field = ENTITY_KEYS[wants[0].key][1]
             values = sorted({k for w in wants for k in w.keys})
             representations += [{"__typename": entity, key_field: v} for v in values]
             index += [(entity, v) for v in values]
-            inner = " ".join(
-                f"{camel(w.table.name)} {{ {' '.join(camel(c) for c in sorted(w.columns))} }}" for w in wants
-            )
-            selections.append(f"... on {entity} {{ {inner} }}")
-        query = "query HubEntities($r: [_Any!]!) { _entities(representations: $r) { " + " ".join(selections) + " } }"
-        payload = await self._post(client, query, {"r": representations}, token)
+            parts = []
+            for w in wants:
+                if w.where is None:
+                    parts.append(f"{camel(w.table.name)} {{ {' '.join(camel(c) for c in sorted(w.columns))} }}")
+                else:
+                    n = len(aliases)
+                    aliases[id(w)] = f"p{n}"
+                    variables[f"w{n}"] = w.where
+                    parts.append(f"p{n}: {matches_field(w.table)}(where: $w{n})")
+            selections.append(f"... on {entity} {{ {' '.join(parts)} }}")
+        params = "".join(f", $w{n}: String!" for n in range(len(aliases)))
+        inner = " ".join(selections)
+        query = f"query HubEntities($r: [_Any!]!{params}) {{ _entities(representations: $r) {{ {inner} }} }}"
+        payload = await self._post(client, query, {"r": representations, **variables}, batch.hop)
         entities = _data(payload, self.code)["_entities"]
         if not isinstance(entities, list) or len(entities) != len(representations):
             raise ValueError("_entities did not answer one item per representation")
+        # Every answer is checked against the representation it answers and the contract's types: any
+        # violation fails the whole call (the department's fields come back UPSTREAM_UNAVAILABLE).
         found: _Found = {}
         for (entity, value), item in zip(index, entities, strict=True):
-            if item is None:
-                continue
+            if item is not None and not isinstance(item, dict):
+                raise ValueError("an _entities item is not an object")
             for want in by_entity[entity]:
                 if value not in want.keys:
                     continue
-                records = item.get(camel(want.table.name))
-                if records is None:
+                slot = (want.table.name if want.where is None else f"{want.table.name}?{want.where}", want.key)
+                out = found.setdefault(slot, {})
+                if want.where is not None:
+                    answer = False if item is None else item.get(aliases[id(want)])
+                    if not isinstance(answer, bool):
+                        raise ValueError(f"{matches_field(want.table)} is not a boolean")
+                    out[value] = answer
                     continue
-                if isinstance(records, dict):
-                    records = [records]
+                rows = out.setdefault(value, [])
+                if item is None:
+                    continue
+                records = item.get(camel(want.table.name))
+                if not isinstance(records, list):
+                    raise ValueError(f"{entity}.{camel(want.table.name)} is not a list")
                 cols = [c for c in want.table.columns if c.name in want.columns]
-                out = found.setdefault((want.table.name, want.key), {}).setdefault(value, [])
                 for rec in records:
-                    out.append({c.name: _value(c, rec.get(camel(c.name))) for c in cols})
+                    if not isinstance(rec, dict) or any(camel(c.name) not in rec for c in cols):
+                        raise ValueError(f"a {row_type_name(want.table)} lacks a column asked for")
+                    row = {c.name: _value(c, rec[camel(c.name)]) for c in cols}
+                    if row[want.key] != value:
+                        raise ValueError(f"a {row_type_name(want.table)} of another {entity} than the one asked")
+                    rows.append(row)
         return found
 
 

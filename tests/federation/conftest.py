@@ -251,6 +251,8 @@ async def running(settings: Settings) -> AsyncIterator[FedHub]:
     for cid, (dept, area, purposes) in {
         FED_CLIENT: ("civil_affairs", "3301", ["CASE", "MON"]),
         "linping-ca": ("civil_affairs", "330113", ["CASE", "MON"]),
+        "zj-ca": ("civil_affairs", "33", ["CASE", "MON"]),  # the whole province: wider than A's client at B
+        "b-district-ca": ("civil_affairs", "330213", ["CASE"]),  # one of B's districts: narrower than A's at B
     }.items():
         _, secrets[cid] = store.add(cid, dept, area, purposes)
     try:

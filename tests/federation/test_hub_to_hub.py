@@ -51,7 +51,7 @@ def _b_resident(fed: Fed) -> tuple[str, str]:
 
 async def test_resident_of_region_b_answered_under_b_policies(fed: Fed, hub_a: FedHub) -> None:
     id_number, name = _b_resident(fed)
-    r = await hub_a.query(f"query($id: String!) {PERSON}", client="linping-ca", variables={"id": id_number})
+    r = await hub_a.query(f"query($id: String!) {PERSON}", client="zj-ca", variables={"id": id_number})
     assert r.status_code == 200, r.text
     body = r.json()
     assert "errors" not in body, body
@@ -71,6 +71,7 @@ async def test_resident_of_region_b_answered_under_b_policies(fed: Fed, hub_a: F
         "CASE",
         "CASE-FED-1",
     )
+    assert b_entry["area"] == B_AREA  # the consumer's "33", narrowed to what B lets A's client see
     assert b_entry["decision"] == "allow" and b_entry["subject_count"] == 1
     assert a_entry["decision"] == "allow" and a_entry["subject_count"] == 1  # A's log names the resident too
     assert hub_a.source("public_security").breaker.state == "closed"
@@ -79,16 +80,19 @@ async def test_resident_of_region_b_answered_under_b_policies(fed: Fed, hub_a: F
 async def test_field_denied_by_b_carries_b_refusal(fed: Fed, hub_a: FedHub) -> None:
     id_number, _ = _b_resident(fed)
     q = "query($id: String!) { person(idNumber: $id) { name education { droppedOut } } }"
-    r = await hub_a.query(q, client="linping-ca", variables={"id": id_number})  # A's policy grants droppedOut
+    r = await hub_a.query(q, client="zj-ca", variables={"id": id_number})  # A's policy grants droppedOut
     body = r.json()
     assert body["data"] == {"person": None}
     [err] = body["errors"]
-    assert err["extensions"]["code"] == "POLICY_DENIED" and err["path"] == ["person"]
-    assert err["message"].startswith("region-b: ") and "EducationRecord.droppedOut" in err["message"]
+    # the remote's own text never reaches the consumer: its code goes to A's audit entry
+    assert err["extensions"]["code"] == "UPSTREAM_UNAVAILABLE" and err["path"] == ["person"]
+    assert err["message"] == "region-b: the region's hub did not answer this field"
     a_entry = hub_a.audit(r.headers["x-request-id"])
+    assert a_entry["remote"][0]["errors"] == ["POLICY_DENIED"]
     b_entry = _b_entry(fed, a_entry["remote"][0]["request_id"])
     assert b_entry["decision"] == "deny" and b_entry["origin_request_id"] == r.headers["x-request-id"]
-    assert a_entry["reasons"] == ["POLICY_DENIED"]
+    assert "EducationRecord.droppedOut" in b_entry["requested_denied"]
+    assert a_entry["reasons"] == ["UPSTREAM_UNAVAILABLE"]
 
 
 async def test_people_merge_local_remote_and_missing(fed: Fed, hub_a: FedHub) -> None:
@@ -99,7 +103,7 @@ async def test_people_merge_local_remote_and_missing(fed: Fed, hub_a: FedHub) ->
     ids = [local, b.ids[1], nobody, b.ids[2]]
     r = await hub_a.query(
         "query($ids: [String!]!) { people(idNumbers: $ids) { idNumber areaCode } }",
-        client="linping-ca",
+        client="zj-ca",
         variables={"ids": ids},
     )
     body = r.json()
@@ -142,6 +146,62 @@ async def test_local_answer_asks_no_one_and_origin_header_needs_hub_role(fed: Fe
         )
     assert r.json()["data"]["person"]["name"]
     assert "origin_request_id" not in _b_entry(fed, r.headers["x-request-id"])
+
+
+def _b_residents_by_area(fed: Fed) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    with sqlite3.connect(_b(fed).root / "departments" / "public_security.sqlite") as conn:
+        for id_number, area in conn.execute("SELECT id_number, area_code FROM residents ORDER BY id_number"):
+            if id_number in _b(fed).ids:
+                out.setdefault(area, []).append(id_number)
+    return out
+
+
+async def test_consumer_narrower_than_the_hub_client_keeps_its_own_area(fed: Fed, hub_a: FedHub) -> None:
+    """A's consumer scoped to 330113 (A's district) sees nothing of B's 3302 residents, though A's client at B
+    may see all of 3302; a consumer scoped to one of B's districts sees that district only. A's entry counts
+    the residents kept from it as out of area, as it does for its own."""
+    by_area = _b_residents_by_area(fed)
+    inside, outside = by_area["330213"][0], by_area["330209"][0]
+    q = "query($id: String!) { person(idNumber: $id) { name hukouAddress } }"
+    r = await hub_a.query(q, client="linping-ca", variables={"id": inside})
+    assert r.json() == {"data": {"person": None}}, r.text
+    a_entry = hub_a.audit(r.headers["x-request-id"])
+    assert a_entry["out_of_area"] == 1 and a_entry["subject_count"] == 0
+    b_entry = _b_entry(fed, a_entry["remote"][0]["request_id"])
+    assert b_entry["area"] == "-" and b_entry["out_of_area"] == 1  # disjoint jurisdictions: no resident at all
+
+    r = await hub_a.query(q, client="b-district-ca", variables={"id": inside})
+    assert r.json()["data"]["person"]["name"], r.text
+    assert hub_a.audit(r.headers["x-request-id"])["out_of_area"] == 0
+    r = await hub_a.query(q, client="b-district-ca", variables={"id": outside})
+    assert r.json() == {"data": {"person": None}}, r.text
+    a_entry = hub_a.audit(r.headers["x-request-id"])
+    assert a_entry["out_of_area"] == 1
+    assert _b_entry(fed, a_entry["remote"][0]["request_id"])["area"] == "330213"
+
+
+async def test_consumer_headers_need_the_hub_role_and_a_valid_shape(fed: Fed) -> None:
+    b = _b(fed)
+    assert b.proc is not None
+    inside = _b_residents_by_area(fed)["330213"][0]
+    async with httpx.AsyncClient(base_url=b.proc.base) as c:
+        tokens = {}
+        for cid, secret in (("b-ca", b.other_secret), ("region-a", b.secret)):
+            r = await c.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
+            tokens[cid] = r.json()["access_token"]
+        base = {"x-hub-purpose": "CASE", "x-hub-case": "C-1", "x-hub-officer": "officer-b"}
+        consumer = {"x-hub-consumer-client": "x", "x-hub-consumer-department": "civil_affairs"}
+        q = {"query": f'{{ person(idNumber: "{inside}") {{ name }} }}'}
+        # an ordinary client's consumer headers are ignored (they are believed only from a hub)
+        h = {**base, **consumer, "x-hub-consumer-area": "110101", "authorization": f"Bearer {tokens['b-ca']}"}
+        assert (await c.post("/graphql", json=q, headers=h)).json()["data"]["person"]["name"]
+        # a hub's are applied; malformed ones are refused
+        h = {**base, **consumer, "authorization": f"Bearer {tokens['region-a']}", "x-hub-origin-request-id": "a" * 32}
+        r = await c.post("/graphql", json=q, headers={**h, "x-hub-consumer-area": "110101"})
+        assert r.json()["data"] == {"person": None} and r.json()["extensions"] == {"hub": {"outOfArea": 1}}
+        r = await c.post("/graphql", json=q, headers={**h, "x-hub-consumer-area": "33%"})
+        assert r.status_code == 400 and r.json()["errors"][0]["extensions"]["code"] == "BAD_HEADER"
 
 
 def test_remote_settings_from_env() -> None:

@@ -99,7 +99,9 @@ async def test_rows_and_predicates_match_sql_with_dates_and_decimals(fed: Fed, s
             assert 0 < sum(hits) < len(keys)
             sql_scoped = await sql.rows_by(table, key, keys, condition)
             assert [[tuple(r) for r in rs] for rs in scoped] == [[tuple(r) for r in rs] for rs in sql_scoped]
-            assert sub.statements == 1 + 3  # the schema check, then one POST per call
+            # the schema check, one POST per call; the predicate is answered by the department (yes/no), so the
+            # rows fetched for the row scope cannot be reused for it: one more POST
+            assert sub.statements == 1 + 4
         finally:
             sql.close()
             sub.close()
@@ -145,7 +147,7 @@ async def test_hop_token_names_who_is_asking(fed: Fed, sub_hub: FedHub) -> None:
     }
     assert (hop["purpose"], hop["case"], hop["request_id"]) == ("CASE", "CASE-2026-0042", r.headers["x-request-id"])
     assert (hop["iss"], hop["aud"], hop["client_id"]) == ("https://hub.local", "education", "hub")
-    assert 0 < hop["exp"] - hop["iat"] <= 60
+    assert hop["exp"] - hop["iat"] == 15 and len(hop["req_sha256"]) == 64
 
     # The department's own checks: no token, a token for another department, a token naming no actor.
     signer = HopSigner(sub_hub.app.state.hub.keys, "https://hub.local")
@@ -153,19 +155,49 @@ async def test_hop_token_names_who_is_asking(fed: Fed, sub_hub: FedHub) -> None:
     async with httpx.AsyncClient() as c:
         url = fed.url("edu")
         assert (await c.post(url, json=query)).json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-        other = signer.token("tax", _hop())
+        other = signer.token("tax", _hop(), query)
         r = await c.post(url, json=query, headers={"authorization": f"Bearer {other}"})
         assert r.status_code == 401
-        anonymous = signer.token("education", None)
+        anonymous = signer.token("education", None, query)
         r = await c.post(url, json=query, headers={"authorization": f"Bearer {anonymous}"})
         assert r.status_code == 403 and r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
         hidden = {"query": "{ ...F } fragment F on Query { e: _entities(representations: []) { __typename } }"}
+        anonymous = signer.token("education", None, hidden)
         r = await c.post(url, json=hidden, headers={"authorization": f"Bearer {anonymous}"})
         assert r.status_code == 403
         # An officer's own access token (audience: the hub) is no hop token.
         client_token = sub_hub.tokens[FED_CLIENT]
         r = await c.post(url, json=query, headers={"authorization": f"Bearer {client_token}"})
         assert r.status_code == 401
+
+
+async def test_hop_token_is_bound_to_its_request_and_used_once(fed: Fed, sub_hub: FedHub) -> None:
+    """A hop token minted for one POST cannot be replayed, nor used for another resident or other columns."""
+    a, b = _ids(fed, 2)
+    signer = HopSigner(sub_hub.app.state.hub.keys, "https://hub.local")
+
+    def body(id_number: str, columns: str = "idNumber stage") -> dict[str, Any]:
+        q = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Person { enrolment { %s } } } }"
+        return {"query": q % columns, "variables": {"r": [{"__typename": "Person", "idNumber": id_number}]}}
+
+    async with httpx.AsyncClient() as c:
+        url = fed.url("edu")
+        token = signer.token("education", _hop(), body(a))
+        headers = {"authorization": f"Bearer {token}"}
+        first = await c.post(url, json=body(a), headers=headers)
+        assert first.status_code == 200 and "errors" not in first.json(), first.text
+        for replay, why in (
+            (body(a), "the token was already used (replay)"),
+            (body(b), "the token was minted for another request"),
+            (body(a, "idNumber school aidReceived"), "the token was minted for another request"),
+        ):
+            r = await c.post(url, json=replay, headers=headers)
+            assert r.status_code == 401 and r.json()["errors"][0]["message"] == why, r.text
+        # a fresh token for the other resident is fine
+        r = await c.post(
+            url, json=body(b), headers={"authorization": f"Bearer {signer.token('education', _hop(), body(b))}"}
+        )
+        assert r.status_code == 200 and "errors" not in r.json()
 
 
 async def test_killed_subgraph_fails_only_its_fields(fed: Fed) -> None:
@@ -193,7 +225,7 @@ async def test_killed_subgraph_fails_only_its_fields(fed: Fed) -> None:
         "officer-li",
         "CASE",
     )
-    assert logged[-1]["fields"] == ["Person.enrolment"] and logged[-1]["residents"] == 1
+    assert logged[-1]["fields"] == ["Person.enrolmentMatches"] and logged[-1]["residents"] == 1  # a yes/no
 
 
 def test_schema_mismatch_refuses_to_start(fed: Fed) -> None:
@@ -205,7 +237,8 @@ def test_schema_mismatch_refuses_to_start(fed: Fed) -> None:
 
 def test_schema_comparison_names_the_field() -> None:
     served = """
-    extend type Person @key(fields: "idNumber") { idNumber: String! @external enrolment: [EnrolmentRow!]! }
+    extend type Person @key(fields: "idNumber") { idNumber: String! @external enrolment: [EnrolmentRow!]!
+                                                  enrolmentMatches(where: String!): Boolean! }
     type EnrolmentRow { idNumber: String! enrolled: Boolean stage: Int! school: String! aidReceived: Boolean!
                         dropoutFlag: Boolean! extra: String }
     """
@@ -219,6 +252,52 @@ def test_schema_comparison_names_the_field() -> None:
         "EnrolmentRow.enrolled changed type from Boolean! to Boolean",
         "EnrolmentRow.stage changed type from String! to Int!",
     ]
+    # without the yes/no field, only a department whose predicates the hub evaluates (HUB_PREDICATES_IN_HUB)
+    old = served.replace("enrolmentMatches(where: String!): Boolean!", "")
+    assert "Person.enrolmentMatches was removed" in schema_problems("education", old)
+    assert "Person.enrolmentMatches was removed" not in schema_problems("education", old, predicates=False)
+
+
+ROWS = """
+type EnrolmentRow { idNumber: String! enrolled: Boolean! stage: String! school: String! aidReceived: Boolean!
+                    dropoutFlag: Boolean! }
+"""
+FIELDS = "{ idNumber: String! enrolment: [EnrolmentRow!]! enrolmentMatches(where: String!): Boolean! }"
+FED2 = 'extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: [%s])\n'
+NO_KEY = ['Person has no @key(fields: "idNumber")']
+
+
+@pytest.mark.parametrize(
+    ("head", "person", "problems"),
+    [
+        # Federation 2: @key imported under its own name, renamed, or spelt through the namespace
+        (FED2 % '"@key"', '@key(fields: "idNumber")', []),
+        (FED2 % '{name: "@key", as: "@primaryKey"}', '@primaryKey(fields: "idNumber")', []),
+        (FED2 % '"@shareable"', '@federation__key(fields: "idNumber")', []),
+        (
+            'extend schema @link(url: "https://specs.apollo.dev/federation/v2.0", as: "fed")\n',
+            '@fed__key(fields: "idNumber")',
+            [],
+        ),
+        # ... but a renamed @key is no longer @key, and one not imported is not federation's
+        (FED2 % '{name: "@key", as: "@primaryKey"}', '@key(fields: "idNumber")', NO_KEY),
+        (FED2 % '"@shareable"', '@key(fields: "idNumber")', NO_KEY),
+        # refused: a key the hub cannot resolve through, a compound key
+        (
+            "",
+            '@key(fields: "idNumber", resolvable: false)',
+            ['Person @key(fields: "idNumber") is not resolvable (resolvable: false)'],
+        ),
+        ("", '@key(fields: "idNumber school")', NO_KEY),
+    ],
+)
+def test_key_directive_through_link(head: str, person: str, problems: list[str]) -> None:
+    assert schema_problems("education", f"{head}type Person {person} {FIELDS}{ROWS}") == problems
+
+
+def test_person_without_its_key_field_is_refused() -> None:
+    sdl = f'type Person @key(fields: "idNumber") {FIELDS.replace("idNumber: String! ", "")}{ROWS}'
+    assert schema_problems("education", sdl) == ["Person.idNumber is missing (the key field, a String)"]
 
 
 async def test_unreachable_subgraph_starts_with_a_warning(fed: Fed, caplog: pytest.LogCaptureFixture) -> None:
