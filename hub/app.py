@@ -81,7 +81,13 @@ class HubState:
         self.engine = hub_engine(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine, clock)
         self.authorizations = AuthorizationStore(self.engine, clock)
-        self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key(), clock=clock)
+        self.audit = AuditLog(
+            self.engine,
+            self.keys.audit_private_key(),
+            self.keys.pseudonym_key(),
+            clock=clock,
+            digest_key=self.keys.digest_key(),
+        )
         self.external = (
             ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
         )

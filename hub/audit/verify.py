@@ -508,6 +508,9 @@ def verify_store(settings: Settings, public_key_path: Path | None = None) -> Ver
                     nxt = next(subjects, None)
                 pending[0] = nxt
                 listed = get("subjects", [])
+                refused = get("refused_subjects")  # entry v2: residents named in a refused request
+                if refused:
+                    listed = listed + refused if isinstance(listed, list) and isinstance(refused, list) else None
                 if found == listed:  # the usual case: the gateway writes them sorted
                     return None
                 if (
