@@ -137,7 +137,7 @@ def audited_header(request: Request, name: str) -> str:
     if len(raw[0]) > HEADER_BYTES:
         raise RequestError(f"{label} is limited to {HEADER_CHARS} characters", code="BAD_HEADER")
     try:
-        value = raw[0].decode("utf-8").strip()
+        value = raw[0].decode("utf-8").strip(" \t")  # str.strip() would also drop NEL (U+0085) unseen
     except UnicodeDecodeError:
         raise RequestError(f"{label} must be UTF-8", code="BAD_HEADER") from None
     if len(value) > HEADER_CHARS:
