@@ -196,6 +196,14 @@ def coerce_variables(
     return merged, "; ".join(e.message for e in coerced)
 
 
+def recordable_name(operation: OperationDefinitionNode) -> str:
+    """The operation's name for the entry: not kept when it is long or holds a resident's ID number."""
+    name = operation.name.value if operation.name else ""
+    if len(name) > 100 or any(is_valid_id(m) for m in _ID_LIKE.findall(name)):
+        return ""
+    return name
+
+
 MAX_NAMED = 10_000  # strings looked at for ID numbers (the body and token limits bound them anyway)
 
 
@@ -343,7 +351,7 @@ async def handle(state: HubState, request: Request) -> Response:
             document = parse_document(query, settings.max_tokens)
         ex.named |= named_ids(document, None)
         operation = pick_operation(document, op_name)
-        ex.operation_name = operation.name.value if operation.name else ""
+        ex.operation_name = recordable_name(operation)
         coerced, variables_problem = coerce_variables(state, operation, variables)
         check_limits(document, operation, state.limits, coerced)
         if not validated:

@@ -102,10 +102,11 @@ def test_an_export_confirms_no_guess_about_a_resident_or_an_answer(
     predicate = [own.post(PREDICATE_SHAPE.format(id=golden)) for _ in range(2)]
     by_variable = own.post(VARIABLE_SHAPE.format(), variables={"id": golden})
     denied = own.post(PREDICATE_SHAPE.format(id=golden), client="linping-med", purpose="REF")
+    named = own.post(README_SHAPE.format(id=golden).replace("query", f"query q{golden}", 1))
     assert readme.json()["data"]["person"]["name"] == "钱国良"
     assert predicate[0].json()["data"] == predicate[1].json()["data"]
-    assert denied.status_code == 403
-    responses = [readme, *predicate, by_variable, denied]
+    assert denied.status_code == 403 and named.status_code == 200
+    responses = [readme, *predicate, by_variable, denied, named]
 
     out = tmp_path / "export.jsonl"
     code, text, _ = cli(capsys, own, "export", "--output", str(out), "--first", str(first))
@@ -324,3 +325,12 @@ def test_denied_and_out_of_area_attempts_are_on_the_residents_report(
     assert any(row["fields"] == ["CivilAffairsRecord.tier", "Person.name"] for row in allowed)
     code, text, _ = cli(capsys, own, "verify")
     assert code == 0, text
+
+
+def test_hub_keys_rotate_audit_digest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ring = KeyRing(tmp_path / "keys")
+    ring.ensure()
+    (old,) = ring.digest_keys()
+    assert main(["--data-dir", str(tmp_path), "keys", "rotate-audit-digest"]) == 0
+    (new,) = [k for k in ring.digest_keys() if k != old]
+    assert capsys.readouterr().out.startswith(f"new audit digest key {new};")
