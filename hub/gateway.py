@@ -232,6 +232,17 @@ def named_ids(document: DocumentNode | None, variables: Any) -> set[str]:
     return {s for s in strings if len(s) == 18 and is_valid_id(s)}
 
 
+def named_in_body(raw: bytes, max_tokens: int) -> set[str]:
+    """The ID numbers a request body names, for a request refused before its body was parsed (an authenticated
+    client only, so nobody unknown can put entries on a resident's report). Best effort: nothing on failure."""
+    try:
+        query, variables, _ = parse_payload(raw)
+        named = named_ids(None, variables)
+        return named | named_ids(parse(query, max_tokens=max_tokens, no_location=True), None)
+    except Exception:  # noqa: BLE001 (whatever the body holds, the entry is still written)
+        return set()
+
+
 def parse_payload(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
     try:
         payload = json.loads(body)
@@ -433,6 +444,8 @@ async def handle(state: HubState, request: Request) -> Response:
         body = error_body(HubError("Unexpected error.", code="INTERNAL_ERROR"), ex.request_id)
     # Fail closed: the audit entry is committed before any byte of the response is sent.
     if ex.decision != "allow":
+        if not ex.named and ex.actor is not None and ex.raw is not None:  # refused before the body was read
+            ex.named = named_in_body(ex.raw, settings.max_tokens)
         ex.refused |= ex.named - ex.subjects  # residents asked about in a refused request: on their report
     try:
         digests = audit_digests(state, ex, body)

@@ -295,6 +295,8 @@ def test_denied_and_out_of_area_attempts_are_on_the_residents_report(
         variables={"ids": [golden]},
     )
     out_of_area = own.post(VARIABLE_SHAPE.format(), client="xihu-ca", variables={"id": golden})
+    wrong_purpose = own.post(README_SHAPE.format(id=golden), client="linping-med", purpose="CASE")
+    assert wrong_purpose.json()["errors"][0]["extensions"]["code"] == "PURPOSE_NOT_REGISTERED"
     assert denied.status_code == 403 and denied_by_variable.status_code == 403
     assert out_of_area.status_code == 200 and out_of_area.json()["data"] == {"person": None}
     new = own.entries(before)
@@ -303,11 +305,12 @@ def test_denied_and_out_of_area_attempts_are_on_the_residents_report(
         ("deny", [mine], []),
         ("deny", [mine], []),
         ("allow", [mine], []),
+        ("deny", [mine], []),
     ]
     seqs = [e["seq"] for e in new]
 
     code, text, _ = cli(capsys, own, "subject", golden)
-    for seq, client in zip(seqs, ("linping-med", "linping-ca", "xihu-ca"), strict=True):
+    for seq, client in zip(seqs, ("linping-med", "linping-ca", "xihu-ca", "linping-med"), strict=True):
         line = next(x for x in text.splitlines() if f"seq {seq} " in x)
         assert f"client={client}" in line and line.endswith("REFUSED (named this resident; nothing disclosed)")
 
@@ -319,7 +322,7 @@ def test_denied_and_out_of_area_attempts_are_on_the_residents_report(
         variables={"id": golden},
     )
     rows = {row["seq"]: row for row in report.json()["data"]["residentAccessReport"]}
-    for seq, client in zip(seqs, ("linping-med", "linping-ca", "xihu-ca"), strict=True):
+    for seq, client in zip(seqs, ("linping-med", "linping-ca", "xihu-ca", "linping-med"), strict=True):
         assert rows[seq] == {"seq": seq, "clientId": client, "fields": [], "refused": True}
     allowed = [row for row in rows.values() if not row["refused"]]
     assert any(row["fields"] == ["CivilAffairsRecord.tier", "Person.name"] for row in allowed)

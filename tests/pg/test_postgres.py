@@ -77,7 +77,7 @@ async def test_same_answers_as_sqlite(pg_hub: Hub, hub: Hub) -> None:
     on_pg = await pg_hub.query(QUERY, client="ca", variables={"id": pg_hub.data.golden_id})
     on_sqlite = await hub.query(QUERY, variables={"id": hub.data.golden_id})
     assert on_pg.status_code == 200 and "errors" not in on_pg.json(), on_pg.text
-    assert on_pg.json() == on_sqlite.json()
+    assert on_pg.json()["data"] == on_sqlite.json()["data"]
     assert on_pg.json()["data"]["person"]["disability"] == {"grade": 2, "category": 4}
     assert pg_hub.app.state.hub.engine.dialect.name == "postgresql"
     assert pg_hub.app.state.hub.sources["tax"].engine.dialect.name == "postgresql"
