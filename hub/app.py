@@ -96,6 +96,7 @@ class HubState:
             clock=clock,
             origin=settings.audit_origin,
             witnesses=parse_witnesses(settings.witnesses),
+            digest_key=self.keys.digest_key(),
         )
         self.misses = MissLedger(self.engine, settings.lookup_miss_budget, settings.lookup_miss_window, clock)
         self.external = (

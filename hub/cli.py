@@ -180,6 +180,14 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate_digest(args: argparse.Namespace) -> int:
+    from hub.auth.keys import KeyRing
+
+    kid = KeyRing(_settings(args).key_dir).rotate_digest_key()
+    print(f"new audit digest key {kid}; restart the hub to use it (older keys are kept for older entries)")
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from hub.db import upgrade
 
@@ -290,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_parser("rotate", help="new token signing key; old one kept until its tokens expire").set_defaults(
         fn=cmd_keys_rotate
     )
+    k.add_parser(
+        "rotate-audit-digest", help="new key for audit entries' request/result digests; old ones kept"
+    ).set_defaults(fn=cmd_keys_rotate_digest)
 
     db = sub.add_parser("db", help="hub database").add_subparsers(dest="sub", required=True)
     db.add_parser("upgrade", help="apply migrations").set_defaults(fn=cmd_db_upgrade)

@@ -8,9 +8,9 @@ produces exactly one audit entry, and no response with data leaves before that e
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -22,14 +22,20 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     OperationDefinitionNode,
+    StringValueNode,
+    Undefined,
     execute,
     parse,
     validate,
+    value_from_ast_untyped,
+    visit,
 )
+from graphql.execution.values import get_variable_values
+from graphql.language import Visitor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hub.audit.entry import canonical
+from hub.audit.entry import ENTRY_VERSION, canonical
 from hub.auth.actor import Actor
 from hub.clock import china_date
 from hub.errors import (
@@ -43,6 +49,7 @@ from hub.errors import (
     QueryLimitError,
     RequestError,
 )
+from hub.ids import is_valid_id
 from hub.limits import check_limits
 from hub.lookups import IdLookups
 from hub.policy.model import Purpose, Scope
@@ -72,7 +79,8 @@ class Exchange:
     purpose: str = ""
     case_ref: str = ""
     operation_name: str = ""
-    operation_sha256: str = ""
+    raw: bytes | None = None  # the request body as received (only its keyed digest is kept)
+    request_digest: str = ""
     plan: Plan | None = None
     subjects: set[str] = field(default_factory=set)
     upstream_failures: set[str] = field(default_factory=set)
@@ -80,7 +88,11 @@ class Exchange:
     decision: str = "deny"
     reasons: list[str] = field(default_factory=list)
     status: int = 200
-    result_sha256: str = ""
+    result_digest: str = ""
+    named: set[str] = field(default_factory=set)  # valid ID numbers named in the operation or its variables
+    refused: set[str] = field(default_factory=set)  # of those, the residents asked about and not disclosed
+    refused_pseudonyms: list[str] = field(default_factory=list)
+    digest_key_id: str = ""
     # federation (docs/federation.md): the calling hub's request id; the remote hubs asked and their request ids
     origin_request_id: str = ""
     remote: list[dict[str, Any]] = field(default_factory=list)
@@ -116,20 +128,52 @@ async def authenticate(state: HubState, request: Request) -> Actor:
     return await state.authenticate(token.strip())
 
 
+# Control characters (C0, DEL, C1) and the Unicode bidirectional controls, refused in the audited headers.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_ID_LIKE = re.compile(r"\d{17}[\dX]")
+HEADER_CHARS = 80  # X-Hub-Officer and X-Hub-Case, in characters (the audit columns' size)
+HEADER_BYTES = 4 * HEADER_CHARS  # ... and in UTF-8 bytes, checked before the value is decoded or kept
+
+
+def audited_header(request: Request, name: str) -> str:
+    """A header that goes into the audit entry, checked before anything of it is kept: one value, at most
+    80 characters of UTF-8, no control or bidirectional-override characters, no resident ID number."""
+    raw = [v for k, v in request.headers.raw if k == name.encode("latin-1")]
+    if not raw:
+        return ""
+    label = "-".join(p.capitalize() for p in name.split("-"))
+    if len(raw) > 1:
+        raise RequestError(f"{label} was sent more than once", code="BAD_HEADER")
+    if len(raw[0]) > HEADER_BYTES:
+        raise RequestError(f"{label} is limited to {HEADER_CHARS} characters", code="BAD_HEADER")
+    try:
+        value = raw[0].decode("utf-8").strip(" \t")  # str.strip() would also drop NEL (U+0085) unseen
+    except UnicodeDecodeError:
+        raise RequestError(f"{label} must be UTF-8", code="BAD_HEADER") from None
+    if len(value) > HEADER_CHARS:
+        raise RequestError(f"{label} is limited to {HEADER_CHARS} characters", code="BAD_HEADER")
+    if _UNSAFE.search(value):
+        raise RequestError(f"{label} must not contain control or bidirectional-override characters", code="BAD_HEADER")
+    if any(is_valid_id(m) for m in _ID_LIKE.findall(value)):
+        raise RequestError(f"{label} must not contain a resident's ID number", code="BAD_HEADER")
+    return value
+
+
 def request_context(state: HubState, request: Request, actor: Actor, ex: Exchange) -> Purpose:
-    ex.officer = request.headers.get(OFFICER_HEADER, "").strip()
-    ex.purpose = request.headers.get(PURPOSE_HEADER, "").strip()
-    ex.case_ref = request.headers.get(CASE_HEADER, "").strip()
-    if not ex.officer:
+    officer = audited_header(request, OFFICER_HEADER)
+    case_ref = audited_header(request, CASE_HEADER)
+    claimed = request.headers.get(PURPOSE_HEADER, "").strip()
+    if not officer:
         raise RequestError("the X-Hub-Officer header must name the officer acting", code="OFFICER_REQUIRED")
-    if len(ex.officer) > 80 or len(ex.case_ref) > 80:
-        raise RequestError("X-Hub-Officer and X-Hub-Case are limited to 80 characters", code="BAD_HEADER")
-    if not ex.purpose:
+    ex.officer, ex.case_ref = officer, case_ref  # kept only once checked
+    if not claimed:
         raise RequestError("the X-Hub-Purpose header must declare the purpose", code="PURPOSE_REQUIRED")
-    purpose = state.policy.purposes.get(ex.purpose)
+    purpose = state.policy.purposes.get(claimed)
     if purpose is None:
         known = ", ".join(sorted(state.policy.purposes))
-        raise RequestError(f"unknown purpose {ex.purpose!r} (known: {known})", code="UNKNOWN_PURPOSE")
+        shown = claimed if len(claimed) <= 20 and claimed.isascii() and claimed.isalnum() else "(not shown)"
+        raise RequestError(f"unknown purpose {shown!r} (known: {known})", code="UNKNOWN_PURPOSE")
+    ex.purpose = purpose.id  # an unknown purpose is not kept: the entry says UNKNOWN_PURPOSE
     if purpose.id not in actor.purposes:
         raise ForbiddenError(
             f"client {actor.client_id} is not registered for purpose {purpose.id}", code="PURPOSE_NOT_REGISTERED"
@@ -137,6 +181,76 @@ def request_context(state: HubState, request: Request, actor: Actor, ex: Exchang
     if purpose.requires_case and not ex.case_ref:
         raise ForbiddenError(f"purpose {purpose.id} requires a case reference (X-Hub-Case)", code="CASE_REQUIRED")
     return purpose
+
+
+def coerce_variables(
+    state: HubState, operation: OperationDefinitionNode, variables: dict[str, Any] | None
+) -> tuple[dict[str, Any], str | None]:
+    """The operation's variable values with their defaults, coerced once (graphql-core's own coercion), so
+    that limits, the policy plan and the audit entry count a default exactly as a value sent. When they do not
+    coerce: the values sent plus the defaults read untyped, and the coercion error (raised after validation)."""
+    definitions = operation.variable_definitions or ()
+    try:
+        coerced = get_variable_values(state.graphql_schema, definitions, variables or {}, max_errors=5)
+    except Exception:  # an invalid document: validation names the problem
+        coerced = [GraphQLError("the variables could not be read")]
+    if not isinstance(coerced, list):
+        return dict(coerced.coerced), None
+    merged = dict(variables or {})
+    for d in definitions:
+        name = d.variable.name.value
+        if name not in merged and d.default_value is not None:
+            value = value_from_ast_untyped(d.default_value, {})
+            if value is not Undefined:
+                merged[name] = value
+    return merged, "; ".join(e.message for e in coerced)
+
+
+def recordable_name(operation: OperationDefinitionNode) -> str:
+    """The operation's name for the entry: not kept when it is long or holds a resident's ID number."""
+    name = operation.name.value if operation.name else ""
+    if len(name) > 100 or any(is_valid_id(m) for m in _ID_LIKE.findall(name)):
+        return ""
+    return name
+
+
+MAX_NAMED = 10_000  # strings looked at for ID numbers (the body and token limits bound them anyway)
+
+
+def named_ids(document: DocumentNode | None, variables: Any) -> set[str]:
+    """Valid ID numbers named anywhere in the document's string literals (arguments and variable defaults)
+    or in the variables: the residents a request asks about, whether or not it is allowed."""
+    strings: list[str] = []
+    if document is not None:
+
+        class Strings(Visitor):
+            def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+                if len(strings) < MAX_NAMED:
+                    strings.append(node.value)
+
+        visit(document, Strings())
+    stack, seen = [variables], 0
+    while stack and seen < MAX_NAMED:  # iterative: a deeply nested variable cannot exhaust the stack
+        v = stack.pop()
+        seen += 1
+        if isinstance(v, str):
+            strings.append(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return {s for s in strings if len(s) == 18 and is_valid_id(s)}
+
+
+def named_in_body(raw: bytes, max_tokens: int) -> set[str]:
+    """The ID numbers a request body names, for a request refused before its body was parsed (an authenticated
+    client only, so nobody unknown can put entries on a resident's report). Best effort: nothing on failure."""
+    try:
+        query, variables, _ = parse_payload(raw)
+        named = named_ids(None, variables)
+        return named | named_ids(parse(query, max_tokens=max_tokens, no_location=True), None)
+    except Exception:  # noqa: BLE001 (whatever the body holds, the entry is still written)
+        return set()
 
 
 def parse_payload(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
@@ -248,7 +362,7 @@ async def handle(state: HubState, request: Request) -> Response:
     ex = Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())
     body: dict[str, Any]
     try:
-        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+        raw = ex.raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
         ex.actor = await authenticate(state, request)
         ex.origin_request_id = origin_request_id(request.headers, ex.actor)  # federation: kept for role "hub" only
         consumer = on_behalf_of(request.headers, ex.origin_request_id)  # federation: the calling hub's consumer
@@ -256,14 +370,16 @@ async def handle(state: HubState, request: Request) -> Response:
             ex.actor = consumer.narrowed(ex.actor)
         purpose = request_context(state, request, ex.actor, ex)
         query, variables, op_name = parse_payload(raw)
-        ex.operation_sha256 = hashlib.sha256(query.encode("utf-8")).hexdigest()
+        ex.named = named_ids(None, variables)
         document = state.documents.get(query)
         validated = document is not None
         if document is None:
             document = parse_document(query, settings.max_tokens)
+        ex.named |= named_ids(document, None)
         operation = pick_operation(document, op_name)
-        ex.operation_name = operation.name.value if operation.name else ""
-        check_limits(document, operation, state.limits, variables)
+        ex.operation_name = recordable_name(operation)
+        coerced, variables_problem = coerce_variables(state, operation, variables)
+        check_limits(document, operation, state.limits, coerced)
         if not validated:
             errors = validate(
                 state.graphql_schema,
@@ -275,6 +391,8 @@ async def handle(state: HubState, request: Request) -> Response:
             if errors:
                 raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
             state.documents.put(query, document)
+        if variables_problem is not None:
+            raise RequestError(variables_problem, code="BAD_VARIABLES")
         today = china_date(state.clock())
         ex.plan = plan_operation(
             state.graphql_schema,
@@ -285,12 +403,12 @@ async def handle(state: HubState, request: Request) -> Response:
             ex.actor,
             purpose.id,
             today,
-            variables,
+            coerced,
         )
         if consumer is not None:  # federation: the narrower of the hub client's and its consumer's grants
             other = consumer.as_actor(ex.actor)
             replan = other.department != ex.actor.department
-            args = (state.catalog, state.policy, other, purpose.id, today, variables)
+            args = (state.catalog, state.policy, other, purpose.id, today, coerced)
             ex.plan = narrow_plan(
                 ex.plan, plan_operation(state.graphql_schema, document, operation, *args) if replan else None, consumer
             )
@@ -304,7 +422,7 @@ async def handle(state: HubState, request: Request) -> Response:
             )
         # person/people: not an existence oracle. A hop from another region's hub is exempt: that hub asks only
         # for the residents it does not hold, and applies both rules to its consumer on the whole answer.
-        lookups = None if ex.origin_request_id else IdLookups.of(document, operation, variables)
+        lookups = None if ex.origin_request_id else IdLookups.of(document, operation, coerced)
         spent = await state.misses.before(ex.actor.client_id) if lookups else 0
         context = HubContext(
             actor=ex.actor,
@@ -336,6 +454,7 @@ async def handle(state: HubState, request: Request) -> Response:
         context.not_found -= found.found
         ex.subjects = context.subjects
         ex.out_of_area = await count_out_of_area(context) + found.out_of_area
+        ex.refused = set(context.out_of_area_ids)
         ex.upstream_failures = context.upstream_failures | found.failures
         if lookups:
             await state.misses.after(ex.actor.client_id, spent, *lookups.outcome(result))
@@ -360,26 +479,50 @@ async def handle(state: HubState, request: Request) -> Response:
         ex.status, ex.decision, ex.reasons = 500, "error", ["INTERNAL_ERROR"]
         body = error_body(HubError("Unexpected error.", code="INTERNAL_ERROR"), ex.request_id)
     # Fail closed: the audit entry is committed before any byte of the response is sent.
+    if ex.decision != "allow":
+        if not ex.named and ex.actor is not None and ex.raw is not None:  # refused before the body was read
+            ex.named = named_in_body(ex.raw, settings.max_tokens)
+        ex.refused |= ex.named - ex.subjects  # residents asked about in a refused request: on their report
     try:
-        ex.result_sha256 = hashlib.sha256(canonical(body.get("data"))).hexdigest()
+        digests = audit_digests(state, ex, body)
         seq, leaf = await state.audit.append(audit_body(ex), sorted(state.audit.pseudonym(s) for s in ex.subjects))
     except AuditUnavailable as exc:
         return JSONResponse(
             error_body(exc, ex.request_id), status_code=exc.status, headers={"x-request-id": ex.request_id}
         )
-    # the receipt: which entry records this request (its inclusion proof: GET /audit/receipt?seq=N)
-    body.setdefault("extensions", {})["receipt"] = {"seq": seq, "leafHash": leaf.hex(), "origin": state.audit.origin}
+    # the receipt: which entry records this request (its inclusion proof: GET /audit/receipt?seq=N), and the
+    # keyed digests of the request and the answer that the entry holds
+    extensions = body.setdefault("extensions", {})
+    extensions["receipt"] = {"seq": seq, "leafHash": leaf.hex(), "origin": state.audit.origin}
+    extensions["digests"] = digests
     headers = {"x-request-id": ex.request_id}
     if ex.status == 401:
         headers["www-authenticate"] = 'Bearer error="invalid_token"'
     return JSONResponse(body, status_code=ex.status, headers=headers)
 
 
+def audit_digests(state: HubState, ex: Exchange, body: dict[str, Any]) -> dict[str, str]:
+    """The entry's keyed digests of the request body and the answer's data (also given to the client, in
+    ``extensions.digests``, so it can later show which request and answer the entry records)."""
+    audit = state.audit
+    ex.request_digest = audit.digest("request", ex.request_id, ex.raw) if ex.raw is not None else ""
+    try:
+        data = canonical(body.get("data"))
+    except (TypeError, ValueError):
+        data = b""
+    ex.result_digest = audit.digest("result", ex.request_id, data)
+    ex.refused_pseudonyms = sorted(audit.pseudonym(s) for s in ex.refused)
+    ex.digest_key_id = audit.digest_key_id
+    return {"key": audit.digest_key_id, "request": ex.request_digest, "result": ex.result_digest}
+
+
 def audit_body(ex: Exchange) -> dict[str, Any]:
+    """The entry (format v2, docs/audit.md): plain, bounded values that were already checked. Digests are
+    keyed; nothing in it lets someone without the hub's keys confirm a guess about a resident or an answer."""
     a = ex.actor
     fields = sorted(ex.plan.disclosures.items()) if ex.plan is not None and ex.decision != "deny" else []
     return {
-        "v": 1,
+        "v": ENTRY_VERSION,
         "request_id": ex.request_id,
         "client_id": a.client_id if a else "",
         "department": a.department if a else "",
@@ -389,18 +532,20 @@ def audit_body(ex: Exchange) -> dict[str, Any]:
         "purpose": ex.purpose,
         "case_ref": ex.case_ref,
         "operation_name": ex.operation_name,
-        "operation_sha256": ex.operation_sha256,
+        "digest_key": ex.digest_key_id,
+        "request_digest": ex.request_digest,
         "fields": [{"coordinate": c, "form": f.value} for c, f in fields],
         "requested_denied": [d.coordinate for d in ex.plan.denials] if ex.plan is not None else [],
         "predicate_args": ex.plan.predicate_args if ex.plan is not None else {},
         "subject_count": len(ex.subjects),
+        "refused_subjects": ex.refused_pseudonyms,
         "out_of_area": ex.out_of_area,
         "decision": ex.decision,
         "reasons": ex.reasons,
         "status": ex.status,
         "upstream_failures": sorted(ex.upstream_failures),
-        "result_sha256": ex.result_sha256,
-        "latency_ms": round((time.perf_counter() - ex.started) * 1000, 3),
+        "result_digest": ex.result_digest,
+        "latency_ms": round((time.perf_counter() - ex.started) * 1000),
         # federation: present only when this request came from, or was forwarded to, another region's hub
         **({"origin_request_id": ex.origin_request_id} if ex.origin_request_id else {}),
         **({"remote": ex.remote} if ex.remote else {}),

@@ -207,6 +207,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def without_receipt(body: dict[str, Any]) -> dict[str, Any]:
-    """A /graphql response body without its audit receipt (``extensions.receipt``, different every time)."""
-    ext = {k: v for k, v in body.get("extensions", {}).items() if k != "receipt"}
+    """A /graphql response body without what its audit entry adds (``extensions.receipt`` and
+    ``extensions.digests``, different for every request)."""
+    ext = {k: v for k, v in body.get("extensions", {}).items() if k not in ("receipt", "digests")}
     return {k: v for k, v in body.items() if k != "extensions"} | ({"extensions": ext} if ext else {})

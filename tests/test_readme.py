@@ -50,6 +50,7 @@ async def test_readme_example_output_is_real(tmp_path: Path) -> None:
             )
     assert without_receipt(r.json()) == shown
     assert r.json()["extensions"]["receipt"]["seq"] == 0
+    assert set(r.json()["extensions"]["digests"]) == {"key", "request", "result"}
 
 
 @pytest.mark.parametrize("doc", ["README.md"])

@@ -129,7 +129,7 @@ def archived_entries(
                     line = json.loads(raw)
                     if "entry" in line:
                         entry = json.loads(line["entry"])
-                        if subject in (entry.get("subjects") or []):
+                        if subject in (entry.get("subjects") or []) or subject in (entry.get("refused_subjects") or []):
                             found.append(entry)
     return found, missing
 

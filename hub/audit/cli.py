@@ -239,12 +239,23 @@ def _fields(entry: dict[str, Any]) -> str:
     return ",".join(out) or "-"
 
 
-def _access_line(e: dict[str, Any]) -> str:
-    return (
+def printable(value: object) -> str:
+    """``value`` safe for a terminal: control, format (bidi) and other non-printable characters are shown as
+    escapes (``\\x1b``, ``\\u202e``); printable text in any script (王小明) is kept as it is."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _access_line(e: dict[str, Any], refused: bool = False) -> str:
+    line = (
         f"{e.get('at')} seq {e.get('seq')} {e.get('decision')} department={e.get('department') or '-'} "
         f"client={e.get('client_id') or '-'} officer={e.get('officer') or '-'} purpose={e.get('purpose') or '-'} "
-        f"case={e.get('case_ref') or '-'} fields={_fields(e)}"
+        f"case={e.get('case_ref') or '-'} "
+        + ("REFUSED (named this resident; nothing disclosed)" if refused else f"fields={_fields(e)}")
     )
+    return printable(line)
 
 
 def cmd_subject(args: argparse.Namespace) -> int:
@@ -288,9 +299,13 @@ def _print_accesses(settings: Settings, engine: Engine, subject: str) -> int:
     )
     with engine.connect() as conn:
         found.extend(json.loads(r[0]) for r in conn.execute(stmt))
-    accesses = [e for e in found if subject in (e.get("subjects") or [])]  # the signed entry decides, not the index
-    for e in accesses:
-        print(_access_line(e))
+    from hub.audit.query import is_refused
+
+    # the signed entry decides, not the index: disclosed to, or named in a refused request (entry v2)
+    accesses = [(e, is_refused(e, subject)) for e in found]
+    accesses = [(e, refused) for e, refused in accesses if refused or subject in (e.get("subjects") or [])]
+    for e, refused in accesses:
+        print(_access_line(e, refused))
     print(f"{len(accesses)} recorded access{'es' if len(accesses) != 1 else ''} to this resident")
     return 0
 

@@ -9,6 +9,8 @@ Sequence numbers are gap-free leaf indexes; each entry also names the previous l
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Sequence
@@ -22,7 +24,18 @@ from sqlalchemy import Connection, Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from hub.audit.checkpoint import Checkpoint
-from hub.audit.entry import GENESIS, canonical, entry_leaf, head_message, pseudonym
+from hub.audit.entry import (
+    ENTRY_VERSION,
+    GENESIS,
+    MAX_ENTRY_BYTES,
+    canonical,
+    digest_key_id,
+    entry_leaf,
+    head_message,
+    keyed_digest,
+    plain_body,
+    pseudonym,
+)
 from hub.audit.merkle import MerkleTree
 from hub.clock import Clock, system_clock
 from hub.db import audit_entries, audit_subjects, tree_heads
@@ -35,6 +48,62 @@ log = logging.getLogger("hub.audit")
 
 DEFAULT_ORIGIN = "hub.local/audit"
 ADVISORY_LOCK = 0x6875622D61756474  # "hub-audt": serialises appenders across PostgreSQL sessions
+# Entry fields copied into index columns, with the column's size (hub/db.py): a value that does not fit is
+# withheld (""), never allowed to fail the transaction the other requests' entries share.
+INDEXED = {
+    "request_id": 40,
+    "client_id": 64,
+    "department": 40,
+    "officer": 80,
+    "purpose": 20,
+    "case_ref": 80,
+    "decision": 10,
+}
+_HEX = frozenset("0123456789abcdef")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _subject_list(subjects: Any) -> list[str]:
+    return sorted({s for s in subjects if isinstance(s, str) and len(s) == 64 and set(s) <= _HEX})
+
+
+def sound_record(body: dict[str, Any], subjects: Any) -> tuple[dict[str, Any], list[str], str]:
+    """Make one entry safe to write, whatever the request put into it: plain bounded values only, index
+    columns that fit, and a body that encodes. Returns (body, subjects, its canonical text without the fields
+    the writer adds). Never raises: what cannot be kept is replaced and named by a reason code."""
+    clean, dropped = plain_body(body)
+    reasons = clean.get("reasons")
+    reasons = [r for r in reasons if isinstance(r, str)] if isinstance(reasons, list) else []
+    reasons += [f"AUDIT_VALUE_WITHHELD:{k}" for k in dropped if k != "reasons"]
+    for col, size in INDEXED.items():
+        value = clean.get(col)
+        if not isinstance(value, str) or len(value) > size:
+            if col in clean and col not in dropped:
+                reasons.append(f"AUDIT_VALUE_WITHHELD:{col}")
+            clean[col] = ""
+    if "reasons" in body or reasons:
+        clean["reasons"] = reasons
+    for reserved in ("seq", "prev", "at", "subjects"):
+        clean.pop(reserved, None)
+    try:
+        text = canonical(clean)
+        if len(text) > MAX_ENTRY_BYTES:
+            raise ValueError("entry too large")
+    except (TypeError, ValueError, RecursionError):
+        v = clean.get("v")
+        minimal: dict[str, Any] = {"v": v if isinstance(v, int) and not isinstance(v, bool) else ENTRY_VERSION}
+        minimal.update({col: clean[col] for col in INDEXED})
+        minimal["reasons"] = ["AUDIT_ENTRY_UNENCODABLE"]
+        clean = minimal
+        text = canonical(clean)
+    try:
+        subject_list = _subject_list(subjects)
+    except TypeError:
+        subject_list = []
+    return clean, subject_list, text.decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -56,11 +125,15 @@ class AuditLog:
         clock: Clock = system_clock,
         origin: str = DEFAULT_ORIGIN,
         witnesses: Sequence[WitnessConfig] = (),
+        digest_key: bytes | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.signing_key = signing_key
         self.pseudonym_key = pseudonym_key
+        # keys/audit-digest/ (hub.auth.keys); when none is given, one derived from the pseudonym key (library use)
+        self.digest_key = digest_key or hmac.new(pseudonym_key, b"hub-audit-digest-key", hashlib.sha256).digest()
+        self.digest_key_id = digest_key_id(self.digest_key)
         self.key_id = key_id
         self.origin = origin  # the checkpoints' origin line (C2SP tlog-checkpoint), also their key name
         self.witnesses = tuple(witnesses)  # asked to cosign every head signed (hub/audit/witness.py)
@@ -71,6 +144,10 @@ class AuditLog:
 
     def pseudonym(self, id_number: str) -> str:
         return pseudonym(self.pseudonym_key, id_number)
+
+    def digest(self, kind: str, request_id: str, payload: bytes) -> str:
+        """The keyed digest of one request's ``request`` body or ``result`` data (entry v2)."""
+        return keyed_digest(self.digest_key, kind, request_id, payload)
 
     # -- appending --------------------------------------------------------------------------------------
     def _lock(self, conn: Connection) -> None:
@@ -103,7 +180,12 @@ class AuditLog:
             rows: list[dict[str, Any]] = []
             subject_rows: list[dict[str, Any]] = []
             seqs: list[tuple[int, bytes]] = []
-            for body, subjects in records:
+            for raw_body, raw_subjects in records:
+                body, subjects, _ = sound_record(raw_body, raw_subjects)
+                if "refused_subjects" in body:  # v2: residents named in a refused request, indexed for their report
+                    body["refused_subjects"] = [
+                        s for s in _subject_list(_as_list(body["refused_subjects"])) if s not in set(subjects)
+                    ]
                 at = self.clock()
                 entry = dict(body, seq=seq, prev=prev, at=at.isoformat(timespec="milliseconds"), subjects=subjects)
                 entry_text = canonical(entry).decode("utf-8")
@@ -123,7 +205,9 @@ class AuditLog:
                         "leaf_hash": leaf,
                     }
                 )
-                subject_rows.extend({"seq": seq, "subject": s} for s in subjects)
+                refused = body.get("refused_subjects")
+                indexed = sorted(subjects + refused) if refused else subjects
+                subject_rows.extend({"seq": seq, "subject": s} for s in indexed)
                 seqs.append((seq, leaf))
                 prev = leaf.hex()
                 seq += 1
@@ -134,8 +218,12 @@ class AuditLog:
 
     async def append(self, body: dict[str, Any], subjects: list[str]) -> tuple[int, bytes]:
         """Append one entry and wait until it is durably committed; return its (seq, leaf hash).
-        ``AuditUnavailable`` otherwise."""
+        ``AuditUnavailable`` otherwise.
+
+        The entry is made sound and encoded here, before it joins a group commit: an entry that cannot be
+        written as given is written with a reason code instead, and never fails another request's commit."""
         fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        body, subjects, _ = sound_record(body, subjects)
         self._pending.append((body, subjects, fut))
         if not self._flushing:
             self._flushing = True
@@ -149,18 +237,33 @@ class AuditLog:
                 try:
                     seqs = await anyio.to_thread.run_sync(self.write_receipts, [(b, s) for b, s, _ in batch])
                 except Exception:
-                    log.exception("audit append failed; %d responses withheld", len(batch))
-                    for _, _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(
-                                AuditUnavailable("the audit record could not be written; no data was released")
-                            )
+                    if len(batch) == 1:
+                        log.exception("audit append failed; 1 response withheld")
+                        self._fail(batch)
+                        continue
+                    # One entry the database refuses must not fail the others: write them one by one.
+                    log.exception("audit group commit of %d entries failed; writing them one by one", len(batch))
+                    for one in batch:
+                        try:
+                            (seq,) = await anyio.to_thread.run_sync(self.write_receipts, [(one[0], one[1])])
+                        except Exception:
+                            log.exception("audit append failed; 1 response withheld")
+                            self._fail([one])
+                        else:
+                            if not one[2].done():
+                                one[2].set_result(seq)
                 else:
                     for (_, _, fut), seq in zip(batch, seqs, strict=True):
                         if not fut.done():
                             fut.set_result(seq)
         finally:
             self._flushing = False
+
+    @staticmethod
+    def _fail(batch: list[tuple[dict[str, Any], list[str], asyncio.Future[tuple[int, bytes]]]]) -> None:
+        for _, _, fut in batch:
+            if not fut.done():
+                fut.set_exception(AuditUnavailable("the audit record could not be written; no data was released"))
 
     # -- the tree and its signed heads ----------------------------------------------------------------
     def size(self) -> int:

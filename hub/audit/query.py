@@ -168,9 +168,10 @@ def threshold_probing(conn: Any, entry: dict[str, Any], at: datetime) -> bool:
 def access_report(
     engine: Engine, subject: str, limit: int = 1000, data_dir: Path | None = None
 ) -> list[dict[str, Any]]:
-    """Every allowed access that resolved this resident's data (as Estonia's Data Tracker shows citizens),
-    oldest first: the archived entries (read from the archive files), then the live ones. If an archive file
-    is missing the report would be incomplete, so it is refused (``AUDIT_UNAVAILABLE``)."""
+    """Every allowed access that resolved this resident's data (as Estonia's Data Tracker shows citizens), and
+    every refused attempt that named them (``refused``: denied, or out of the caller's area), oldest first:
+    the archived entries (read from the archive files), then the live ones. If an archive file is missing the
+    report would be incomplete, so it is refused (``AUDIT_UNAVAILABLE``)."""
     from hub.audit.archive import archived_entries
 
     archived, missing = archived_entries(data_dir, engine, subject)
@@ -196,9 +197,16 @@ def access_report(
             "officer": e["officer"],
             "purpose": e["purpose"],
             "case_ref": e["case_ref"],
-            "fields": [f["coordinate"] for f in e["fields"]],
+            "fields": [] if refused else [f["coordinate"] for f in e["fields"]],
             "request_id": e["request_id"],
+            "refused": refused,
         }
-        for e in entries
-        if e["decision"] == "allow" and subject in (e.get("subjects") or [])  # the signed entry decides
+        for e, refused in ((e, is_refused(e, subject)) for e in entries)
+        if refused or (e["decision"] == "allow" and subject in (e.get("subjects") or []))  # the signed entry decides
     ][:limit]
+
+
+def is_refused(entry: dict[str, Any], subject: str) -> bool:
+    """The entry names the resident (a pseudonym) as asked about but not disclosed (entry v2)."""
+    refused = entry.get("refused_subjects")
+    return isinstance(refused, list) and subject in refused

@@ -12,4 +12,9 @@ def open_audit_log(settings: Settings) -> AuditLog:
     upgrade(settings.database_url)
     ring = KeyRing(settings.key_dir)
     ring.ensure()
-    return AuditLog(hub_engine(settings.database_url), ring.audit_private_key(), ring.pseudonym_key())
+    return AuditLog(
+        hub_engine(settings.database_url),
+        ring.audit_private_key(),
+        ring.pseudonym_key(),
+        digest_key=ring.digest_key(),
+    )

@@ -528,6 +528,9 @@ def verify_store(
                     nxt = next(subjects, None)
                 pending[0] = nxt
                 listed = get("subjects", [])
+                refused = get("refused_subjects")  # entry v2: residents named in a refused request
+                if refused:
+                    listed = listed + refused if isinstance(listed, list) and isinstance(refused, list) else None
                 if found == listed:  # the usual case: the gateway writes them sorted
                     return None
                 if (

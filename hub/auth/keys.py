@@ -6,6 +6,10 @@
 * The pseudonym key (32 random bytes) keys the HMAC that turns ID numbers into audit pseudonyms.
 * The perturbation key (32 random bytes, kept beside it) keys the record keys of the cell-key method that
   perturbs statistics (``hub/schema/statistics.py``). Whoever holds it could undo the perturbation.
+* The audit digest keys (32 random bytes each, ``audit-digest/<created>.key``, the newest active) key the
+  request and result digests of audit entries (entry v2, docs/audit.md). They sit beside the pseudonym key,
+  are generated under the same lock, and ``rotate_digest_key`` adds a new one while keeping the old ones, which
+  are needed to confirm the digests of older entries.
 """
 
 from __future__ import annotations
@@ -115,6 +119,8 @@ class KeyRing:
             self.audit_private_key()
             self.pseudonym_key()
             self.perturbation_key()
+            if not self.digest_keys():
+                self._new_digest_key(None)
 
     def active(self) -> TokenKey:
         keys = self.token_keys()
@@ -182,3 +188,46 @@ class KeyRing:
             with contextlib.suppress(FileExistsError):
                 _write_private(path, secrets.token_bytes(32))
         return path.read_bytes()
+
+    # -- audit digest keys (entry v2) ----------------------------------------------------------------------
+    @property
+    def digest_dir(self) -> Path:
+        return self.dir / "audit-digest"
+
+    def digest_keys(self) -> dict[str, bytes]:
+        """Every audit digest key by its id (``hub.audit.entry.digest_key_id``), oldest first."""
+        from hub.audit.entry import digest_key_id
+
+        try:
+            names = sorted(n for n in os.listdir(self.digest_dir) if n.endswith(".key"))
+        except FileNotFoundError:
+            return {}
+        keys = [(self.digest_dir / n).read_bytes() for n in names]
+        return {digest_key_id(k): k for k in keys}
+
+    def digest_key(self) -> bytes:
+        """The active audit digest key (the newest), generated on first use."""
+        keys = self.digest_keys()
+        if not keys:
+            with _locked(self.dir):
+                keys = self.digest_keys()
+                if not keys:
+                    self._new_digest_key(None)
+                    keys = self.digest_keys()
+        return list(keys.values())[-1]
+
+    def rotate_digest_key(self, now: float | None = None) -> str:
+        """Make a new active audit digest key; returns its id. The old keys stay (older entries need them)."""
+        with _locked(self.dir):
+            return self._new_digest_key(now)
+
+    def _new_digest_key(self, now: float | None) -> str:
+        from hub.audit.entry import digest_key_id
+
+        created = int(now if now is not None else time.time())
+        names = sorted(self.digest_dir.glob("*.key")) if self.digest_dir.exists() else []
+        if names:
+            created = max(created, int(names[-1].stem) + 1)
+        key = secrets.token_bytes(32)
+        _write_private(self.digest_dir / f"{created:012d}.key", key)
+        return digest_key_id(key)

@@ -22,6 +22,7 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    Undefined,
     get_named_type,
     value_from_ast_untyped,
 )
@@ -148,6 +149,7 @@ class _Planner:
             if entry.form is Form.PREDICATE and node.arguments:
                 # One threshold per predicate and request: many aliased thresholds would bisect the raw value.
                 args = {a.name.value: value_from_ast_untyped(a.value, dict(self.variables)) for a in node.arguments}
+                args = {k: None if v is Undefined else v for k, v in args.items()}  # a variable given no value
                 asked = self.thresholds.setdefault(coordinate, set())
                 asked.add(repr(sorted(args.items())))
                 self.plan.predicate_args[coordinate] = args

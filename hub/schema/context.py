@@ -39,6 +39,7 @@ class HubContext:
     subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
     upstream_failures: set[str] = field(default_factory=set)
     not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing
+    out_of_area_ids: set[str] = field(default_factory=set)  # of those, residents outside the caller's area
     loaders: dict[Any, BulkLoader[Any, Any]] = field(default_factory=dict)
     selections: dict[Any, Any] = field(default_factory=dict)  # per field node: what is selected below it
 
@@ -144,7 +145,8 @@ async def count_out_of_area(c: HubContext) -> int:
         )
     except UpstreamUnavailable:
         return 0
-    return sum(1 for rows in found if rows)
+    c.out_of_area_ids = {i for i, rows in zip(sorted(c.not_found), found, strict=True) if rows}
+    return len(c.out_of_area_ids)
 
 
 def ctx(info: Info[Any, Any]) -> HubContext:

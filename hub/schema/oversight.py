@@ -53,7 +53,13 @@ class AuditEntry:
     purpose: str
     case_ref: str
     operation_name: str
-    operation_sha256: str
+    operation_sha256: str = strawberry.field(
+        description="Entries of format v1 only: SHA-256 of the query text (empty in v2 entries, see requestDigest)."
+    )
+    request_digest: str = strawberry.field(
+        description="Entries of format v2: keyed HMAC-SHA256 of the request body (docs/audit.md); the client "
+        "received the same value in extensions.digests."
+    )
     fields: list[DisclosedField]
     subject_count: int
     decision: str
@@ -102,6 +108,10 @@ class AccessRecord:
     case_ref: str
     fields: list[str]
     request_id: str
+    refused: bool = strawberry.field(
+        default=False,
+        description="The request named this resident but disclosed nothing about them (denied, or out of area).",
+    )
 
 
 def _entry(found: object) -> AuditEntry:
@@ -116,7 +126,8 @@ def _entry(found: object) -> AuditEntry:
         purpose=e["purpose"],
         case_ref=e["case_ref"],
         operation_name=e["operation_name"],
-        operation_sha256=e["operation_sha256"],
+        operation_sha256=e.get("operation_sha256", ""),
+        request_digest=e.get("request_digest", ""),
         fields=[DisclosedField(coordinate=f["coordinate"], form=f["form"]) for f in e["fields"]],
         subject_count=len(e.get("subjects", [])),
         decision=e["decision"],

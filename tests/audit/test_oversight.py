@@ -130,14 +130,17 @@ async def test_no_values_or_id_numbers_in_the_log(hub: Hub) -> None:
         "officer",
         "purpose",
         "case_ref",
-        "operation_sha256",
+        "digest_key",
+        "request_digest",
         "fields",
         "subjects",
+        "refused_subjects",
         "decision",
         "reasons",
-        "result_sha256",
+        "result_digest",
         "latency_ms",
     }
+    assert last["v"] == 2 and not set(last) & {"operation_sha256", "result_sha256"}
 
 
 async def test_bulk_flags(hub: Hub) -> None:

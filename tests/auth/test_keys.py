@@ -30,6 +30,7 @@ print(json.dumps({
     "pseudonym": hashlib.sha256(ring.pseudonym_key()).hexdigest(),
     "perturbation": hashlib.sha256(ring.perturbation_key()).hexdigest(),
     "audit": hashlib.sha256(ring.audit_public_path.read_bytes()).hexdigest(),
+    "digest": hashlib.sha256(ring.digest_key()).hexdigest(),
 }))
 """
 
@@ -59,6 +60,7 @@ def test_concurrent_first_start_agrees_on_one_key_set(tmp_path: Path) -> None:
     assert results[0]["perturbation"] == hashlib.sha256(ring.perturbation_key()).hexdigest()
     assert sorted(p.name for p in key_dir.iterdir()) == [
         ".lock",
+        "audit-digest",
         "audit-private.pem",
         "audit-public.pem",
         "perturbation.key",
@@ -68,6 +70,9 @@ def test_concurrent_first_start_agrees_on_one_key_set(tmp_path: Path) -> None:
     assert os.stat(key_dir / "pseudonym.key").st_mode & 0o777 == 0o600
     assert os.stat(key_dir / "perturbation.key").st_mode & 0o777 == 0o600
     assert os.stat(key_dir / "audit-private.pem").st_mode & 0o777 == 0o600
+    (digest_file,) = (key_dir / "audit-digest").iterdir()  # one audit digest key, the one every process uses
+    assert hashlib.sha256(digest_file.read_bytes()).hexdigest() == results[0]["digest"]
+    assert os.stat(digest_file).st_mode & 0o777 == 0o600
 
 
 def test_token_keys_cached_but_rotation_by_another_process_is_seen(tmp_path: Path) -> None:
