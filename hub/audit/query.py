@@ -131,9 +131,9 @@ def flags_for(conn: Any, entry: dict[str, Any]) -> list[str]:
 
 def thresholds_asked(conn: Any, entry: dict[str, Any], at: datetime, coordinate: str) -> set[str]:
     """The distinct arguments one client gave ``coordinate`` within the window up to ``entry``, in entries about
-    one of ``entry``'s residents or about none (refused before any resident was resolved)."""
+    one of ``entry``'s residents (touched, or named in a refused request) or about none."""
     t = audit_entries
-    subjects = list(entry.get("subjects") or [])
+    subjects = list(entry.get("subjects") or []) + list(entry.get("refused_subjects") or [])  # refused: v2
     about = ~exists().where(audit_subjects.c.seq == t.c.seq)
     if subjects:
         about = or_(about, t.c.seq.in_(select(audit_subjects.c.seq).where(audit_subjects.c.subject.in_(subjects))))
