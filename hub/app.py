@@ -36,6 +36,9 @@ from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
 from hub.errors import AuditUnavailable, AuthenticationError, BodyTimeout, BodyTooLarge
 from hub.gateway import Exchange, ValidDocuments, audit_body, handle, read_body
 from hub.limits import Limits
+from hub.monitor.alerts import AlertStore
+from hub.monitor.reader import Monitor
+from hub.monitor.rules import RuleSet, load_rules
 from hub.policy.loader import CatalogEntry, load_policies
 from hub.policy.model import PolicySet
 from hub.schema import build_schema, catalog_of
@@ -69,6 +72,10 @@ class HubState:
         self.graphql_schema: GraphQLSchema = self.schema._schema
         self.catalog = catalog_of(self.schema)
         self.policy = load_policy_set(settings, self.catalog, clock)
+        # monitoring rules (policies/monitoring/): refused at start-up if invalid or not granted to MON
+        self.rules: RuleSet = load_rules(
+            settings.policy_dir / "monitoring", self.graphql_schema, self.catalog, self.policy, china_date(clock())
+        )
         # Validation rules, fixed for the process: introspection is refused outside development mode.
         self.validation_rules = list(specified_rules) + ([] if settings.dev_mode else [NoSchemaIntrospectionCustomRule])
         self.documents = ValidDocuments()  # parsed and validated documents by query text
@@ -85,6 +92,8 @@ class HubState:
         self.engine = hub_engine(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine, clock)
         self.authorizations = AuthorizationStore(self.engine, clock)
+        self.alerts = AlertStore(self.engine, clock)
+        self.monitor = Monitor(self)  # the change-event reader; runs in the background only with HUB_MONITOR=1
         self.audit = AuditLog(self.engine, self.keys.audit_private_key(), self.keys.pseudonym_key(), clock=clock)
         self.external = (
             ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
@@ -316,12 +325,15 @@ def create_app(
                     log.exception("signing the audit tree head failed")
 
         task = asyncio.create_task(sign_heads())
+        reader = asyncio.create_task(state.monitor.run()) if settings.monitor else None  # docs/monitoring.md
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for t in (task, reader):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(state.audit.sign_head)
             state.close()

@@ -303,6 +303,7 @@ async def handle(state: HubState, request: Request) -> Response:
             catalog=state.catalog,
             audit=state.audit,
             data_dir=settings.data_dir,
+            alerts=state.alerts,  # monitoring: the alert store (docs/monitoring.md)
         )
         bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
         result = execute(

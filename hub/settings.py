@@ -41,6 +41,14 @@ HELP: dict[str, str] = {
     "source_timeout": "Seconds a department source may take before its fields come back UPSTREAM_UNAVAILABLE.",
     "external_jwks_url": "Optional: accept tokens from an external identity provider with this JWKS URL.",
     "external_issuer": "Optional: the issuer of the external identity provider.",
+    # monitoring (docs/monitoring.md)
+    "monitor": "Run the monitor in the background: read departments' change events and raise alerts. Off by "
+    "default; `hub demo` turns it on.",
+    "monitor_interval": "Seconds the monitor waits between polls of the outboxes when there was nothing to do.",
+    "monitor_batch": "Most change events the monitor reads from one department's outbox per batch.",
+    "monitor_client": "Client id the monitor asks the hub as (department civil_affairs, purpose MON); registered "
+    "at start if missing.",
+    "monitor_area": "Area-code prefix of the monitoring client's jurisdiction, used when it is first registered.",
     # federation (docs/federation.md)
     "remote_hubs": "Other regions' hubs asked for residents not found here, from HUB_REMOTE_HUBS='name=url,...'.",
     "remote_credentials": "This hub's client id and secret at each remote hub, from "
@@ -76,6 +84,11 @@ class Settings:
     breaker_reset: float = 10.0
     external_jwks_url: str = ""
     external_issuer: str = ""
+    monitor: bool = False
+    monitor_interval: float = 2.0
+    monitor_batch: int = 500
+    monitor_client: str = "hub-monitor"
+    monitor_area: str = "33"
     # federation (docs/federation.md)
     remote_hubs: Mapping[str, str] = field(default_factory=dict)  # name -> base URL, asked in this order
     remote_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)

@@ -560,7 +560,7 @@ class _Generator:
             if r["ui_benefit_end"] is not None and since <= r["ui_benefit_end"] <= REFERENCE_DATE:
                 self._event("hrss", r["ui_benefit_end"], r["id_number"], "benefit_ended")
         for r in mine[dep.assistance]:
-            if r["end_date"] is not None and REFERENCE_DATE - timedelta(days=365) <= r["end_date"] <= REFERENCE_DATE:
+            if r["end_date"] is not None and REFERENCE_DATE - timedelta(days=3 * 365) <= r["end_date"]:
                 self._event("civil_affairs", r["end_date"], r["id_number"], "benefit_ended")
         for r in mine[dep.vehicles]:
             if r["reg_date"] >= since or (hh.tier_current and er.random() < 0.5):

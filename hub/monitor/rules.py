@@ -62,6 +62,7 @@ class Condition:
             value = value.get(key)
         if value is None:
             return False, None  # no record (or no such value): a condition never holds on nothing
+        raw = value
         for op, operand in self.ops:
             if op == "is" and value != operand:
                 return False, value
@@ -72,7 +73,7 @@ class Condition:
             if op == "below" and not value < operand:
                 return False, value
             if op in ("age_at_least", "age_below"):
-                born = date.fromisoformat(value)
+                born = date.fromisoformat(str(raw))
                 age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
                 if (op == "age_at_least" and age < operand) or (op == "age_below" and age >= operand):
                     return False, True

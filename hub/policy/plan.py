@@ -42,6 +42,11 @@ ROLE_COORDINATES = {
     "Query.auditTreeHead": "officer",
     "Query.auditInclusionProof": "officer",
     "Query.auditConsistencyProof": "officer",
+    # monitoring: alerts and the caseworker's follow-up (docs/monitoring.md); area checked in the resolvers
+    "Query.alerts": "caseworker",
+    "Mutation.assignAlert": "caseworker",
+    "Mutation.recordVisit": "caseworker",
+    "Mutation.closeAlert": "caseworker",
 }
 
 
