@@ -14,6 +14,7 @@ from strawberry.types import Info
 
 from hub.departments import SOURCE_DEPARTMENTS
 from hub.errors import ForbiddenError, HubError, RequestError
+from hub.schema.alerts import AlertMutations
 from hub.schema.context import ctx
 from hub.store.authorizations import Authorization
 
@@ -57,7 +58,7 @@ def _store(info: Info):  # type: ignore[no-untyped-def]
 
 
 @strawberry.type(description="Restricted operations on the hub's own records (never department data).")
-class Mutation:
+class Mutation(AlertMutations):  # alerts: docs/monitoring.md
     @strawberry.mutation(description="Record a household's signed authorization for your department.")
     async def record_authorization(
         self,
