@@ -127,7 +127,7 @@ async def test_row_scope_out_of_area_is_not_found(hub: Hub) -> None:
 async def test_healthz(hub: Hub) -> None:
     r = await hub.client.get("/healthz")
     body: dict[str, Any] = r.json()
-    assert r.status_code == 200 and body["status"] == "ok" and len(body["departments"]) == 11
+    assert r.status_code == 200 and body["status"] == "ok" and len(body["departments"]) == 12
 
 
 async def test_answers_for_many_residents_match_each_departments_data(hub: Hub) -> None:

@@ -48,7 +48,9 @@ def emit_event(
             if kind == "disability_changed" and grade is not None:
                 if not 1 <= grade <= 4 or (category is not None and not 1 <= category <= 7):
                     raise RequestError("grade 1-4, category 1-7", code="BAD_ARGUMENT")
-                found = conn.execute(select(certificates.c.category).where(certificates.c.id_number == id_number)).first()
+                found = conn.execute(
+                    select(certificates.c.category).where(certificates.c.id_number == id_number)
+                ).first()
                 if found is None:
                     conn.execute(
                         insert(certificates).values(

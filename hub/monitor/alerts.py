@@ -180,7 +180,11 @@ class AlertStore:
                     )
                 )
                 detail = f"rule {a.rule_id} on {a.source} ({a.event_kind}); due {a.due_on} ({a.due_basis})"
-                conn.execute(insert(alert_history).values(alert_id=a.id, at=now, actor="monitor", action="created", detail=detail))
+                conn.execute(
+                    insert(alert_history).values(
+                        alert_id=a.id, at=now, actor="monitor", action="created", detail=detail
+                    )
+                )
             for alert_id, detail in again:
                 conn.execute(
                     insert(alert_history).values(
@@ -256,15 +260,15 @@ class AlertStore:
                 ref = conn.execute(select(alerts.c.created_at, alerts.c.id).where(alerts.c.id == after)).first()
                 if ref is None:
                     raise RequestError("after: no such alert", code="BAD_ARGUMENT")
-                cond.append(
-                    (alerts.c.created_at > ref[0]) | and_(alerts.c.created_at == ref[0], alerts.c.id > ref[1])
-                )
+                cond.append((alerts.c.created_at > ref[0]) | and_(alerts.c.created_at == ref[0], alerts.c.id > ref[1]))
             rows = conn.execute(
                 select(alerts).where(and_(*cond)).order_by(alerts.c.created_at, alerts.c.id).limit(first + 1)
             ).all()
             return [self._alert(conn, r) for r in rows[:first]], len(rows) > first
 
-    def transition(self, alert_id: str, action: str, actor: str, *, assignee: str = "", disposition: str = "", note: str = "") -> Alert:
+    def transition(
+        self, alert_id: str, action: str, actor: str, *, assignee: str = "", disposition: str = "", note: str = ""
+    ) -> Alert:
         """assign (new/assigned → assigned), visit (assigned/visited → visited), close (any open → closed)."""
         now = self.clock()
         with self.engine.begin() as conn:
@@ -297,7 +301,9 @@ class AlertStore:
             if note.strip():
                 detail += f"; {note.strip()[:500]}"
             conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
-            conn.execute(insert(alert_history).values(alert_id=alert_id, at=now, actor=actor[:160], action=action, detail=detail))
+            conn.execute(
+                insert(alert_history).values(alert_id=alert_id, at=now, actor=actor[:160], action=action, detail=detail)
+            )
             row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
             assert row is not None
             return self._alert(conn, row)

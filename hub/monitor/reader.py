@@ -260,7 +260,9 @@ class Monitor:
             checked = check(dept, row, today)
             if isinstance(checked, str):
                 kind = str(row[2])[:40]
-                outcomes.append(dict(department=dept, seq=row[0], kind=kind, outcome="rejected", rules="[]", reason=checked))
+                outcomes.append(
+                    dict(department=dept, seq=row[0], kind=kind, outcome="rejected", rules="[]", reason=checked)
+                )
                 stats.rejected += 1
             else:
                 events.append(checked)
@@ -338,7 +340,7 @@ class Monitor:
         self,
         *,
         batch: int | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
         only: Sequence[str] = (),
     ) -> Stats:
         """Re-evaluate every sweep rule over the whole low-income population (everyone civil affairs holds an

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import chinese_calendar
+import chinese_calendar  # type: ignore[import-untyped]
 
 OFFICIAL = "chinese-calendar"
 WEEKDAYS = "weekdays (no official calendar for that year yet)"

@@ -11,7 +11,6 @@ import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +125,7 @@ async def test_golden_scenario(mon: Hub, capsys: pytest.CaptureFixture[str]) -> 
     ]
     aid = alert["id"]
     # the caseworker's follow-up, under purpose CASE with the alert as case reference
-    assign = "mutation($id: String!) { assignAlert(id: $id, assignee: \"officer-wang\") { status assignedTo } }"
+    assign = 'mutation($id: String!) { assignAlert(id: $id, assignee: "officer-wang") { status assignedTo } }'
     body = await gql(hub, assign, purpose="CASE", case=aid, id=aid)
     assert body["data"]["assignAlert"] == {"status": "assigned", "assignedTo": "officer-wang"}
     case_query = """query($id: String!) { person(idNumber: $id) { name disability { category grade changeDate }
@@ -135,11 +134,11 @@ async def test_golden_scenario(mon: Hub, capsys: pytest.CaptureFixture[str]) -> 
     person = body["data"]["person"]
     assert person["disability"] == {"category": 4, "grade": 2, "changeDate": today.isoformat()}
     assert person["household"]["address"] == "临平区运河街道东新村12幢3单元201室"
-    visit = "mutation($id: String!) { recordVisit(id: $id, note: \"home check done\") { status } }"
+    visit = 'mutation($id: String!) { recordVisit(id: $id, note: "home check done") { status } }'
     wrong_case = await gql(hub, visit, purpose="CASE", case="CASE-OTHER", id=aid)
     assert wrong_case["errors"][0]["extensions"]["code"] == "CASE_REQUIRED"
     assert (await gql(hub, visit, purpose="CASE", case=aid, id=aid))["data"]["recordVisit"] == {"status": "visited"}
-    close = "mutation($id: String!) { closeAlert(id: $id, disposition: \"enrolled\") { status disposition } }"
+    close = 'mutation($id: String!) { closeAlert(id: $id, disposition: "enrolled") { status disposition } }'
     assert (await gql(hub, close, purpose="CASE", case=aid, id=aid))["data"]["closeAlert"] == {
         "status": "closed",
         "disposition": "enrolled",
@@ -215,10 +214,14 @@ async def test_rule_does_not_fire_when_its_conditions_fail(mon: Hub, rule: str) 
     ]
     if not misses:  # every demo event of its kinds matched (M5: all victims are alive): write one that cannot
         with closing(_dept_db(mon, "public_security")) as db:
-            dead = db.execute("SELECT id_number FROM residents WHERE status = 'deceased' ORDER BY id_number").fetchone()[0]
+            dead = db.execute(
+                "SELECT id_number FROM residents WHERE status = 'deceased' ORDER BY id_number"
+            ).fetchone()[0]
         emit_event(mon.settings, spec.triggers[0], dead, clock=mon.clock)
         await settle(mon)
-        misses = [e for e in state.alerts.events() if rule in json.loads(e["rules"]) and not _matched(e["reason"], rule)]
+        misses = [
+            e for e in state.alerts.events() if rule in json.loads(e["rules"]) and not _matched(e["reason"], rule)
+        ]
     assert misses
     sources = {a["source"] for a in await _all_alerts(mon, rule)}
     for e in misses:
@@ -240,7 +243,8 @@ async def test_malformed_events_are_rejected_and_the_reader_goes_on(mon: Hub) ->
             (n + 4, GOLDEN, "unemployment_registered", "2026-10-01"),  # fine
         ]
         db.executemany(
-            "INSERT INTO change_events (seq, id_number, kind, occurred_on, recorded_at) VALUES (?, ?, ?, ?, '2026-10-02')",
+            "INSERT INTO change_events (seq, id_number, kind, occurred_on, recorded_at) "
+            "VALUES (?, ?, ?, ?, '2026-10-02')",
             rows,
         )
         db.commit()
