@@ -99,6 +99,7 @@ async def test_one_thousand_residents_bounded_statements(hub: Hub) -> None:
         "market_regulation": 1,
         "provident_fund": 0,
         "education": 1,
+        "emergency": 0,  # publishes change events only (monitoring); no fields to ask
     }
     print(f"\n1,000 residents across 11 departments: {total} SQL statements {per_dept}")
 

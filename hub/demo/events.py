@@ -71,7 +71,9 @@ def emit_event(
                     )
             seq = int(conn.execute(select(func.coalesce(func.max(outbox.c.seq), 0))).scalar_one()) + 1
             conn.execute(
-                insert(outbox).values(seq=seq, id_number=id_number, kind=kind, occurred_on=on, recorded_at=now)
+                insert(outbox).values(
+                    seq=seq, id_number=id_number, kind=kind, occurred_on=on, recorded_at=now.isoformat()
+                )
             )
     finally:
         engine.dispose()

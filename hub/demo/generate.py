@@ -159,6 +159,7 @@ class _Generator:
         self.erng = events_rng or random.Random(0)
         self.events: list[tuple[str, date, str, str]] = []  # (department, occurred_on, id_number, kind)
         tables = [t for d in dep.DEPARTMENTS.values() if d.metadata is not None for t in d.metadata.sorted_tables]
+        tables += list(dep.OUTBOXES.values())
         self.rows: dict[Table, list[Row]] = {t: [] for t in tables}
         self.columns = {t: t.c.keys() for t in tables}
         self.used: dict[str, set[str]] = {k: set() for k in ("id", "hukou", "plate", "title", "uscc")}
@@ -588,7 +589,7 @@ class _Generator:
         for code, table in dep.OUTBOXES.items():
             mine = sorted((on, i, kind) for d, on, i, kind in self.events if d == code)
             for n, (on, id_number, kind) in enumerate(mine, start=1):
-                recorded = datetime.combine(on, time(18, 0), CHINA)
+                recorded = datetime.combine(on, time(18, 0), CHINA).isoformat()
                 self._emit(table, n, id_number, kind, on, recorded)
 
     # ---- the golden scenario --------------------------------------------------------------------
@@ -620,12 +621,13 @@ def _write(out_dir: Path, rows: dict[Table, list[Row]]) -> dict[str, int]:
         try:
             with engine.begin() as conn:
                 department.metadata.create_all(conn)
-                for table in department.metadata.sorted_tables:
+                dep.OUTBOX_METADATA[code].create_all(conn)
+                for table in [*department.metadata.sorted_tables, dep.OUTBOXES[code]]:
                     if rows[table]:
                         conn.execute(table.insert(), rows[table])
         finally:
             engine.dispose()
-        counts[code] = sum(len(rows[t]) for t in department.metadata.sorted_tables if t.name != dep.OUTBOX)
+        counts[code] = sum(len(rows[t]) for t in department.metadata.sorted_tables)
     return counts
 
 
