@@ -39,6 +39,9 @@ from hub.errors import AuditUnavailable, AuthenticationError, BodyTimeout, BodyT
 from hub.gateway import Exchange, ValidDocuments, audit_body, handle, read_body
 from hub.limits import Limits
 from hub.lookups import MissLedger
+from hub.monitor.alerts import AlertStore
+from hub.monitor.reader import Monitor
+from hub.monitor.rules import RuleSet, load_rules
 from hub.policy.loader import CatalogEntry, load_policies
 from hub.policy.model import PolicySet
 from hub.schema import build_schema, catalog_of
@@ -72,6 +75,10 @@ class HubState:
         self.graphql_schema: GraphQLSchema = self.schema._schema
         self.catalog = catalog_of(self.schema)
         self.policy = load_policy_set(settings, self.catalog, clock)
+        # monitoring rules (policies/monitoring/): refused at start-up if invalid or not granted to MON
+        self.rules: RuleSet = load_rules(
+            settings.policy_dir / "monitoring", self.graphql_schema, self.catalog, self.policy, china_date(clock())
+        )
         # Validation rules, fixed for the process: introspection is refused outside development mode.
         self.validation_rules = list(specified_rules) + ([] if settings.dev_mode else [NoSchemaIntrospectionCustomRule])
         self.documents = ValidDocuments()  # parsed and validated documents by query text
@@ -99,6 +106,8 @@ class HubState:
             digest_key=self.keys.digest_key(),
         )
         self.misses = MissLedger(self.engine, settings.lookup_miss_budget, settings.lookup_miss_window, clock)
+        self.alerts = AlertStore(self.engine, clock)
+        self.monitor = Monitor(self)  # the change-event reader; runs in the background only with HUB_MONITOR=1
         self.external = (
             ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
         )
@@ -335,12 +344,15 @@ def create_app(
                     log.exception("signing the audit tree head failed")
 
         task = asyncio.create_task(sign_heads())
+        reader = asyncio.create_task(state.monitor.run()) if settings.monitor else None  # docs/monitoring.md
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for t in (task, reader):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(state.audit.sign_head)
             state.close()

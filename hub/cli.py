@@ -35,7 +35,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo.setup import prepare_demo
 
     data_dir = Path(args.data_dir) if args.data_dir else Path(".hub-demo")
-    settings = Settings.from_env().replace(data_dir=data_dir, database_url="", dev_mode=True)
+    settings = Settings.from_env().replace(data_dir=data_dir, database_url="", dev_mode=True, monitor=True)
+    if getattr(args, "demo_sub", None) == "event":
+        return cmd_demo_event(args, settings)
     info = prepare_demo(settings, residents=args.residents, seed=args.seed, base_url=f"http://{args.host}:{args.port}")
     print(info)
     if args.no_serve:
@@ -55,6 +57,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_event(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.demo.events import emit_event
+
+    dept, seq = emit_event(
+        settings,
+        args.kind,
+        args.id_number,
+        department=args.department,
+        on=date.fromisoformat(args.on) if args.on else None,
+        category=args.category,
+        grade=args.grade,
+    )
+    print(f"event {dept}:{seq} ({args.kind}) written; the running demo's monitor raises any alert within seconds")
+    return 0
+
+
+def cmd_monitor_sweep(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tqdm import tqdm
+
+    from hub.app import HubState
+
+    async def run() -> None:
+        state = HubState(_settings(args))
+        try:
+            with tqdm(unit="resident", desc="sweep", disable=args.quiet) as bar:
+                stats = await state.monitor.sweep(batch=args.batch, progress=bar.update, only=args.rule or ())
+            rate = stats.residents / stats.seconds if stats.seconds else 0.0
+            per_dept = ", ".join(f"{k} {v}" for k, v in sorted(stats.statements.items()))
+            print(
+                f"swept {stats.residents} residents in {stats.seconds:.1f} s ({rate:.0f} residents/s): "
+                f"{stats.alerts} new alerts, {stats.again} already open; {stats.requests} requests; "
+                f"statements per department: {per_dept or 'none'}"
+            )
+        finally:
+            state.close()
+
+    asyncio.run(run())
+    return 0
+
+
 def cmd_schema_export(args: argparse.Namespace) -> int:
     from hub.schema import build_schema
 
@@ -69,11 +113,18 @@ def cmd_schema_export(args: argparse.Namespace) -> int:
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from hub.app import load_policy_set
+    from hub.monitor.rules import load_rules
+    from hub.schema import build_schema, catalog_of
 
-    policy = load_policy_set(_settings(args))
+    settings = _settings(args)
+    schema = build_schema()
+    catalog = catalog_of(schema)
+    policy = load_policy_set(settings, catalog)
+    rules = load_rules(settings.policy_dir / "monitoring", schema._schema, catalog, policy, china_date(system_clock()))
     print(
         f"policies OK: {len(policy.purposes)} purposes, {len(policy.grants)} grants, "
-        f"{sum(len(v) for v in policy.table.values())} (consumer, purpose, field) entries"
+        f"{sum(len(v) for v in policy.table.values())} (consumer, purpose, field) entries; "
+        f"{len(rules.rules)} monitoring rules, {len(rules.programmes)} programmes"
     )
     return 0
 
@@ -256,6 +307,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=8000)
     d.add_argument("--no-serve", action="store_true", help="prepare everything, then exit")
     d.set_defaults(fn=cmd_demo)
+    dsub = d.add_subparsers(dest="demo_sub")
+    dev = dsub.add_parser("event", help="write a change event into a department's outbox, as the department would")
+    dev.add_argument("kind", help="e.g. disability_changed, death_registered, hospital_discharge")
+    dev.add_argument("id_number")
+    dev.add_argument("--department", help="default: the department that publishes the kind")
+    dev.add_argument("--on", help="date it happened (YYYY-MM-DD); default today")
+    dev.add_argument("--category", type=int, help="disability_changed: new category (1-7)")
+    dev.add_argument("--grade", type=int, help="disability_changed: new grade (1-4); updates the certificate")
+
+    mo = sub.add_parser("monitor", help="monitoring rules and alerts").add_subparsers(dest="sub", required=True)
+    sw = mo.add_parser("sweep", help="re-evaluate every sweep rule over the whole low-income population")
+    sw.add_argument("--batch", type=int, help="residents per request (default HUB_MAX_BATCH)")
+    sw.add_argument("--rule", action="append", help="only this rule (repeatable)")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(fn=cmd_monitor_sweep)
 
     sc = sub.add_parser("schema", help="schema commands").add_subparsers(dest="sub", required=True)
     e = sc.add_parser("export", help="print the schema (SDL)")

@@ -120,6 +120,64 @@ archives = Table(
     Column("verified", Boolean, nullable=False),
 )
 
+# Monitoring (docs/monitoring.md): the cursor per department outbox, what became of each event, alerts.
+monitor_cursors = Table(
+    "monitor_cursors",
+    metadata,
+    Column("department", String(40), primary_key=True),
+    Column("position", Integer, nullable=False),  # the last outbox seq handled
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+monitor_events = Table(
+    "monitor_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("department", String(40), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("outcome", String(12), nullable=False),  # alerted | no_match | rejected (no ID number kept here)
+    Column("rules", Text, nullable=False),  # JSON list of the rule ids evaluated
+    Column("reason", Text, nullable=False),
+    Column("handled_at", DateTime(timezone=True), nullable=False),
+    Index("uq_monitor_events_department_seq", "department", "seq", unique=True),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),  # also the caseworker's case reference (X-Hub-Case)
+    Column("rule_id", String(20), nullable=False),
+    Column("id_number", String(18), nullable=False, index=True),  # the caseworker visits; the log keeps pseudonyms
+    Column("area_code", String(12), nullable=False, index=True),
+    Column("area_name", String(100), nullable=False),
+    Column("source", String(60), nullable=False),  # "<department>:<seq>" of the event, or "sweep"
+    Column("event_kind", String(40), nullable=False),
+    Column("occurred_on", Date, nullable=False),
+    Column("matched", Text, nullable=False),  # JSON: conditions met, in the form disclosed
+    Column("programmes", Text, nullable=False),  # JSON: suggested programmes with reasons and amounts
+    Column("estimated_monthly", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("due_on", Date, nullable=False),
+    Column("status", String(10), nullable=False),  # new | assigned | visited | closed
+    Column("assigned_to", String(80), nullable=False),
+    Column("disposition", String(20), nullable=False),  # enrolled | referred | no_need | false_positive
+    Column("open_key", String(60)),  # "<rule>:<id number>" while open, NULL once closed: one open alert each
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("uq_alerts_open_key", "open_key", unique=True),
+)
+
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(32), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(160), nullable=False),  # client/officer, or "monitor"
+    Column("action", String(20), nullable=False),  # created | matched_again | assigned | visited | closed
+    Column("detail", Text, nullable=False),
+)
+
 
 lookup_misses = Table(
     "lookup_misses",

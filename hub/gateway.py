@@ -438,6 +438,7 @@ async def handle(state: HubState, request: Request) -> Response:
             audit=state.audit,
             data_dir=settings.data_dir,
             perturbation_key=state.perturbation_key,
+            alerts=state.alerts,  # monitoring: the alert store (docs/monitoring.md)
         )
         hop = bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
         result = execute(

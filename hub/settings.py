@@ -49,6 +49,14 @@ HELP: dict[str, str] = {
     "external_issuer": "Optional: the issuer of the external identity provider.",
     "audit_origin": "Origin line (and key name) of the audit log's C2SP checkpoints, e.g. hub.example.gov.cn/audit.",
     "witnesses": "Witnesses asked to cosign every checkpoint, from HUB_WITNESSES='<witness vkey>=<url>,...'.",
+    # monitoring (docs/monitoring.md)
+    "monitor": "Run the monitor in the background: read departments' change events and raise alerts. Off by "
+    "default; `hub demo` turns it on.",
+    "monitor_interval": "Seconds the monitor waits between polls of the outboxes when there was nothing to do.",
+    "monitor_batch": "Most change events the monitor reads from one department's outbox per batch.",
+    "monitor_client": "Client id the monitor asks the hub as (department civil_affairs, purpose MON); registered "
+    "at start if missing.",
+    "monitor_area": "Area-code prefix of the monitoring client's jurisdiction, used when it is first registered.",
     # federation (docs/federation.md)
     "remote_hubs": "Other regions' hubs asked for residents not found here, from HUB_REMOTE_HUBS='name=url,...'.",
     "remote_credentials": "This hub's client id and secret at each remote hub, from "
@@ -90,6 +98,11 @@ class Settings:
     external_issuer: str = ""
     audit_origin: str = "hub.local/audit"
     witnesses: str = ""
+    monitor: bool = False
+    monitor_interval: float = 2.0
+    monitor_batch: int = 500
+    monitor_client: str = "hub-monitor"
+    monitor_area: str = "33"
     # federation (docs/federation.md)
     remote_hubs: Mapping[str, str] = field(default_factory=dict)  # name -> base URL, asked in this order
     remote_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)

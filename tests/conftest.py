@@ -142,7 +142,7 @@ def hub_settings(
     if request.param == "sqlite":
         yield make_settings(dept_data[0])
         return
-    from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
+    from hub.departments import DEPARTMENTS, OUTBOX_METADATA, SOURCE_DEPARTMENTS
     from hub.localpg import PgServer
     from tests.pgserver import copy_department
 
@@ -154,6 +154,7 @@ def hub_settings(
             md = DEPARTMENTS[code].metadata
             assert md is not None
             copy_department(dept_data[0] / "departments" / f"{code}.sqlite", md, urls[code])
+            copy_department(dept_data[0] / "departments" / f"{code}.sqlite", OUTBOX_METADATA[code], urls[code])
         root = tmp_path_factory.mktemp("pg")
         (root / "departments").symlink_to(dept_data[0] / "departments")  # for tests that read the source files
         yield make_settings(root, database_url=server.create_db("hub"), department_urls=urls)

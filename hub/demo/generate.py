@@ -13,7 +13,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy import Table, create_engine
 from tqdm import tqdm
 
 from hub import departments as dep
+from hub.clock import CHINA
 from hub.ids import make_id
 
 REFERENCE_DATE = date(2026, 11, 1)
@@ -94,6 +95,7 @@ class GenerateResult:
     rows: dict[str, int]  # rows per department code, all of its tables together
     golden_id: str  # ID number of the golden-scenario man
     golden_household: str
+    events: dict[str, int] = field(default_factory=dict)  # change events per department (outbox rows)
 
 
 def uscc_check(first17: str) -> str:
@@ -151,9 +153,13 @@ class _Household:
 
 
 class _Generator:
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, events_rng: random.Random | None = None) -> None:
         self.rng = rng
+        # change events draw from their own generator, so adding them left every department row as it was
+        self.erng = events_rng or random.Random(0)
+        self.events: list[tuple[str, date, str, str]] = []  # (department, occurred_on, id_number, kind)
         tables = [t for d in dep.DEPARTMENTS.values() if d.metadata is not None for t in d.metadata.sorted_tables]
+        tables += list(dep.OUTBOXES.values())
         self.rows: dict[Table, list[Row]] = {t: [] for t in tables}
         self.columns = {t: t.c.keys() for t in tables}
         self.used: dict[str, set[str]] = {k: set() for k in ("id", "hukou", "plate", "title", "uscc")}
@@ -289,6 +295,7 @@ class _Generator:
     # ---- departments ----------------------------------------------------------------------------
     def _fill(self, hh: _Household) -> None:
         rng = self.rng
+        start = {t: len(v) for t, v in self.rows.items()}
         # archetype "three generations with a disabled member": 30% of three-generation households
         three_generations = hh.archetype == "three_generation"
         forced = rng.randrange(len(hh.members)) if three_generations and rng.random() < 0.3 else -1
@@ -309,6 +316,7 @@ class _Generator:
             self._provident_fund(p, hh)
             self._education(p, hh)
         self._properties(hh)
+        self._events(hh, {t: self.rows[t][n:] for t, n in start.items()})
 
     def _school(self, p: _Person, hh: _Household) -> None:
         rng, a = self.rng, p.age
@@ -521,6 +529,69 @@ class _Generator:
             area = rng.choices(_AREAS, _AREA_WEIGHTS)[0]
             self._property(rng.choice(owners), self._address(area), area, rng.triangular(30, 160, 80))
 
+    # ---- change events (outboxes) ----------------------------------------------------------------
+    def _recent(self, days: int = 90) -> date:
+        return REFERENCE_DATE - timedelta(days=self.erng.randint(1, days))
+
+    def _event(self, dept: str, on: date, id_number: str, kind: str) -> None:
+        self.events.append((dept, min(on, REFERENCE_DATE), id_number, kind))
+
+    def _events(self, hh: _Household, mine: dict[Table, list[Row]]) -> None:
+        """Dated events for the last months, consistent with the rows just written, so that every monitoring
+        rule (policies/monitoring/) fires somewhere and most events match no rule."""
+        er, since = self.erng, REFERENCE_DATE - timedelta(days=180)
+        for r in mine[dep.certificates]:
+            changed = r["change_date"] or r["issue_date"]
+            if changed >= since:
+                self._event("disability", changed, r["id_number"], "disability_changed")
+        for p in hh.members:
+            if p.status == "deceased":
+                self._event("public_security", self._recent(), p.id_number, "death_registered")
+        head = hh.members[0]
+        if (len(hh.members) == 1 and head.age >= 75 and er.random() < 0.4) or er.random() < 0.02:
+            self._event("public_security", self._recent(), head.id_number, "household_changed")
+        if er.random() < 0.006:
+            self._event("emergency", self._recent(), head.id_number, "house_damaged")
+        for r in mine[dep.medical]:
+            if r["inpatient_count"] > 0 and er.random() < 0.5:
+                self._event("medical_security", self._recent(), r["id_number"], "hospital_discharge")
+        for r in mine[dep.employment]:
+            if r["unemployed_registered"] and er.random() < 0.5:
+                self._event("hrss", self._recent(), r["id_number"], "unemployment_registered")
+            if r["ui_benefit_end"] is not None and since <= r["ui_benefit_end"] <= REFERENCE_DATE:
+                self._event("hrss", r["ui_benefit_end"], r["id_number"], "benefit_ended")
+        for r in mine[dep.assistance]:
+            if r["end_date"] is not None and REFERENCE_DATE - timedelta(days=3 * 365) <= r["end_date"]:
+                self._event("civil_affairs", r["end_date"], r["id_number"], "benefit_ended")
+        for r in mine[dep.vehicles]:
+            if r["reg_date"] >= since or (hh.tier_current and er.random() < 0.5):
+                self._event("traffic", max(r["reg_date"], since), r["id_number"], "vehicle_registered")
+        for r in mine[dep.properties]:
+            if r["acquired_date"] >= since:
+                self._event("real_estate", r["acquired_date"], r["id_number"], "property_registered")
+        for r in mine[dep.business_roles]:
+            if er.random() < (0.5 if hh.tier_current else 0.1):
+                self._event("market_regulation", self._recent(), r["id_number"], "business_role_registered")
+        for r in mine[dep.income]:
+            if er.random() < (0.3 if hh.low_income else 0.03):
+                self._event("tax", self._recent(), r["id_number"], "income_reassessed")
+        for r in mine[dep.hpf_accounts]:
+            if r["status"] == "stopped" and er.random() < 0.5:
+                self._event("provident_fund", self._recent(), r["id_number"], "contributions_stopped")
+        for r in mine[dep.enrolment]:
+            if r["dropout_flag"]:
+                self._event("education", self._recent(), r["id_number"], "dropout_flagged")
+            elif r["enrolled"] and r["stage"] in ("senior_high", "undergraduate") and er.random() < 0.5:
+                self._event("education", date(REFERENCE_DATE.year, 9, 1), r["id_number"], "school_enrolled")
+
+    def write_events(self) -> None:
+        """Each department's events in the order they happened: seq 1, 2, ... (recorded that evening)."""
+        for code, table in dep.OUTBOXES.items():
+            mine = sorted((on, i, kind) for d, on, i, kind in self.events if d == code)
+            for n, (on, id_number, kind) in enumerate(mine, start=1):
+                recorded = datetime.combine(on, time(18, 0), CHINA).isoformat()
+                self._emit(table, n, id_number, kind, on, recorded)
+
     # ---- the golden scenario --------------------------------------------------------------------
     def add_golden(self) -> None:
         """The seed article's man in 东新村: stroke, certificate upgraded from grade 4 to 2 (M1 fires)."""
@@ -550,7 +621,8 @@ def _write(out_dir: Path, rows: dict[Table, list[Row]]) -> dict[str, int]:
         try:
             with engine.begin() as conn:
                 department.metadata.create_all(conn)
-                for table in department.metadata.sorted_tables:
+                dep.OUTBOX_METADATA[code].create_all(conn)
+                for table in [*department.metadata.sorted_tables, dep.OUTBOXES[code]]:
                     if rows[table]:
                         conn.execute(table.insert(), rows[table])
         finally:
@@ -567,11 +639,13 @@ def generate(out_dir: Path, *, residents: int = 10_000, seed: int = 20241, progr
     """
     if residents < 1:
         raise ValueError("residents must be at least 1 (the golden scenario)")
-    gen = _Generator(random.Random(seed))
+    gen = _Generator(random.Random(seed), random.Random(seed * 7919 + 13))
     with tqdm(total=residents, unit="resident", desc="households", disable=not progress) as bar:
         gen.add_golden()
         bar.update(1)
         while gen.residents < residents:
             bar.update(gen.add_household(residents - gen.residents))
+    gen.write_events()
     counts = _write(Path(out_dir), gen.rows)
-    return GenerateResult(gen.residents, gen.households, counts, GOLDEN_ID, GOLDEN_HOUSEHOLD)
+    events = {code: len(gen.rows[table]) for code, table in dep.OUTBOXES.items()}
+    return GenerateResult(gen.residents, gen.households, counts, GOLDEN_ID, GOLDEN_HOUSEHOLD, events)

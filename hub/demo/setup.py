@@ -31,6 +31,7 @@ DEMO_CLIENTS = [
         ["authorization_clerk"],
     ),
     ("hangzhou-civil-affairs", "civil_affairs", "3301", ["MON", "STAT"], []),
+    ("linping-caseworker", "civil_affairs", "330113", ["MON", "CASE"], ["caseworker"]),  # alerts (monitoring)
     ("linping-medical-assistance", "medical_security", "330113", ["REF"], []),
     ("hangzhou-utilities", "utilities", "3301", ["REF"], []),
     ("zhejiang-privacy-officer", "audit_office", "33", ["AUDIT"], ["officer"]),
@@ -86,7 +87,7 @@ def prepare_demo(settings: Settings, *, residents: int, seed: int, base_url: str
         )
     cid = "linping-civil-affairs"
     return f"""
-Demo ready: {residents} synthetic residents in 11 department databases under {dept_dir}.
+Demo ready: {residents} synthetic residents in 12 department databases under {dept_dir}.
 Golden scenario: ID {golden["id"]}, household {golden["household"]} (authorization on record).
 Demo client secrets: {_secrets_file(settings)} (generated here, never committed).
 
@@ -97,6 +98,12 @@ Query (replace $TOKEN):
   curl -s {base_url}/graphql -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
     -H 'X-Hub-Purpose: CASE' -H 'X-Hub-Case: CASE-2026-0001' -H 'X-Hub-Officer: officer-wang' \\
     -d '{{"query":"{{ person(idNumber: \\"{golden["id"]}\\") {{ name household {{ address members {{ name relationToHead }} }} civilAffairs {{ tier monthlyAmount }} disability {{ category grade changeDate }} medical {{ outOfPocket12mBand }} employment {{ pensionMonthlyBand }} tax {{ incomeBand }} vehicles {{ hasNonExemptCar }} }} }}"}}'
+
+Monitoring (docs/monitoring.md): the monitor reads every department's change events and raises alerts.
+Write the golden scenario's event, as the disabled persons' federation would:
+  hub --data-dir {settings.data_dir} demo event disability_changed {golden["id"]} --category 4 --grade 2
+then list the alerts of 临平区 as the caseworker (client linping-caseworker, X-Hub-Purpose: MON):
+  {{ alerts(filter: {{idNumber: "{golden["id"]}"}}) {{ alerts {{ id ruleId areaName estimatedMonthly programmes {{ nameZh monthlyAmount }} }} }} }}
 
 GraphiQL: {base_url}/graphql   JWKS: {base_url}/.well-known/jwks.json
 """

@@ -28,6 +28,23 @@ def _id() -> Column[str]:
     return Column("id_number", String(18), nullable=False, index=True)
 
 
+OUTBOX = "change_events"
+
+
+def _outbox(md: MetaData) -> Table:
+    """The department's outbox: what changed, never the data itself (docs/monitoring.md). The department writes
+    a row in the same transaction as the change; ``seq`` only grows. The hub reads it read-only, after its cursor."""
+    return Table(
+        OUTBOX,
+        md,
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("id_number", String(18), nullable=False),
+        Column("kind", String(40), nullable=False),
+        Column("occurred_on", Date, nullable=False),
+        Column("recorded_at", String(32), nullable=False),  # ISO 8601 with offset (a type subgraphs can carry)
+    )
+
+
 # Public security, household registration (户籍)
 public_security = _md()
 residents = Table(
@@ -165,6 +182,9 @@ hpf_accounts = Table(
     Column("status", String(10), nullable=False),
 )
 
+# Emergency management (应急管理): disaster victims. No fields are shared yet; only its change events.
+emergency = _md()
+
 # Education (教育)
 education = _md()
 enrolment = Table(
@@ -192,9 +212,15 @@ DEPARTMENTS: dict[str, Department] = {
         Department("market_regulation", "市场监管", "Market regulation", market_regulation),
         Department("provident_fund", "住房公积金", "Housing provident fund", provident_fund),
         Department("education", "教育", "Education", education),
+        Department("emergency", "应急管理", "Emergency management (change events only)", emergency),
         Department("utilities", "公用事业", "Utilities (consumer only)", None),
         Department("audit_office", "数据安全监督", "Privacy oversight (reads the audit log)", None),
     ]
 }
 
 SOURCE_DEPARTMENTS = [code for code, d in DEPARTMENTS.items() if d.metadata is not None]
+
+# Every source department publishes its change events in an outbox table in its own database. The outbox has its
+# own MetaData: it is not data the hub's queries read (nor part of a subgraph department's entity schema).
+OUTBOX_METADATA: dict[str, MetaData] = {code: MetaData() for code in SOURCE_DEPARTMENTS}
+OUTBOXES: dict[str, Table] = {code: _outbox(md) for code, md in OUTBOX_METADATA.items()}

@@ -43,6 +43,11 @@ ROLE_COORDINATES = {
     "Query.auditTreeHead": "officer",
     "Query.auditInclusionProof": "officer",
     "Query.auditConsistencyProof": "officer",
+    # monitoring: alerts and the caseworker's follow-up (docs/monitoring.md); area checked in the resolvers
+    "Query.alerts": "caseworker",
+    "Mutation.assignAlert": "caseworker",
+    "Mutation.recordVisit": "caseworker",
+    "Mutation.closeAlert": "caseworker",
 }
 # ... and only under this purpose: an officer reads the log for oversight (AUDIT), a clerk records a household's
 # authorization for a verification (VER); under any other purpose the same client is refused.

@@ -11,6 +11,7 @@ from hub.errors import RequestError
 from hub.ids import id_problem
 from hub.policy.loader import CatalogEntry
 from hub.policy.model import Form
+from hub.schema.alerts import AlertPage, alerts
 from hub.schema.context import ctx
 from hub.schema.directives import Disclosure
 from hub.schema.oversight import (
@@ -88,6 +89,10 @@ class Query:
     audit_consistency_proof: ConsistencyProof = strawberry.field(
         resolver=audit_consistency_proof,
         description="Privacy officers only: RFC 9162 consistency proof between two signed tree sizes.",
+    )
+
+    alerts: AlertPage = strawberry.field(
+        resolver=alerts, description="Caseworkers: monitoring alerts in your area, oldest first (docs/monitoring.md)."
     )
 
     @strawberry.field(description="The catalog of disclosed fields (metadata only; no resident data).")

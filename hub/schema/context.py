@@ -36,6 +36,7 @@ class HubContext:
     audit: Any = None  # hub.audit.log.AuditLog, for the officers' API
     data_dir: Path | None = None  # where archived audit files are looked up (officers' access reports)
     perturbation_key: bytes = b""  # keys the cell-key perturbation of statistics (hub/schema/statistics.py)
+    alerts: Any = None  # hub.monitor.alerts.AlertStore (alerts queries and the caseworker's mutations)
     subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
     upstream_failures: set[str] = field(default_factory=set)
     not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing

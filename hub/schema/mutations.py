@@ -15,6 +15,7 @@ from strawberry.types import Info
 
 from hub.departments import SOURCE_DEPARTMENTS
 from hub.errors import ForbiddenError, HubError, RequestError, UpstreamUnavailable
+from hub.schema.alerts import AlertMutations
 from hub.schema.context import HubContext, ctx
 from hub.store.authorizations import Authorization
 
@@ -94,7 +95,7 @@ async def household_in_area(c: HubContext, household_id: str) -> None:
 
 
 @strawberry.type(description="Restricted operations on the hub's own records (never department data).")
-class Mutation:
+class Mutation(AlertMutations):  # alerts: docs/monitoring.md
     @strawberry.mutation(description="Record a household's signed authorization for your department.")
     async def record_authorization(
         self,

@@ -127,6 +127,7 @@ def _policies(dst: Path, *, raw_education: bool, drop_dropped_out: bool) -> Path
     text = edu.read_text()
     if drop_dropped_out:  # region B does not share dropout flags for casework
         text = text.replace('"EducationRecord.droppedOut" = "predicate"\n', "")
+        (dst / "monitoring" / "M7.toml").unlink()  # so region B has no dropout rule (it would refuse to start)
     if raw_education:  # tests only: raw enrolment fields, to compare subgraph and SQLite values exactly
         text += (
             '\n[[grants]]\nid = "edu-fed-test"\nconsumers = ["civil_affairs"]\npurposes = ["CASE"]\n'

@@ -54,11 +54,13 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
         "Household.householdId": R,
         "Household.areaCode": R,
         "Household.size": R,
+        "Household.addressMasked": M,  # monitoring: the street office an alert goes to
         **CIVIL_RAW,
         "DisabilityRecord.isSevere": P,
         "DisabilityRecord.changedWithinDays": P,
         "MedicalRecord.outOfPocket12mAtLeast": P,
         "MedicalRecord.outOfPocket12mBand": B,
+        "MedicalRecord.hasChronicDisease": P,  # monitoring rule M11
         "EmploymentRecord.isUnemployed": P,
         "TaxRecord.incomeBand": B,
         "RealEstateRecord.acquiredLast12Months": P,
