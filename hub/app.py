@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from hub.audit.archive import archived_leaves
 from hub.audit.log import AuditLog
 from hub.audit.receipts import checkpoint_endpoint, receipt_endpoint
 from hub.audit.witness import parse_witnesses
@@ -96,14 +97,16 @@ class HubState:
         self.engine = hub_engine(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine, clock)
         self.authorizations = AuthorizationStore(self.engine, clock)
+        audit_key = self.keys.audit_private_key()
         self.audit = AuditLog(
             self.engine,
-            self.keys.audit_private_key(),
+            audit_key,
             self.keys.pseudonym_key(),
             clock=clock,
             origin=settings.audit_origin,
             witnesses=parse_witnesses(settings.witnesses),
             digest_key=self.keys.digest_key(),
+            archived=lambda: archived_leaves(self.engine, audit_key.public_key()),
         )
         self.misses = MissLedger(self.engine, settings.lookup_miss_budget, settings.lookup_miss_window, clock)
         self.alerts = AlertStore(self.engine, clock)

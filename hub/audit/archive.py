@@ -17,27 +17,31 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, delete, func, insert, select
 
-from hub.audit.log import AuditLog
-from hub.audit.verify import VerifyReport, load_public_key
+from hub.audit.export import check_export, file_sha256, write_export
+from hub.audit.verify import VerifyReport
 from hub.clock import Clock, system_clock
 from hub.db import archives, audit_entries, audit_subjects, tree_heads
-from hub.errors import ConfigError, HubError
+from hub.errors import HubError
 from hub.settings import Settings
 
+if TYPE_CHECKING:
+    from hub.audit.store import AuditStore
+
 __all__ = [
+    "ArchiveError",
     "ArchiveInfo",
     "ArchiveResult",
     "ArchivedState",
     "archive_before",
+    "archived_entries",
     "archived_leaves",
     "archived_state",
     "default_retention_days",
-    "seeded_audit_log",
 ]
 
 ARCHIVE_DIR = "archive"
@@ -66,6 +70,12 @@ class ArchivedState:
     next_seq: int = 0
     report: VerifyReport | None = None  # set (ok=False) when an archive does not verify
 
+    def verified(self, what: str = "log") -> ArchivedState:
+        """This state, or :class:`ArchiveError` when an archive does not verify (nothing may build on it)."""
+        if self.report is not None and not self.report.ok:
+            raise ArchiveError(f"the archived part of the {what} does not verify: {self.report.problem}")
+        return self
+
 
 @dataclass(frozen=True)
 class ArchiveResult:
@@ -86,10 +96,6 @@ def resolve(data_dir: Path | None, stored: str) -> Path:
     if path.exists() or data_dir is None:
         return path
     return data_dir / ARCHIVE_DIR / path.name
-
-
-def archive_rows(settings: Settings | None, engine: Engine) -> list[ArchiveInfo]:
-    return archives_in(settings.data_dir if settings is not None else None, engine)
 
 
 def archives_in(data_dir: Path | None, engine: Engine) -> list[ArchiveInfo]:
@@ -147,15 +153,13 @@ def _failed(seq: int | None, problem: str, state: ArchivedState) -> ArchivedStat
     return state
 
 
-def archived_state(settings: Settings | None, engine: Engine, public_key: Ed25519PublicKey) -> ArchivedState:
+def archived_state(data_dir: Path | None, engine: Engine, public_key: Ed25519PublicKey) -> ArchivedState:
     """Verify every archive file in order and return the archived prefix's recomputed leaves.
 
-    ``settings`` only serves to find archive files whose recorded absolute path no longer exists.
+    ``data_dir`` only serves to find archive files whose recorded absolute path no longer exists.
     """
-    from hub.audit.export import check_export, file_sha256
-
     state = ArchivedState()
-    for a in archive_rows(settings, engine):
+    for a in archives_in(data_dir, engine):
         name = a.file.name
         span = f"entries {a.first_seq}–{a.last_seq}"
         if a.first_seq != state.next_seq:
@@ -198,31 +202,10 @@ def archived_state(settings: Settings | None, engine: Engine, public_key: Ed2551
 def archived_leaves(engine: Engine, public_key: Ed25519PublicKey) -> list[bytes]:
     """The verified leaf hashes of every archived entry, in order (empty when nothing was archived).
 
-    Meant for ``AuditLog.tree()`` (see docs/audit.md, "Archiving"); raises :class:`ArchiveError` when an
-    archive does not verify, so that no head is ever signed over a broken prefix.
+    What the hub gives ``AuditLog(archived=...)`` (see docs/audit.md, "Archiving"); raises :class:`ArchiveError`
+    when an archive does not verify, so that no head is ever signed over a broken prefix.
     """
-    state = archived_state(None, engine, public_key)
-    if state.report is not None and not state.report.ok:
-        raise ArchiveError(f"the archived part of the audit log does not verify: {state.report.problem}")
-    return state.leaves
-
-
-def seeded_audit_log(settings: Settings) -> tuple[AuditLog, ArchivedState]:
-    """An ``AuditLog`` whose Merkle tree starts from the verified archived prefix.
-
-    ``AuditLog.tree()`` loads leaves ``WHERE seq >= tree.size`` from the database, which after archiving would
-    start a fresh tree at the first *remaining* entry; seeding it with the archived leaves keeps sizes and
-    roots right (see docs/audit.md, "Archiving").
-    """
-    from hub.audit.store import open_audit_log
-
-    log = open_audit_log(settings)
-    state = archived_state(settings, log.engine, log.signing_key.public_key())
-    if state.report is not None and not state.report.ok:
-        raise ArchiveError(f"the archived part of the audit log does not verify: {state.report.problem}")
-    if state.leaves and log._tree.size == 0:
-        log._tree.extend(state.leaves)
-    return log, state
+    return archived_state(None, engine, public_key).verified("audit log").leaves
 
 
 def default_retention_days(settings: Settings) -> int:
@@ -234,7 +217,7 @@ def default_retention_days(settings: Settings) -> int:
 
 
 def archive_before(
-    settings: Settings,
+    store: AuditStore,
     before: datetime | None = None,
     keep_days: int | None = None,
     clock: Clock = system_clock,
@@ -244,9 +227,7 @@ def archive_before(
     Only a whole prefix is moved, and only up to the last signed tree head that covers nothing newer than the
     cut-off. Returns None when there is nothing to archive.
     """
-    from hub.audit.export import check_export, file_sha256, write_export
-    from hub.db import hub_engine, upgrade
-
+    settings = store.settings
     if before is not None and keep_days is not None:
         raise ArchiveError("give a cut-off date or a number of days, not both", code="BAD_ARGUMENT")
     if before is None:
@@ -256,68 +237,56 @@ def archive_before(
         before = clock() - timedelta(days=days)
     cutoff = before if before.tzinfo else before.replace(tzinfo=UTC)
 
-    key_path = settings.key_dir / "audit-public.pem"
-    if not key_path.exists():
-        raise ConfigError(f"no audit public key at {key_path}")
-    public_key = load_public_key(key_path)
-    upgrade(settings.database_url)
-    engine = hub_engine(settings.database_url)
-    try:
-        state = archived_state(settings, engine, public_key)
-        if state.report is not None and not state.report.ok:
-            raise ArchiveError(f"the archived part of the log does not verify: {state.report.problem}")
-        first = state.next_seq
-        t = audit_entries
-        with engine.connect() as conn:
-            oldest = conn.execute(select(func.min(t.c.seq))).scalar()
-            if oldest is None:
-                return None
-            if oldest != first:
-                raise ArchiveError(
-                    f"the log in the database starts at entry {oldest}, but the archives end before entry {first}; "
-                    "run `hub audit verify`"
-                )
-            young = conn.execute(select(func.min(t.c.seq)).where(t.c.at >= cutoff)).scalar()
-            end = young if young is not None else conn.execute(select(func.max(t.c.seq))).scalar_one() + 1
-            head = conn.execute(select(func.max(tree_heads.c.tree_size)).where(tree_heads.c.tree_size <= end)).scalar()
-        if head is None or head <= first:
+    engine = store.engine
+    state = store.verified_archives()
+    first = state.next_seq
+    t = audit_entries
+    with engine.connect() as conn:
+        oldest = conn.execute(select(func.min(t.c.seq))).scalar()
+        if oldest is None:
             return None
-        last = head - 1
-        folder = settings.data_dir / ARCHIVE_DIR
-        path = folder / f"audit-{first:012d}-{last:012d}.jsonl"
-        if path.exists():
-            raise ArchiveError(f"{path} exists already but is not recorded in the archives table")
-        staging = folder / (path.name + ".new")
-        write_export(engine, staging, key_path.read_bytes(), state.leaves, first, last, clock)
-        report, _, _ = check_export(staging, public_key)
-        if not report.ok or report.signed_size != last + 1:
-            rejected = folder / (path.name + ".rejected")
-            os.replace(staging, rejected)
-            why = report.problem if not report.ok else f"no signed tree head covers entry {last}"
-            raise ArchiveError(f"the archive file did not verify, nothing was deleted ({rejected}): {why}")
-        os.replace(staging, path)
-        digest = file_sha256(path)
-        try:
-            with engine.begin() as conn:
-                gone = conn.execute(delete(t).where(t.c.seq >= first, t.c.seq <= last)).rowcount
-                if gone != last - first + 1:  # e.g. another process archived the same range meanwhile
-                    raise ArchiveError(
-                        f"expected to delete {last - first + 1} entries, found {gone}; nothing was deleted"
-                    )
-                conn.execute(delete(audit_subjects).where(audit_subjects.c.seq >= first, audit_subjects.c.seq <= last))
-                conn.execute(
-                    insert(archives).values(
-                        first_seq=first,
-                        last_seq=last,
-                        file=str(path.resolve()),
-                        sha256=digest,
-                        archived_at=clock(),
-                        verified=True,
-                    )
+        if oldest != first:
+            raise ArchiveError(
+                f"the log in the database starts at entry {oldest}, but the archives end before entry {first}; "
+                "run `hub audit verify`"
+            )
+        young = conn.execute(select(func.min(t.c.seq)).where(t.c.at >= cutoff)).scalar()
+        end = young if young is not None else conn.execute(select(func.max(t.c.seq))).scalar_one() + 1
+        head = conn.execute(select(func.max(tree_heads.c.tree_size)).where(tree_heads.c.tree_size <= end)).scalar()
+    if head is None or head <= first:
+        return None
+    last = head - 1
+    folder = settings.data_dir / ARCHIVE_DIR
+    path = folder / f"audit-{first:012d}-{last:012d}.jsonl"
+    if path.exists():
+        raise ArchiveError(f"{path} exists already but is not recorded in the archives table")
+    staging = folder / (path.name + ".new")
+    write_export(engine, staging, store.public_key_pem, state.leaves, first, last, clock)
+    report, _, _ = check_export(staging, store.public_key)
+    if not report.ok or report.signed_size != last + 1:
+        rejected = folder / (path.name + ".rejected")
+        os.replace(staging, rejected)
+        why = report.problem if not report.ok else f"no signed tree head covers entry {last}"
+        raise ArchiveError(f"the archive file did not verify, nothing was deleted ({rejected}): {why}")
+    os.replace(staging, path)
+    digest = file_sha256(path)
+    try:
+        with engine.begin() as conn:
+            gone = conn.execute(delete(t).where(t.c.seq >= first, t.c.seq <= last)).rowcount
+            if gone != last - first + 1:  # e.g. another process archived the same range meanwhile
+                raise ArchiveError(f"expected to delete {last - first + 1} entries, found {gone}; nothing was deleted")
+            conn.execute(delete(audit_subjects).where(audit_subjects.c.seq >= first, audit_subjects.c.seq <= last))
+            conn.execute(
+                insert(archives).values(
+                    first_seq=first,
+                    last_seq=last,
+                    file=str(path.resolve()),
+                    sha256=digest,
+                    archived_at=clock(),
+                    verified=True,
                 )
-        except BaseException:
-            os.replace(path, folder / (path.name + ".rejected"))
-            raise
-    finally:
-        engine.dispose()
+            )
+    except BaseException:
+        os.replace(path, folder / (path.name + ".rejected"))
+        raise
     return ArchiveResult(first, last, path, digest, cutoff)

@@ -17,7 +17,7 @@ from hub.errors import ConfigError, RequestError
 from hub.settings import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from hub.audit.store import AuditStore
 
 
 def add_audit_commands(sub: Any) -> None:
@@ -72,7 +72,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _key_path(value: str | None) -> Path | None:
     """The ``--public-key`` file, checked to hold an Ed25519 public key in PEM."""
-    from hub.audit.verify import load_public_key
+    from hub.audit.head import load_public_key
 
     if not value:
         return None
@@ -102,12 +102,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     else:
-        from hub.audit.verify import verify_store
+        from hub.audit.store import AuditKeyMissing, open_audit_store, verify_store
+        from hub.audit.verify import VerifyReport
 
         settings = _settings(args)
         key = _key_path(args.public_key)
         witnessed = _witnessed_checkpoint(args, key or settings.key_dir / "audit-public.pem")
-        report = verify_store(settings, key, witnessed[:2] if witnessed else None)
+        try:
+            store = open_audit_store(settings, key)
+        except AuditKeyMissing as exc:  # nothing to check the log with: the check fails, it is not a usage error
+            report = VerifyReport(ok=False, problem=exc.message)
+        else:
+            with store:
+                report = verify_store(store, witnessed[:2] if witnessed else None)
         print(report.summary("audit log"))
         if report.ok and witnessed:
             print(f"checkpoint: the log extends the checkpoint of size {witnessed[0]} cosigned by {witnessed[2]}")
@@ -118,7 +125,7 @@ def _witnessed_checkpoint(args: argparse.Namespace, log_key: Path) -> tuple[int,
     """``--checkpoint FILE`` checked: signed by the log's key (named by its origin) and cosigned by every
     ``--witness-key``; returns (tree size, root hash, the witnesses' names)."""
     from hub.audit.checkpoint import ED25519, Checkpoint, CheckpointError, Verifier
-    from hub.audit.verify import load_public_key
+    from hub.audit.head import load_public_key
 
     if not args.checkpoint:
         if args.witness_key:
@@ -145,19 +152,19 @@ def _witnessed_checkpoint(args: argparse.Namespace, log_key: Path) -> tuple[int,
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    from hub.audit.archive import seeded_audit_log
     from hub.audit.checkpoint import ED25519, Verifier
     from hub.audit.receipts import checkpoint_text
+    from hub.audit.store import open_audit_store
     from hub.audit.witness import witnessed_sizes
 
     settings = _settings(args)
-    log, _ = seeded_audit_log(settings)
+    log = open_audit_store(settings, writer=True).log()
     log.origin = settings.audit_origin
     if args.vkey:
         print(Verifier.of(log.origin, ED25519, log.signing_key.public_key()).to_text())
         return 0
     if args.witnessed:
-        rows = witnessed_sizes(log)
+        rows = witnessed_sizes(log.engine)
         for size, witness, at in rows:
             print(f"size {size} cosigned by {witness.split('+')[0]} (received {at.isoformat(timespec='seconds')})")
         print(f"{len(rows)} cosignature{'s' if len(rows) != 1 else ''} from witnesses")
@@ -173,32 +180,18 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hub.audit.export import export_range
+    from hub.audit.store import open_audit_store
 
-    settings = _settings(args)
-    first = args.first
-    if first is None:
-        first = _oldest_stored(settings)
-    r = export_range(settings, Path(args.output), first, args.last)
+    with open_audit_store(_settings(args)) as store:
+        first = args.first
+        if first is None:
+            first = store.oldest_stored() or 0
+        r = export_range(store, Path(args.output), first, args.last)
     print(
         f"exported entries {r.first_seq}–{r.last_seq} ({r.entries} entries, {r.heads} signed tree heads) "
         f"to {r.path}; sha256 {r.sha256}"
     )
     return 0
-
-
-def _oldest_stored(settings: Settings) -> int:
-    from sqlalchemy import func, select
-
-    from hub.db import audit_entries, hub_engine, upgrade
-
-    upgrade(settings.database_url)
-    engine = hub_engine(settings.database_url)
-    try:
-        with engine.connect() as conn:
-            oldest = conn.execute(select(func.min(audit_entries.c.seq))).scalar()
-    finally:
-        engine.dispose()
-    return int(oldest) if oldest is not None else 0
 
 
 def _cutoff(value: str) -> datetime:
@@ -214,10 +207,12 @@ def _cutoff(value: str) -> datetime:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     from hub.audit.archive import archive_before
+    from hub.audit.store import open_audit_store
 
     settings = _settings(args)
     before = _cutoff(args.before) if args.before else None
-    r = archive_before(settings, before=before, keep_days=args.older_than_days)
+    with open_audit_store(settings) as store:
+        r = archive_before(store, before=before, keep_days=args.older_than_days)
     if r is None:
         print("nothing to archive: no signed tree head covers only entries older than the cut-off")
         return 0
@@ -260,7 +255,7 @@ def _access_line(e: dict[str, Any], refused: bool = False) -> str:
 
 def cmd_subject(args: argparse.Namespace) -> int:
     from hub.audit.entry import pseudonym
-    from hub.db import hub_engine, upgrade
+    from hub.audit.store import open_audit_store
     from hub.ids import id_problem
 
     if args.id_number == "-":  # keeps the number out of shell history and the process list
@@ -274,79 +269,50 @@ def cmd_subject(args: argparse.Namespace) -> int:
         raise ConfigError(f"no pseudonym key at {key_file}")
     subject = pseudonym(key_file.read_bytes(), args.id_number)  # the same HMAC as AuditLog.pseudonym
     args.id_number = None  # nothing below needs the plain number
-    upgrade(settings.database_url)
-    engine = hub_engine(settings.database_url)
-    try:
-        return _print_accesses(settings, engine, subject)
-    finally:
-        engine.dispose()
+    with open_audit_store(settings) as store:
+        return _print_accesses(store, subject)
 
 
-def _print_accesses(settings: Settings, engine: Engine, subject: str) -> int:
-    """Every entry naming ``subject`` (a pseudonym), from the archive files and then the database, in order."""
-    from sqlalchemy import select
+def _print_accesses(store: AuditStore, subject: str) -> int:
+    """Every entry naming ``subject`` (a pseudonym), from the archive files and then the database, in order; a
+    missing archive file is warned about (the officers' API refuses the report instead)."""
+    from hub.audit.query import accesses
 
-    from hub.audit.archive import archived_entries
-    from hub.db import audit_entries, audit_subjects
-
-    found, missing = archived_entries(settings.data_dir, engine, subject)
+    found, missing = accesses(store.engine, subject, store.settings.data_dir, missing_archives="skip")
     for a in missing:
         print(f"warning: archive file {a.file.name} (entries {a.first_seq}–{a.last_seq}) is missing", file=sys.stderr)
-    stmt = (
-        select(audit_entries.c.entry)
-        .where(audit_entries.c.seq.in_(select(audit_subjects.c.seq).where(audit_subjects.c.subject == subject)))
-        .order_by(audit_entries.c.seq)
-    )
-    with engine.connect() as conn:
-        found.extend(json.loads(r[0]) for r in conn.execute(stmt))
-    from hub.audit.query import is_refused
-
-    # the signed entry decides, not the index: disclosed to, or named in a refused request (entry v2)
-    accesses = [(e, is_refused(e, subject)) for e in found]
-    accesses = [(e, refused) for e, refused in accesses if refused or subject in (e.get("subjects") or [])]
-    for e, refused in accesses:
-        print(_access_line(e, refused))
-    print(f"{len(accesses)} recorded access{'es' if len(accesses) != 1 else ''} to this resident")
+    for access in found:
+        print(_access_line(access.entry, access.refused))
+    print(f"{len(found)} recorded access{'es' if len(found) != 1 else ''} to this resident")
     return 0
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from hub.audit.archive import seeded_audit_log
+    from hub.audit.store import open_audit_store
 
-    log, _ = seeded_audit_log(_settings(args))
+    log = open_audit_store(_settings(args), writer=True).log()
     head = log.sign_head()
     print(f"signed tree head: size {head.tree_size}, root {head.root_hash.hex()}")
     return 0
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    from cryptography.exceptions import InvalidSignature
     from sqlalchemy import select
 
-    from hub.audit.archive import seeded_audit_log
-    from hub.audit.entry import entry_leaf, head_message
+    from hub.audit.entry import entry_leaf
+    from hub.audit.head import head_at
     from hub.audit.merkle import ProofError, verify_inclusion
-    from hub.audit.verify import signed_at_ms
+    from hub.audit.store import open_audit_store
     from hub.db import audit_entries
 
-    log, state = seeded_audit_log(_settings(args))
-    heads = log.heads()
-    if not heads:
-        raise RequestError("no tree head has been signed yet; run `hub audit sign`", code="NOT_FOUND")
-    if args.size is None:
-        head = heads[-1]
-    else:
-        matching = [h for h in heads if h.tree_size == args.size]
-        if not matching:
-            raise RequestError(f"no signed tree head at size {args.size}", code="NOT_FOUND")
-        head = matching[0]
+    store = open_audit_store(_settings(args), writer=True)
+    log = store.log()
+    state = store.verified_archives("audit log")
+    head = head_at(log.heads(), args.size, hint="; run `hub audit sign`")
     size, seq = head.tree_size, args.seq
     if not 0 <= seq < size:
         raise RequestError(f"entry {seq} is not in the tree of size {size}", code="BAD_ARGUMENT")
-    ms = signed_at_ms(head.signed_at)
-    try:
-        log.signing_key.public_key().verify(head.signature, head_message(size, head.root_hash, ms))
-    except InvalidSignature:
+    if not head.verifies(log.signing_key.public_key()):
         print(f"FAILED: tree head at size {size}: bad signature")
         return 1
     tree = log.tree()
@@ -371,14 +337,15 @@ def cmd_prove(args: argparse.Namespace) -> int:
     except ProofError as exc:
         print(f"FAILED: entry {seq}: not included in the signed tree head at size {size} ({exc})")
         return 1
+    printed = head.to_json()
     out.update(
         leaf_hash=leaf.hex(),
         path=[p.hex() for p in path],
-        root_hash=head.root_hash.hex(),
-        signed_at=head.signed_at.isoformat(timespec="milliseconds"),
-        signed_at_ms=ms,
+        root_hash=printed["root_hash"],
+        signed_at=printed["signed_at"],
+        signed_at_ms=printed["signed_at_ms"],
         key_id=head.key_id,
-        signature=head.signature.hex(),
+        signature=printed["signature"],
         verified=True,
     )
     print(json.dumps(out, ensure_ascii=False, indent=2))

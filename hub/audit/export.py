@@ -26,34 +26,26 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, func, select
 
+from hub.audit.checkpoint import raw_key
 from hub.audit.entry import GENESIS
-from hub.audit.verify import (
-    EntryRow,
-    HeadRecord,
-    VerifyReport,
-    _Fail,
-    _run,
-    key_fingerprint,
-    load_public_key,
-    public_key_from_pem,
-    raw_public_key,
-    signed_at_ms,
-)
+from hub.audit.head import HeadError, SignedHead, is_hex, key_fingerprint, load_public_key, public_key_from_pem
+from hub.audit.verify import EntryRow, VerificationFailure, VerifyReport, check_log
 from hub.clock import Clock, system_clock
-from hub.errors import ConfigError, HubError, RequestError
-from hub.settings import Settings
+from hub.db import audit_entries, tree_heads
+from hub.errors import RequestError
+
+if TYPE_CHECKING:
+    from hub.audit.store import AuditStore
 
 __all__ = ["FORMAT", "ExportResult", "check_export", "export_range", "file_sha256", "verify_file"]
 
 FORMAT = "hub-audit-export/v1"
-_HEX64 = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -101,8 +93,6 @@ def write_export(
     clock: Clock = system_clock,
 ) -> int:
     """Write entries ``first..last`` and the heads of size <= last + 1 (atomically: temp file, fsync, rename)."""
-    from hub.db import audit_entries, tree_heads
-
     t = audit_entries
     key = public_key_from_pem(public_key_pem)
     tmp = path.with_name(path.name + ".tmp")
@@ -131,17 +121,7 @@ def write_export(
             for seq, entry, leaf in rows:
                 f.write(_dumps({"seq": seq, "entry": entry, "leaf_hash": bytes(leaf).hex()}) + "\n")
             for h in heads:
-                rec = HeadRecord.from_row(h.tree_size, h.root_hash, h.signed_at, h.key_id, h.signature)
-                at = h.signed_at if h.signed_at.tzinfo else h.signed_at.replace(tzinfo=UTC)
-                line = {
-                    "tree_size": rec.tree_size,
-                    "root_hash": rec.root_hash.hex(),
-                    "signed_at": at.isoformat(timespec="milliseconds"),
-                    "signed_at_ms": rec.signed_at_ms,
-                    "key_id": rec.key_id,
-                    "signature": rec.signature.hex(),
-                }
-                f.write(_dumps(line) + "\n")
+                f.write(_dumps(SignedHead.from_row(h).to_json()) + "\n")
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -149,47 +129,33 @@ def write_export(
     return len(heads)
 
 
-def export_range(settings: Settings, path: Path, first: int = 0, last: int | None = None) -> ExportResult:
+def export_range(store: AuditStore, path: Path, first: int = 0, last: int | None = None) -> ExportResult:
     """Write entries ``first..last`` (default: to the newest) plus the signed heads to ``path``."""
-    from hub.audit.archive import archived_state
-    from hub.db import audit_entries, hub_engine, upgrade
-
-    key_path = settings.key_dir / "audit-public.pem"
-    if not key_path.exists():
-        raise ConfigError(f"no audit public key at {key_path}")
-    pem = key_path.read_bytes()
-    upgrade(settings.database_url)
-    engine = hub_engine(settings.database_url)
-    try:
-        state = archived_state(settings, engine, load_public_key(key_path))
-        if state.report is not None and not state.report.ok:
-            raise HubError(f"the archived part of the log does not verify: {state.report.problem}")
-        if first < state.next_seq:
-            names = ", ".join(a.file.name for a in state.archives)
+    state = store.verified_archives()
+    if first < state.next_seq:
+        names = ", ".join(a.file.name for a in state.archives)
+        raise RequestError(
+            f"entries before {state.next_seq} are archived ({names}); an archive file is itself an export",
+            code="BAD_ARGUMENT",
+        )
+    t = audit_entries
+    with store.engine.connect() as conn:
+        newest = conn.execute(select(func.max(t.c.seq))).scalar()
+        if last is None:
+            last = newest
+        if newest is None or last is None or last < first or last > newest:
             raise RequestError(
-                f"entries before {state.next_seq} are archived ({names}); an archive file is itself an export",
+                f"no entries {first}–{last if last is not None else '?'} in the log (newest: {newest})",
                 code="BAD_ARGUMENT",
             )
-        t = audit_entries
-        with engine.connect() as conn:
-            newest = conn.execute(select(func.max(t.c.seq))).scalar()
-            if last is None:
-                last = newest
-            if newest is None or last is None or last < first or last > newest:
-                raise RequestError(
-                    f"no entries {first}–{last if last is not None else '?'} in the log (newest: {newest})",
-                    code="BAD_ARGUMENT",
-                )
-            base = list(state.leaves)
-            base.extend(
-                bytes(r[0])
-                for r in conn.execute(
-                    select(t.c.leaf_hash).where(t.c.seq >= state.next_seq, t.c.seq < first).order_by(t.c.seq)
-                )
+        base = list(state.leaves)
+        base.extend(
+            bytes(r[0])
+            for r in conn.execute(
+                select(t.c.leaf_hash).where(t.c.seq >= state.next_seq, t.c.seq < first).order_by(t.c.seq)
             )
-        heads = write_export(engine, path, pem, base, first, last)
-    finally:
-        engine.dispose()
+        )
+    heads = write_export(store.engine, path, store.public_key_pem, base, first, last)
     return ExportResult(path, first, last, last - first + 1, heads, file_sha256(path))
 
 
@@ -203,13 +169,9 @@ class ExportHeader:
     base_leaves: list[bytes]
 
 
-def _is_hex(value: object, nbytes: int) -> bool:
-    return isinstance(value, str) and len(value) == 2 * nbytes and set(value) <= _HEX64
-
-
 def _header(line: bytes) -> ExportHeader:
-    def bad(why: str) -> _Fail:
-        return _Fail(None, f"line 1 is not a valid {FORMAT} header: {why}")
+    def bad(why: str) -> VerificationFailure:
+        return VerificationFailure(None, f"line 1 is not a valid {FORMAT} header: {why}")
 
     try:
         h = json.loads(line)
@@ -221,10 +183,10 @@ def _header(line: bytes) -> ExportHeader:
     if type(first) is not int or type(last) is not int or first < 0 or last < first - 1:
         raise bad("first_seq / last_seq")
     base = h.get("base_leaves")
-    if not isinstance(base, list) or not all(_is_hex(b, 32) for b in base):
+    if not isinstance(base, list) or not all(is_hex(b, 32) for b in base):
         raise bad("base_leaves must be a list of hex SHA-256 hashes")
     prev = h.get("prev_of_first")
-    if not _is_hex(prev, 32):
+    if not is_hex(prev, 32):
         raise bad("prev_of_first")
     pem = h.get("public_key_pem")
     try:
@@ -237,29 +199,16 @@ def _header(line: bytes) -> ExportHeader:
     return ExportHeader(first, last, key, prev, [bytes.fromhex(b) for b in base])
 
 
-def _head_line(d: dict[str, Any], line_no: int) -> HeadRecord:
-    size, ms = d.get("tree_size"), d.get("signed_at_ms")
-    root, sig, key_id, at = d.get("root_hash"), d.get("signature"), d.get("key_id"), d.get("signed_at")
-    if (
-        type(size) is not int
-        or type(ms) is not int
-        or not _is_hex(root, 32)
-        or not _is_hex(sig, 64)
-        or not isinstance(key_id, str)
-        or not isinstance(at, str)
-    ):
-        raise _Fail(None, f"line {line_no}: not a valid tree head line (modified)")
-    assert isinstance(root, str) and isinstance(sig, str)
+def _head_line(d: dict[str, Any], line_no: int) -> SignedHead:
     try:
-        at_ms = signed_at_ms(datetime.fromisoformat(at))
-    except ValueError:
-        at_ms = None
-    if at_ms != ms:
-        raise _Fail(None, f"tree head at size {size}: signed_at {at} does not match signed_at_ms {ms} (modified)")
-    return HeadRecord(size, bytes.fromhex(root), ms, key_id, bytes.fromhex(sig))
+        return SignedHead.from_json(d)
+    except HeadError as exc:
+        if exc.tree_size is None:
+            raise VerificationFailure(None, f"line {line_no}: not a valid tree head line (modified)") from None
+        raise VerificationFailure(None, f"tree head at size {exc.tree_size}: {exc.message} (modified)") from None
 
 
-def _entries(f: IO[bytes], header: ExportHeader, heads: list[HeadRecord], line_no: int = 1) -> Iterator[EntryRow]:
+def _entries(f: IO[bytes], header: ExportHeader, heads: list[SignedHead], line_no: int = 1) -> Iterator[EntryRow]:
     """Entry rows of an export; the head lines that follow them are collected into ``heads``."""
     expected = header.first_seq
     for raw in f:
@@ -268,8 +217,8 @@ def _entries(f: IO[bytes], header: ExportHeader, heads: list[HeadRecord], line_n
             d = json.loads(raw)
         except ValueError:
             if b'"tree_size"' in raw:
-                raise _Fail(None, f"line {line_no}: not a valid tree head line (modified)") from None
-            raise _Fail(
+                raise VerificationFailure(None, f"line {line_no}: not a valid tree head line (modified)") from None
+            raise VerificationFailure(
                 expected, f"entry {expected}: line {line_no} of the file is not valid JSON (modified)"
             ) from None
         if isinstance(d, dict) and "tree_size" in d:
@@ -279,16 +228,18 @@ def _entries(f: IO[bytes], header: ExportHeader, heads: list[HeadRecord], line_n
             isinstance(d, dict)
             and type(d.get("seq")) is int
             and isinstance(d.get("entry"), str)
-            and _is_hex(d.get("leaf_hash"), 32)
+            and is_hex(d.get("leaf_hash"), 32)
         ):
-            raise _Fail(expected, f"entry {expected}: line {line_no} of the file is not a valid entry line (modified)")
+            raise VerificationFailure(
+                expected, f"entry {expected}: line {line_no} of the file is not a valid entry line (modified)"
+            )
         seq = d["seq"]
         if seq > header.last_seq:
-            raise _Fail(seq, f"entry {seq}: after the header's last_seq {header.last_seq} (inserted)")
+            raise VerificationFailure(seq, f"entry {seq}: after the header's last_seq {header.last_seq} (inserted)")
         yield seq, d["entry"], bytes.fromhex(d["leaf_hash"])
         expected = seq + 1
     if expected <= header.last_seq:
-        raise _Fail(
+        raise VerificationFailure(
             expected,
             f"entry {expected}: missing (the file ends at entry {expected - 1} but its header says last_seq "
             f"{header.last_seq}: truncated)",
@@ -298,9 +249,9 @@ def _entries(f: IO[bytes], header: ExportHeader, heads: list[HeadRecord], line_n
         try:
             d = json.loads(raw)
         except ValueError:
-            raise _Fail(None, f"line {line_no}: not a valid tree head line (modified)") from None
+            raise VerificationFailure(None, f"line {line_no}: not a valid tree head line (modified)") from None
         if not isinstance(d, dict) or "tree_size" not in d:
-            raise _Fail(None, f"line {line_no}: an entry line among the tree heads (inserted)")
+            raise VerificationFailure(None, f"line {line_no}: an entry line among the tree heads (inserted)")
         heads.append(_head_line(d, line_no))
 
 
@@ -310,19 +261,19 @@ def check_export(path: Path, trusted: Ed25519PublicKey | None) -> tuple[VerifyRe
         first_line = f.readline()
         try:
             header = _header(first_line)
-        except _Fail as fail:
+        except VerificationFailure as fail:
             return VerifyReport(ok=False, problem=fail.problem), None, []
         key = header.public_key
         if trusted is not None:
-            if raw_public_key(trusted) != raw_public_key(key):
+            if raw_key(trusted) != raw_key(key):
                 problem = (
                     f"the file's public key (fingerprint {key_fingerprint(key)[:16]}…) is not the trusted key "
                     f"(fingerprint {key_fingerprint(trusted)[:16]}…)"
                 )
                 return VerifyReport(ok=False, first_seq=header.first_seq, problem=problem), header, []
             key = trusted
-        heads: list[HeadRecord] = []
-        report, leaves = _run(
+        heads: list[SignedHead] = []
+        report, leaves = check_log(
             _entries(f, header, heads), lambda: heads, key, header.first_seq, header.prev_of_first, header.base_leaves
         )
     return report, header, leaves

@@ -13,10 +13,9 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -31,18 +30,16 @@ from hub.audit.entry import (
     canonical,
     digest_key_id,
     entry_leaf,
-    head_message,
     keyed_digest,
     plain_body,
     pseudonym,
 )
+from hub.audit.head import SignedHead
 from hub.audit.merkle import MerkleTree
+from hub.audit.witness import WitnessConfig, push_all
 from hub.clock import Clock, system_clock
 from hub.db import audit_entries, audit_subjects, tree_heads
 from hub.errors import AuditUnavailable
-
-if TYPE_CHECKING:
-    from hub.audit.witness import WitnessConfig
 
 log = logging.getLogger("hub.audit")
 
@@ -106,16 +103,17 @@ def sound_record(body: dict[str, Any], subjects: Any) -> tuple[dict[str, Any], l
     return clean, subject_list, text.decode("utf-8")
 
 
-@dataclass(frozen=True)
-class TreeHead:
-    tree_size: int
-    root_hash: bytes
-    signed_at: datetime
-    key_id: str
-    signature: bytes
+def no_archives() -> Iterable[bytes]:
+    return ()
 
 
 class AuditLog:
+    """Appends entries, keeps the Merkle tree over them and signs its heads.
+
+    ``archived`` gives the verified leaf hashes of the entries moved out by ``hub audit archive`` (the tree's
+    first leaves; hub.audit.archive.archived_leaves). It is asked while the tree is empty, and may raise
+    (an archive that does not verify): then no head is signed."""
+
     def __init__(
         self,
         engine: Engine,
@@ -126,8 +124,10 @@ class AuditLog:
         origin: str = DEFAULT_ORIGIN,
         witnesses: Sequence[WitnessConfig] = (),
         digest_key: bytes | None = None,
+        archived: Callable[[], Iterable[bytes]] = no_archives,
     ) -> None:
         self.engine = engine
+        self.archived = archived
         self.clock = clock
         self.signing_key = signing_key
         self.pseudonym_key = pseudonym_key
@@ -275,9 +275,7 @@ class AuditLog:
         """The Merkle tree over the stored leaves, extended incrementally from the last call."""
         with self.engine.connect() as conn:
             if self._tree.size == 0:  # entries moved out by `hub audit archive` are the tree's first leaves
-                from hub.audit.archive import archived_leaves
-
-                self._tree.extend(archived_leaves(self.engine, self.signing_key.public_key()))
+                self._tree.extend(self.archived())
             rows = conn.execute(
                 select(audit_entries.c.leaf_hash)
                 .where(audit_entries.c.seq >= self._tree.size)
@@ -286,49 +284,46 @@ class AuditLog:
             self._tree.extend(bytes(r[0]) for r in rows)
         return self._tree
 
-    def sign_head(self, now: datetime | None = None) -> TreeHead:
+    def forget_tree(self) -> None:
+        """Drop the cached tree: it is read again from the archives and the database on next use."""
+        self._tree = MerkleTree()
+
+    def sign_head(self, now: datetime | None = None) -> SignedHead:
         """Sign a tree head over the whole log now (idempotent per size: an existing head is returned), then
         ask the configured witnesses to cosign its checkpoint (failures are logged, never raised)."""
         head = self._sign_head(now)
         if self.witnesses:
-            from hub.audit.witness import push_all
-
-            push_all(self, head)
+            push_all(self.engine, self.witnesses, self.checkpoint(head), self.tree(), self.clock)
         return head
 
-    def checkpoint(self, head: TreeHead) -> Checkpoint:
+    def checkpoint(self, head: SignedHead) -> Checkpoint:
         """``head`` as a C2SP checkpoint signed by the audit key (the same tree, root and size)."""
-        return Checkpoint(self.origin, head.tree_size, head.root_hash).sign(self.origin, self.signing_key)
+        return head.to_checkpoint(self.origin).sign(self.origin, self.signing_key)
 
-    def _sign_head(self, now: datetime | None = None) -> TreeHead:
+    def _sign_head(self, now: datetime | None = None) -> SignedHead:
         tree = self.tree()
         size = tree.size
         with self.engine.connect() as conn:
             existing = conn.execute(select(tree_heads).where(tree_heads.c.tree_size == size)).first()
         if existing is not None:
-            return _head(existing)
-        at = now or self.clock()
-        at = at.replace(microsecond=at.microsecond // 1000 * 1000)
-        root = tree.root()
-        signature = self.signing_key.sign(head_message(size, root, int(at.timestamp() * 1000)))
-        head = TreeHead(size, root, at, self.key_id, signature)
+            return SignedHead.from_row(existing)
+        head = SignedHead.sign(size, tree.root(), now or self.clock(), self.key_id, self.signing_key)
         try:
             with self.engine.begin() as conn:
                 conn.execute(
                     insert(tree_heads).values(
-                        tree_size=size, root_hash=root, signed_at=at, key_id=self.key_id, signature=signature
+                        tree_size=size,
+                        root_hash=head.root_hash,
+                        signed_at=head.signed_at,
+                        key_id=self.key_id,
+                        signature=head.signature,
                     )
                 )
         except IntegrityError:  # another process signed the same size first
             with self.engine.connect() as conn:
-                return _head(conn.execute(select(tree_heads).where(tree_heads.c.tree_size == size)).one())
+                return SignedHead.from_row(conn.execute(select(tree_heads).where(tree_heads.c.tree_size == size)).one())
         return head
 
-    def heads(self) -> list[TreeHead]:
+    def heads(self) -> list[SignedHead]:
         with self.engine.connect() as conn:
-            return [_head(r) for r in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size))]
-
-
-def _head(row: Any) -> TreeHead:
-    signed_at = row.signed_at if row.signed_at.tzinfo else row.signed_at.replace(tzinfo=UTC)
-    return TreeHead(row.tree_size, bytes(row.root_hash), signed_at, row.key_id, bytes(row.signature))
+            return [SignedHead.from_row(r) for r in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size))]

@@ -276,6 +276,12 @@ class MerkleTree:
             levels[k + 1].extend(_parents(levels[k], len(levels[k + 1])))
             k += 1
 
+    def leaf(self, index: int) -> bytes:
+        """The leaf hash at ``index``."""
+        if not 0 <= index < self.size:
+            raise ValueError(f"leaf index {index} is outside a tree of size {self.size}")
+        return self._levels[0][index]
+
     def _size(self, size: int | None) -> int:
         if size is None:
             return self.size

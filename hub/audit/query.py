@@ -6,10 +6,11 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, and_, exists, func, or_, select
 
+from hub.audit.archive import ArchiveInfo, archived_entries
 from hub.audit.entry import canonical
 from hub.db import audit_entries, audit_subjects
 from hub.errors import HubError
@@ -165,17 +166,31 @@ def threshold_probing(conn: Any, entry: dict[str, Any], at: datetime) -> bool:
     )
 
 
-def access_report(
-    engine: Engine, subject: str, limit: int = 1000, data_dir: Path | None = None
-) -> list[dict[str, Any]]:
-    """Every allowed access that resolved this resident's data (as Estonia's Data Tracker shows citizens), and
-    every refused attempt that named them (``refused``: denied, or out of the caller's area), oldest first:
-    the archived entries (read from the archive files), then the live ones. If an archive file is missing the
-    report would be incomplete, so it is refused (``AUDIT_UNAVAILABLE``)."""
-    from hub.audit.archive import archived_entries
+@dataclass(frozen=True)
+class Access:
+    """One recorded access to a resident: ``entry`` disclosed their data to someone, or (``refused``) named
+    them in a request that disclosed nothing about them (entry v2)."""
 
+    entry: dict[str, Any]
+    refused: bool
+
+
+def accesses(
+    engine: Engine,
+    subject: str,
+    data_dir: Path | None,
+    *,
+    missing_archives: Literal["refuse", "skip"],
+    limit: int | None = None,
+) -> tuple[list[Access], list[ArchiveInfo]]:
+    """Every entry naming ``subject`` (a pseudonym), oldest first: the archived ones (read from the archive
+    files), then the live ones (at most ``limit`` of those). Returns them and the archives whose file is missing.
+
+    Without an archive file the answer is incomplete: ``missing_archives="refuse"`` raises ``AUDIT_UNAVAILABLE``
+    (the officers' API), ``"skip"`` leaves them out and returns them so that the caller can warn (the CLI).
+    The signed entry decides, not the index: it names the resident as disclosed to, or as refused."""
     archived, missing = archived_entries(data_dir, engine, subject)
-    if missing:
+    if missing and missing_archives == "refuse":
         names = ", ".join(f"{a.file.name} (entries {a.first_seq}–{a.last_seq})" for a in missing)
         raise HubError(
             f"the access report would be incomplete: archive file(s) missing: {names}", code="AUDIT_UNAVAILABLE"
@@ -188,22 +203,37 @@ def access_report(
     )
     with engine.connect() as conn:
         entries = archived + [json.loads(r[0]) for r in conn.execute(stmt)]
-    return [
-        {
-            "at": e["at"],
-            "seq": e["seq"],
-            "department": e["department"],
-            "client_id": e["client_id"],
-            "officer": e["officer"],
-            "purpose": e["purpose"],
-            "case_ref": e["case_ref"],
-            "fields": [] if refused else [f["coordinate"] for f in e["fields"]],
-            "request_id": e["request_id"],
-            "refused": refused,
-        }
-        for e, refused in ((e, is_refused(e, subject)) for e in entries)
-        if refused or (e["decision"] == "allow" and subject in (e.get("subjects") or []))  # the signed entry decides
-    ][:limit]
+    found = [Access(e, is_refused(e, subject)) for e in entries]
+    return [a for a in found if a.refused or subject in (a.entry.get("subjects") or [])], missing
+
+
+def access_report(
+    engine: Engine, subject: str, limit: int = 1000, data_dir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Every allowed access that resolved this resident's data (as Estonia's Data Tracker shows citizens), and
+    every refused attempt that named them (``refused``: denied, or out of the caller's area), oldest first:
+    the archived entries (read from the archive files), then the live ones. If an archive file is missing the
+    report would be incomplete, so it is refused (``AUDIT_UNAVAILABLE``)."""
+    found, _ = accesses(engine, subject, data_dir, missing_archives="refuse", limit=limit)
+    rows = []
+    for a in found:
+        e = a.entry
+        if a.refused or e["decision"] == "allow":
+            rows.append(
+                {
+                    "at": e["at"],
+                    "seq": e["seq"],
+                    "department": e["department"],
+                    "client_id": e["client_id"],
+                    "officer": e["officer"],
+                    "purpose": e["purpose"],
+                    "case_ref": e["case_ref"],
+                    "fields": [] if a.refused else [f["coordinate"] for f in e["fields"]],
+                    "request_id": e["request_id"],
+                    "refused": a.refused,
+                }
+            )
+    return rows[:limit]
 
 
 def is_refused(entry: dict[str, Any], subject: str) -> bool:

@@ -18,12 +18,14 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from hub.audit.witness import cosignatures
 from hub.db import audit_entries
 from hub.errors import HubError, RequestError
 
 if TYPE_CHECKING:
     from hub.app import HubState
-    from hub.audit.log import AuditLog, TreeHead
+    from hub.audit.head import SignedHead
+    from hub.audit.log import AuditLog
 
 
 def _error(exc: HubError) -> JSONResponse:
@@ -40,10 +42,9 @@ def _int_param(request: Request, name: str) -> int | None:
     return int(raw)
 
 
-def checkpoint_text(audit: AuditLog, head: TreeHead) -> str:
-    from hub.audit.witness import cosignatures
-
-    return audit.checkpoint(head).with_signatures(cosignatures(audit, head.tree_size)).to_text()
+def checkpoint_text(audit: AuditLog, head: SignedHead) -> str:
+    """``head`` as the log's signed checkpoint, with the witnesses' cosignatures the hub holds for it."""
+    return audit.checkpoint(head).with_signatures(cosignatures(audit.engine, head.tree_size)).to_text()
 
 
 async def checkpoint_endpoint(request: Request) -> Response:

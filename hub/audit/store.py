@@ -1,20 +1,207 @@
-"""Open the audit log of a configured hub (for the CLI and tools)."""
+"""The audit store: the hub database's audit tables, the audit keys and the archive files, opened once.
+
+:func:`open_audit_store` is the only code that upgrades the database, opens its engine, loads the audit keys and
+checks the archives for the audit commands and tools; verification (:func:`verify_store`), export
+(:func:`hub.audit.export.export_range`), archiving (:func:`hub.audit.archive.archive_before`) and the writer
+(:meth:`AuditStore.log`) take the store it returns. The top of the audit layers (docs/design.md).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Engine, func, select
+
+from hub.audit.archive import ArchivedState, archived_state
+from hub.audit.entry import GENESIS
+from hub.audit.head import SignedHead, public_key_from_pem
 from hub.audit.log import AuditLog
+from hub.audit.verify import EntryRow, VerifyReport, check_log, checkpoint_problem
 from hub.auth.keys import KeyRing
-from hub.db import hub_engine, upgrade
+from hub.db import audit_entries, audit_subjects, hub_engine, tree_heads, upgrade
+from hub.errors import ConfigError
 from hub.settings import Settings
+
+__all__ = ["AuditKeyMissing", "AuditStore", "open_audit_log", "open_audit_store", "verify_store"]
+
+
+class AuditKeyMissing(ConfigError):
+    """There is no audit public key to check the log with (``CONFIG_ERROR``)."""
+
+
+class AuditStore:
+    """An opened audit store. ``archived`` (the verified archived prefix) is checked on first use."""
+
+    def __init__(self, settings: Settings, engine: Engine, public_key_pem: bytes, keys: KeyRing | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.public_key_pem = public_key_pem
+        self.public_key: Ed25519PublicKey = public_key_from_pem(public_key_pem)
+        self.keys = keys
+
+    @cached_property
+    def archived(self) -> ArchivedState:
+        """The archive files, each verified in order; ``report`` says which one does not verify."""
+        return archived_state(self.settings.data_dir, self.engine, self.public_key)
+
+    def verified_archives(self, what: str = "log") -> ArchivedState:
+        """The archived prefix; ``ArchiveError`` when an archive does not verify."""
+        return self.archived.verified(what)
+
+    def log(self) -> AuditLog:
+        """The writer (opened with ``writer=True``), its Merkle tree starting from the verified archived prefix:
+        ``AuditLog.tree()`` loads leaves ``WHERE seq >= tree.size``, which after archiving would otherwise start
+        a fresh tree at the first remaining entry (docs/audit.md, "Archiving")."""
+        if self.keys is None:
+            raise ConfigError("the audit store was opened read-only; open it with writer=True to sign")
+        leaves = self.verified_archives("audit log").leaves
+        return AuditLog(
+            self.engine,
+            self.keys.audit_private_key(),
+            self.keys.pseudonym_key(),
+            digest_key=self.keys.digest_key(),
+            archived=lambda: leaves,
+        )
+
+    def oldest_stored(self) -> int | None:
+        """The sequence number of the oldest entry still in the database (None: there is none)."""
+        with self.engine.connect() as conn:
+            oldest = conn.execute(select(func.min(audit_entries.c.seq))).scalar()
+        return None if oldest is None else int(oldest)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> AuditStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_audit_store(settings: Settings, public_key_path: Path | None = None, *, writer: bool = False) -> AuditStore:
+    """Open the configured hub's audit store.
+
+    ``public_key_path``: the audit public key the operator trusts (default ``<data_dir>/keys/audit-public.pem``);
+    :class:`AuditKeyMissing` when there is none (checked before the database is touched). ``writer``: also
+    load the signing and pseudonym keys (created if missing, as the hub does at start-up), for :meth:`AuditStore.log`.
+    """
+    keys = None
+    if writer:
+        keys = KeyRing(settings.key_dir)
+        keys.ensure()
+    key_path = public_key_path or settings.key_dir / "audit-public.pem"
+    if not key_path.exists():
+        raise AuditKeyMissing(f"no audit public key at {key_path}")
+    pem = key_path.read_bytes()
+    upgrade(settings.database_url)
+    return AuditStore(settings, hub_engine(settings.database_url), pem, keys)
 
 
 def open_audit_log(settings: Settings) -> AuditLog:
-    upgrade(settings.database_url)
-    ring = KeyRing(settings.key_dir)
-    ring.ensure()
-    return AuditLog(
-        hub_engine(settings.database_url),
-        ring.audit_private_key(),
-        ring.pseudonym_key(),
-        digest_key=ring.digest_key(),
-    )
+    """The audit log of a configured hub, for tools and tests (its engine lives as long as the log)."""
+    return open_audit_store(settings, writer=True).log()
+
+
+# -- verifying the live store ----------------------------------------------------------------------------------
+_COLUMNS = ("request_id", "client_id", "department", "officer", "purpose", "case_ref", "decision")
+_C0, _C1, _C2, _C3, _C4, _C5, _C6 = _COLUMNS
+
+
+def verify_store(store: AuditStore, checkpoint: tuple[int, bytes] | None = None) -> VerifyReport:
+    """Verify the hub database's audit log, starting from its verified archive files (if any).
+
+    The heads are checked against the store's public key (the one given to :func:`open_audit_store`, the key
+    the operator trusts, or else ``<data_dir>/keys/audit-public.pem``). ``checkpoint`` (tree size, root hash),
+    from a checkpoint a witness cosigned and whose signatures the caller checked, must be a prefix of the log.
+    Besides the log itself, the denormalised columns of ``audit_entries`` and the ``audit_subjects`` index are
+    compared with the signed entries, because searches and residents' access reports rely on them.
+    """
+    started = time.perf_counter()
+    engine = store.engine
+    public_key = store.public_key
+    state = store.archived
+    if state.report is not None and not state.report.ok:
+        state.report.seconds = time.perf_counter() - started
+        return state.report
+    first = state.next_seq
+    base = state.leaves
+    with engine.connect() as conn, engine.connect() as subj_conn:
+        t = audit_entries
+        result = conn.execution_options(yield_per=20_000).execute(
+            select(t.c.seq, t.c.entry, t.c.leaf_hash, *(t.c[c] for c in _COLUMNS)).order_by(t.c.seq)
+        )
+        subjects = iter(
+            subj_conn.execution_options(yield_per=20_000).execute(
+                select(audit_subjects.c.seq, audit_subjects.c.subject).order_by(
+                    audit_subjects.c.seq, audit_subjects.c.subject
+                )
+            )
+        )
+        current: list[Any] = [None]
+        pending: list[Any] = [next(subjects, None)]
+
+        def rows() -> Iterator[EntryRow]:
+            for r in result:
+                current[0] = r
+                leaf = r[2]
+                yield r[0], r[1], leaf if type(leaf) is bytes else bytes(leaf)
+
+        def hook(seq: int, obj: dict[str, Any]) -> str | None:
+            row = current[0]
+            get = obj.get
+            signed = (get(_C0), get(_C1), get(_C2), get(_C3), get(_C4), get(_C5), get(_C6))
+            if row[3:10] != signed:
+                col = next(c for c, a, b in zip(_COLUMNS, row[3:10], signed, strict=True) if a != b)
+                return f"the {col} column differs from the signed entry (index tampered)"
+            found = []
+            nxt = pending[0]
+            while nxt is not None and nxt[0] <= seq:
+                if nxt[0] < seq:
+                    return (
+                        f"audit_subjects names entry {nxt[0]} out of order or for an entry that is not "
+                        "there (index tampered)"
+                    )
+                found.append(nxt[1])
+                nxt = next(subjects, None)
+            pending[0] = nxt
+            listed = get("subjects", [])
+            refused = get("refused_subjects")  # entry v2: residents named in a refused request
+            if refused:
+                listed = listed + refused if isinstance(listed, list) and isinstance(refused, list) else None
+            if found == listed:  # the usual case: the gateway writes them sorted
+                return None
+            if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed) or found != sorted(listed):
+                return "its audit_subjects rows differ from the subjects in the signed entry (index tampered)"
+            return None
+
+        def heads() -> list[SignedHead]:
+            return [SignedHead.from_row(r) for r in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size))]
+
+        prev = base[-1].hex() if base else GENESIS
+        report, leaves = check_log(rows(), heads, public_key, first, prev, base, hook)
+        if report.ok and pending[0] is not None:
+            s = pending[0][0]
+            report.ok, report.first_bad_seq = False, s
+            report.problem = f"entry {s}: audit_subjects has rows for it but the entry is not there (index tampered)"
+        if report.ok and checkpoint is not None:
+            bad = checkpoint_problem(leaves, *checkpoint)
+            if bad is not None:
+                report.ok, (report.first_bad_seq, report.problem) = False, bad
+    if state.archives:
+        report.first_seq = 0
+        report.archives_checked = len(state.archives)
+        report.archived_entries = first
+        report.entries_checked += first
+        if report.last_seq is None:
+            report.last_seq = first - 1
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,8 +1,8 @@
 """Verify the audit log: every entry, the hash chain, and every signed tree head.
 
-The core, :func:`verify_log`, works on values only (no database, no files) so that the same code checks
-the live store (:func:`verify_store`), an export file (:func:`hub.audit.export.verify_file`) and an
-archive. It reports the *first* problem, naming the entry by its sequence number where one can be named.
+The core, :func:`check_log`, works on values only (no settings, no database, no files) so that the same code
+checks the live store (:func:`hub.audit.store.verify_store`), an export file (:func:`hub.audit.export.verify_file`)
+and an archive. It reports the *first* problem, naming the entry by its sequence number where one can be named.
 
 Per entry, in order:
 
@@ -27,26 +27,22 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.audit.entry import GENESIS, head_message
+from hub.audit.entry import GENESIS
+from hub.audit.head import SignedHead, key_fingerprint
 from hub.audit.merkle import MerkleTree, ProofError, root_from_leaf_hashes, verify_consistency
-from hub.settings import Settings
 
 __all__ = [
     "EntryHook",
-    "HeadRecord",
+    "EntryRow",
+    "VerificationFailure",
     "VerifyReport",
-    "key_fingerprint",
-    "load_public_key",
-    "signed_at_ms",
+    "check_log",
+    "checkpoint_problem",
     "verify_log",
-    "verify_store",
 ]
 
 EntryRow = tuple[int, str, bytes]
@@ -54,31 +50,8 @@ EntryHook = Callable[[int, dict[str, Any]], "str | None"]
 """Extra per-entry check: (seq, parsed entry) -> a problem (without the "entry N: " prefix) or None."""
 
 
-def signed_at_ms(at: datetime) -> int:
-    """The millisecond timestamp a head signature covers, computed exactly as ``AuditLog.sign_head`` does."""
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
-    return int(at.timestamp() * 1000)
-
-
 def _ms_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class HeadRecord:
-    """A signed tree head as stored: the signature covers ``head_message(tree_size, root_hash, signed_at_ms)``."""
-
-    tree_size: int
-    root_hash: bytes
-    signed_at_ms: int
-    key_id: str
-    signature: bytes
-
-    @classmethod
-    def from_row(
-        cls, tree_size: int, root_hash: bytes, signed_at: datetime, key_id: str, signature: bytes
-    ) -> HeadRecord:
-        return cls(int(tree_size), bytes(root_hash), signed_at_ms(signed_at), str(key_id), bytes(signature))
 
 
 @dataclass
@@ -128,53 +101,28 @@ def _n(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-class _Fail(Exception):
+class VerificationFailure(Exception):
+    """The first problem found (control flow inside verification: callers get a :class:`VerifyReport`)."""
+
     def __init__(self, seq: int | None, problem: str) -> None:
         super().__init__(problem)
         self.seq = seq
         self.problem = problem
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    return public_key_from_pem(path.read_bytes())
-
-
-def public_key_from_pem(pem: bytes) -> Ed25519PublicKey:
-    key = serialization.load_pem_public_key(pem)
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("not an Ed25519 public key")
-    return key
-
-
-def raw_public_key(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def key_fingerprint(key: Ed25519PublicKey) -> str:
-    """SHA-256 of the raw 32-byte public key, hex: compare it with the fingerprint you were given."""
-    return hashlib.sha256(raw_public_key(key)).hexdigest()
-
-
 def _peek(it: Iterator[EntryRow]) -> EntryRow | None:
     """The next row, or None at the end or when the next row is itself unreadable."""
     try:
         return next(it, None)
-    except _Fail:
+    except VerificationFailure:
         return None
 
 
-def _own_seq(text: str) -> object:
+def _own(text: str, key: str) -> object:
+    """The entry's own ``seq`` or ``prev`` field (None when the text is not a JSON object)."""
     try:
         obj = json.loads(text)
-        return obj.get("seq") if isinstance(obj, dict) else None
-    except ValueError:
-        return None
-
-
-def _own_prev(text: str) -> object:
-    try:
-        obj = json.loads(text)
-        return obj.get("prev") if isinstance(obj, dict) else None
+        return obj.get(key) if isinstance(obj, dict) else None
     except ValueError:
         return None
 
@@ -195,7 +143,7 @@ class _Verifier:
         self.prev_of_first = prev_of_first
         self.leaves: list[bytes] = list(base_leaves)
         self.hook = hook
-        self.heads_source: Callable[[], Iterable[HeadRecord]] | None = None
+        self.heads_source: Callable[[], Iterable[SignedHead]] | None = None
         self.entries_checked = 0
         self.heads_checked = 0
         self.signed_size = 0
@@ -204,14 +152,18 @@ class _Verifier:
     def check_base(self) -> None:
         n, first = len(self.leaves), self.first_seq
         if first < 0:
-            raise _Fail(None, f"the first sequence number must be >= 0, got {first}")
+            raise VerificationFailure(None, f"the first sequence number must be >= 0, got {first}")
         if n != first:
-            raise _Fail(None, f"expected {first} leaf hashes of the entries before entry {first}, got {n}")
+            raise VerificationFailure(
+                None, f"expected {first} leaf hashes of the entries before entry {first}, got {n}"
+            )
         if any(len(h) != 32 for h in self.leaves):
-            raise _Fail(None, "a leaf hash of the entries before the range is not 32 bytes")
+            raise VerificationFailure(None, "a leaf hash of the entries before the range is not 32 bytes")
         expected = self.leaves[-1].hex() if n else GENESIS
         if self.prev_of_first != expected:
-            raise _Fail(first, f"entry {first}: the chain start given for it does not match the preceding leaf")
+            raise VerificationFailure(
+                first, f"entry {first}: the chain start given for it does not match the preceding leaf"
+            )
 
     def check_entries(self, rows: Iterable[EntryRow]) -> None:
         sha = hashlib.sha256
@@ -228,13 +180,13 @@ class _Verifier:
                     self._bad_seq(seq, expected)
                 leaf = sha(b"\x00" + text.encode("utf-8")).digest()
                 if leaf != stored:
-                    raise _Fail(seq, f"entry {seq}: content does not match its leaf hash (modified)")
+                    raise VerificationFailure(seq, f"entry {seq}: content does not match its leaf hash (modified)")
                 try:
                     obj = loads(text)
                     own = obj["seq"]
                     prev = obj["prev"]
                 except (ValueError, TypeError, KeyError):
-                    raise _Fail(
+                    raise VerificationFailure(
                         seq,
                         f"entry {seq}: not a JSON object with seq and prev (rewritten together with its leaf hash)",
                     ) from None
@@ -245,7 +197,7 @@ class _Verifier:
                 if hook is not None:
                     problem = hook(seq, obj)
                     if problem:
-                        raise _Fail(seq, f"entry {seq}: {problem}")
+                        raise VerificationFailure(seq, f"entry {seq}: {problem}")
                 append(leaf)
                 prev_hex = leaf.hex()
                 expected += 1
@@ -257,57 +209,63 @@ class _Verifier:
             n = seq - expected
             deleted = "deleted" if n == 1 else f"{n} entries deleted"
             if expected == 0:
-                raise _Fail(expected, f"entry {expected}: missing (the log starts at {seq}: {deleted})")
-            raise _Fail(expected, f"entry {expected}: missing (sequence jumps from {expected - 1} to {seq}: {deleted})")
-        raise _Fail(seq, f"entry {seq}: out of order (it comes again after entry {expected - 1})")
+                raise VerificationFailure(expected, f"entry {expected}: missing (the log starts at {seq}: {deleted})")
+            raise VerificationFailure(
+                expected, f"entry {expected}: missing (sequence jumps from {expected - 1} to {seq}: {deleted})"
+            )
+        raise VerificationFailure(seq, f"entry {seq}: out of order (it comes again after entry {expected - 1})")
 
     def _moved(self, seq: int, own: object, obj: dict[str, Any], leaf: bytes, it: Iterator[EntryRow]) -> None:
         if type(own) is not int:
-            raise _Fail(seq, f"entry {seq}: its seq field is not an integer (rewritten together with its leaf hash)")
+            raise VerificationFailure(
+                seq, f"entry {seq}: its seq field is not an integer (rewritten together with its leaf hash)"
+            )
         leaves = self.leaves
         if own < seq:
             if 0 <= own < len(leaves) and leaves[own] == leaf:
-                raise _Fail(seq, f"entry {seq}: a copy of entry {own} (duplicated over the original)")
+                raise VerificationFailure(seq, f"entry {seq}: a copy of entry {own} (duplicated over the original)")
             before = leaves[own - 1].hex() if 0 < own <= len(leaves) else GENESIS if own == 0 else None
             if own >= self.first_seq and obj.get("prev") == before:
                 n = seq - own
                 what = "a forged entry" if n == 1 else f"{n} forged entries"
-                raise _Fail(
+                raise VerificationFailure(
                     own,
                     f"entry {own}: inserted ({what}; the original entry {own} and those after it were renumbered up "
                     f"by {n})",
                 )
-            raise _Fail(seq, f"entry {seq}: out of order: the row holds entry {own} (reordered)")
+            raise VerificationFailure(seq, f"entry {seq}: out of order: the row holds entry {own} (reordered)")
         nxt = _peek(it)
-        if nxt is not None and nxt[0] == seq + 1 and _own_seq(nxt[1]) == own + 1:
+        if nxt is not None and nxt[0] == seq + 1 and _own(nxt[1], "seq") == own + 1:
             n = own - seq
             deleted = "deleted" if n == 1 else f"{n} entries deleted"
-            raise _Fail(seq, f"entry {seq}: missing ({deleted}; the later entries were renumbered down by {n})")
-        raise _Fail(seq, f"entry {seq}: out of order: the row holds entry {own} (reordered)")
+            raise VerificationFailure(
+                seq, f"entry {seq}: missing ({deleted}; the later entries were renumbered down by {n})"
+            )
+        raise VerificationFailure(seq, f"entry {seq}: out of order: the row holds entry {own} (reordered)")
 
     def _broken_link(self, seq: int, leaf: bytes, prev: object, it: Iterator[EntryRow]) -> None:
         if seq == 0:
-            raise _Fail(0, "entry 0: its prev is not the genesis value (modified or inserted)")
+            raise VerificationFailure(0, "entry 0: its prev is not the genesis value (modified or inserted)")
         before = seq - 1
         if before >= self.first_seq:
             # This entry names the leaf entry ``before`` had when it was written. If the next entry still chains
             # to this one, or a signed head's root comes out right with that leaf, this entry is the original
             # and entry ``before`` was rewritten together with its stored leaf hash.
             nxt = _peek(it)
-            if nxt is not None and nxt[0] == seq + 1 and _own_prev(nxt[1]) == leaf.hex():
-                raise _Fail(
+            if nxt is not None and nxt[0] == seq + 1 and _own(nxt[1], "prev") == leaf.hex():
+                raise VerificationFailure(
                     before,
                     f"entry {before}: rewritten together with its leaf hash (entry {seq} names a different leaf for "
                     "it)",
                 )
             size = self._signed_with(before, prev, [*self.leaves, leaf])
             if size is not None:
-                raise _Fail(
+                raise VerificationFailure(
                     before,
                     f"entry {before}: rewritten together with its leaf hash (entry {seq} and the tree head at size "
                     f"{size} name a different leaf for it)",
                 )
-        raise _Fail(seq, f"entry {seq}: out of order / inserted: its prev does not match entry {before}")
+        raise VerificationFailure(seq, f"entry {seq}: out of order / inserted: its prev does not match entry {before}")
 
     def _signed_with(self, index: int, claimed_hex: object, leaves: list[bytes]) -> int | None:
         """The size of a validly signed head whose root is right if leaf ``index`` were ``claimed_hex``."""
@@ -321,31 +279,27 @@ class _Verifier:
         for h in self.heads_source():
             if not index < h.tree_size <= len(candidate):
                 continue
-            try:
-                self.public_key.verify(h.signature, head_message(h.tree_size, h.root_hash, h.signed_at_ms))
-            except (InvalidSignature, ValueError):
+            if not h.verifies(self.public_key):
                 continue
             if root_from_leaf_hashes(candidate[: h.tree_size]) == h.root_hash:
                 return h.tree_size
         return None
 
     # -- tree heads -----------------------------------------------------------------------------------------
-    def check_heads(self, heads: Iterable[HeadRecord]) -> None:
+    def check_heads(self, heads: Iterable[SignedHead]) -> None:
         leaves = self.leaves
         n = len(leaves)
         tree = MerkleTree(leaves)
-        prev: HeadRecord | None = None
+        prev: SignedHead | None = None
         for h in sorted(heads, key=lambda h: (h.tree_size, h.signed_at_ms)):
             label = f"tree head at size {h.tree_size}"
-            try:
-                self.public_key.verify(h.signature, head_message(h.tree_size, h.root_hash, h.signed_at_ms))
-            except (InvalidSignature, ValueError):
-                raise _Fail(None, f"{label}: bad signature") from None
+            if not h.verifies(self.public_key):
+                raise VerificationFailure(None, f"{label}: bad signature")
             if h.tree_size < 0:
-                raise _Fail(None, f"{label}: a negative tree size")
+                raise VerificationFailure(None, f"{label}: a negative tree size")
             if h.tree_size > n:
                 missing = h.tree_size - n
-                raise _Fail(
+                raise VerificationFailure(
                     n,
                     f"entry {n}: missing ({label} covers {missing} more entr{'y' if missing == 1 else 'ies'} than "
                     f"there are: deleted)",
@@ -354,14 +308,14 @@ class _Verifier:
             if root != h.root_hash:
                 lo = prev.tree_size if prev is not None else 0
                 where = f"entry {lo}" if h.tree_size - lo == 1 else f"entries {lo}–{h.tree_size - 1}"
-                raise _Fail(
+                raise VerificationFailure(
                     lo if h.tree_size - lo == 1 else None,
                     f"{label}: root does not match the entries (signed root {h.root_hash.hex()}, recomputed "
                     f"{root.hex()}); the change is among {where}",
                 )
             if prev is not None:
                 if h.signed_at_ms < prev.signed_at_ms:
-                    raise _Fail(
+                    raise VerificationFailure(
                         None,
                         f"{label}: signed at {_ms_iso(h.signed_at_ms)}, before the head at size {prev.tree_size} "
                         f"(signed at {_ms_iso(prev.signed_at_ms)})",
@@ -376,7 +330,7 @@ class _Verifier:
                             h.root_hash,
                         )
                     except (ProofError, ValueError):
-                        raise _Fail(
+                        raise VerificationFailure(
                             None, f"tree heads {prev.tree_size} → {h.tree_size}: consistency proof does not verify"
                         ) from None
             prev = h
@@ -384,16 +338,18 @@ class _Verifier:
             self.signed_size = max(self.signed_size, h.tree_size)
 
 
-def _run(
+def check_log(
     rows: Iterable[EntryRow],
-    heads: Iterable[HeadRecord] | Callable[[], Iterable[HeadRecord]],
+    heads: Iterable[SignedHead] | Callable[[], Iterable[SignedHead]],
     public_key: Ed25519PublicKey,
     first_seq: int,
     prev_of_first: str,
     base_leaves: Sequence[bytes],
     hook: EntryHook | None = None,
 ) -> tuple[VerifyReport, list[bytes]]:
-    """Verify; return the report and base leaves + recomputed leaves of every entry that passed."""
+    """Verify entries and heads; return the report and base leaves + recomputed leaves of every entry that passed.
+
+    ``heads`` may be a callable (read again when a broken link is explained by a signed root)."""
     started = time.perf_counter()
     v = _Verifier(public_key, first_seq, prev_of_first, base_leaves, hook)
     if callable(heads):
@@ -406,7 +362,7 @@ def _run(
         v.check_base()
         v.check_entries(rows)
         v.check_heads(v.heads_source())
-    except _Fail as fail:
+    except VerificationFailure as fail:
         report.ok = False
         report.first_bad_seq = fail.seq
         report.problem = fail.problem
@@ -420,7 +376,7 @@ def _run(
 
 def verify_log(
     entries: Iterable[tuple[int, str, bytes]],
-    heads: Sequence[HeadRecord],
+    heads: Sequence[SignedHead],
     public_key: Ed25519PublicKey,
     first_seq: int = 0,
     prev_of_first: str = GENESIS,
@@ -433,12 +389,7 @@ def verify_log(
     ``0 .. first_seq - 1`` (needed because a head's root covers the log from entry 0) and ``prev_of_first``
     must be the hex of the last of them (``GENESIS`` when ``first_seq == 0``).
     """
-    return _run(entries, heads, public_key, first_seq, prev_of_first, base_leaves)[0]
-
-
-# -- the live store ---------------------------------------------------------------------------------------------
-_COLUMNS = ("request_id", "client_id", "department", "officer", "purpose", "case_ref", "decision")
-_C0, _C1, _C2, _C3, _C4, _C5, _C6 = _COLUMNS
+    return check_log(entries, heads, public_key, first_seq, prev_of_first, base_leaves)[0]
 
 
 def checkpoint_problem(leaves: Sequence[bytes], tree_size: int, root_hash: bytes) -> tuple[int, str] | None:
@@ -456,117 +407,3 @@ def checkpoint_problem(leaves: Sequence[bytes], tree_size: int, root_hash: bytes
             "the log was rewritten (or shortened and refilled) after it was witnessed"
         )
     return None
-
-
-def verify_store(
-    settings: Settings, public_key_path: Path | None = None, checkpoint: tuple[int, bytes] | None = None
-) -> VerifyReport:
-    """Verify the hub database's audit log, starting from its verified archive files (if any).
-
-    The heads are checked against ``public_key_path`` when given (the key the operator trusts), otherwise
-    against ``<data_dir>/keys/audit-public.pem``. ``checkpoint`` (tree size, root hash), from a checkpoint a
-    witness cosigned and whose signatures the caller checked, must be a prefix of the log. Besides the log
-    itself, the denormalised columns of ``audit_entries`` and the ``audit_subjects`` index are compared with
-    the signed entries, because searches and residents' access reports rely on them.
-    """
-    from sqlalchemy import select
-
-    from hub.audit.archive import archived_state
-    from hub.db import audit_entries, audit_subjects, hub_engine, tree_heads, upgrade
-
-    started = time.perf_counter()
-    key_path = public_key_path or settings.key_dir / "audit-public.pem"
-    if not key_path.exists():
-        return VerifyReport(ok=False, problem=f"no audit public key at {key_path}")
-    public_key = load_public_key(key_path)
-    upgrade(settings.database_url)
-    engine = hub_engine(settings.database_url)
-    try:
-        state = archived_state(settings, engine, public_key)
-        if state.report is not None and not state.report.ok:
-            state.report.seconds = time.perf_counter() - started
-            return state.report
-        first = state.next_seq
-        base = state.leaves
-        with engine.connect() as conn, engine.connect() as subj_conn:
-            t = audit_entries
-            result = conn.execution_options(yield_per=20_000).execute(
-                select(t.c.seq, t.c.entry, t.c.leaf_hash, *(t.c[c] for c in _COLUMNS)).order_by(t.c.seq)
-            )
-            subjects = iter(
-                subj_conn.execution_options(yield_per=20_000).execute(
-                    select(audit_subjects.c.seq, audit_subjects.c.subject).order_by(
-                        audit_subjects.c.seq, audit_subjects.c.subject
-                    )
-                )
-            )
-            current: list[Any] = [None]
-            pending: list[Any] = [next(subjects, None)]
-
-            def rows() -> Iterator[EntryRow]:
-                for r in result:
-                    current[0] = r
-                    leaf = r[2]
-                    yield r[0], r[1], leaf if type(leaf) is bytes else bytes(leaf)
-
-            def hook(seq: int, obj: dict[str, Any]) -> str | None:
-                row = current[0]
-                get = obj.get
-                signed = (get(_C0), get(_C1), get(_C2), get(_C3), get(_C4), get(_C5), get(_C6))
-                if row[3:10] != signed:
-                    col = next(c for c, a, b in zip(_COLUMNS, row[3:10], signed, strict=True) if a != b)
-                    return f"the {col} column differs from the signed entry (index tampered)"
-                found = []
-                nxt = pending[0]
-                while nxt is not None and nxt[0] <= seq:
-                    if nxt[0] < seq:
-                        return (
-                            f"audit_subjects names entry {nxt[0]} out of order or for an entry that is not "
-                            "there (index tampered)"
-                        )
-                    found.append(nxt[1])
-                    nxt = next(subjects, None)
-                pending[0] = nxt
-                listed = get("subjects", [])
-                refused = get("refused_subjects")  # entry v2: residents named in a refused request
-                if refused:
-                    listed = listed + refused if isinstance(listed, list) and isinstance(refused, list) else None
-                if found == listed:  # the usual case: the gateway writes them sorted
-                    return None
-                if (
-                    not isinstance(listed, list)
-                    or not all(isinstance(x, str) for x in listed)
-                    or found != sorted(listed)
-                ):
-                    return "its audit_subjects rows differ from the subjects in the signed entry (index tampered)"
-                return None
-
-            def heads() -> list[HeadRecord]:
-                return [
-                    HeadRecord.from_row(r.tree_size, r.root_hash, r.signed_at, r.key_id, r.signature)
-                    for r in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size))
-                ]
-
-            prev = base[-1].hex() if base else GENESIS
-            report, leaves = _run(rows(), heads, public_key, first, prev, base, hook)
-            if report.ok and pending[0] is not None:
-                s = pending[0][0]
-                report.ok, report.first_bad_seq = False, s
-                report.problem = (
-                    f"entry {s}: audit_subjects has rows for it but the entry is not there (index tampered)"
-                )
-            if report.ok and checkpoint is not None:
-                bad = checkpoint_problem(leaves, *checkpoint)
-                if bad is not None:
-                    report.ok, (report.first_bad_seq, report.problem) = False, bad
-    finally:
-        engine.dispose()
-    if state.archives:
-        report.first_seq = 0
-        report.archives_checked = len(state.archives)
-        report.archived_entries = first
-        report.entries_checked += first
-        if report.last_seq is None:
-            report.last_seq = first - 1
-    report.seconds = time.perf_counter() - started
-    return report

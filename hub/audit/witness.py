@@ -33,12 +33,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from hub.audit.checkpoint import COSIGNATURE_V1, ED25519, Checkpoint, CheckpointError, NoteSignature, Verifier
-from hub.audit.merkle import ProofError, verify_consistency
+from hub.audit.merkle import MerkleTree, ProofError, verify_consistency
 from hub.clock import Clock, system_clock
 from hub.errors import ConfigError
 
 if TYPE_CHECKING:
-    from hub.audit.log import AuditLog, TreeHead
+    from sqlalchemy import Engine
 
 log = logging.getLogger("hub.witness")
 
@@ -269,22 +269,21 @@ def _post(url: str, body: bytes) -> tuple[int, str]:
     return r.status_code, r.text
 
 
-def push(audit: AuditLog, head: TreeHead, w: WitnessConfig, known: int) -> NoteSignature | None:
-    """Ask witness ``w`` to cosign ``head``'s checkpoint, starting from the size ``known`` it last cosigned
-    for us; on 409 retry once from the size it names. Returns the verified cosignature, or None (logged)."""
-    cp = audit.checkpoint(head)
-    tree = audit.tree()
+def push(cp: Checkpoint, tree: MerkleTree, w: WitnessConfig, known: int) -> NoteSignature | None:
+    """Ask witness ``w`` to cosign the log's checkpoint ``cp`` (``tree``: the log's leaves, at least as many),
+    starting from the size ``known`` it last cosigned for us; on 409 retry once from the size it names.
+    Returns the verified cosignature, or None (logged)."""
     old = known
     for _ in range(2):
-        if old > head.tree_size:
+        if old > cp.tree_size:
             log.error(
                 "witness %s has cosigned size %d, larger than the log's %d: the log was shortened",
                 w.verifier.name,
                 old,
-                head.tree_size,
+                cp.tree_size,
             )
             return None
-        proof = tree.consistency_proof(old, head.tree_size) if 0 < old < head.tree_size else []
+        proof = tree.consistency_proof(old, cp.tree_size) if 0 < old < cp.tree_size else []
         body = f"old {old}\n" + "".join(base64.b64encode(p).decode() + "\n" for p in proof) + "\n" + cp.to_text()
         status, text = _post(w.url, body.encode("utf-8"))
         if status == 409 and text.strip().isdigit():
@@ -294,7 +293,7 @@ def push(audit: AuditLog, head: TreeHead, w: WitnessConfig, known: int) -> NoteS
             log.error(
                 "witness %s refused the checkpoint of size %d: %d %s",
                 w.verifier.name,
-                head.tree_size,
+                cp.tree_size,
                 status,
                 text.strip()[:200],
             )
@@ -309,56 +308,57 @@ def push(audit: AuditLog, head: TreeHead, w: WitnessConfig, known: int) -> NoteS
     return None
 
 
-def push_all(audit: AuditLog, head: TreeHead) -> int:
-    """Push ``head`` to every configured witness not yet cosigning it; store the cosignatures. Never raises."""
+def push_all(engine: Engine, witnesses: Sequence[WitnessConfig], cp: Checkpoint, tree: MerkleTree, clock: Clock) -> int:
+    """Push the signed checkpoint ``cp`` to every witness not yet cosigning its size; store the cosignatures in
+    ``engine``'s ``witnessed_checkpoints``. Never raises."""
     from sqlalchemy import func, insert, select
 
     from hub.db import witnessed_checkpoints as wc
 
     done = 0
-    for w in audit.witnesses:
+    for w in witnesses:
         try:
-            with audit.engine.connect() as conn:
+            with engine.connect() as conn:
                 known = conn.execute(
                     select(func.max(wc.c.tree_size)).where(wc.c.witness == w.verifier.to_text())
                 ).scalar()
-            if known is not None and known >= head.tree_size:
+            if known is not None and known >= cp.tree_size:
                 continue
-            sig = push(audit, head, w, known or 0)
+            sig = push(cp, tree, w, known or 0)
             if sig is None:
                 continue
-            with audit.engine.begin() as conn:
+            with engine.begin() as conn:
                 conn.execute(
                     insert(wc).values(
-                        tree_size=head.tree_size,
+                        tree_size=cp.tree_size,
                         witness=w.verifier.to_text(),
                         signature=sig.to_text(),
-                        received_at=audit.clock().astimezone(UTC),
+                        received_at=clock().astimezone(UTC),
                     )
                 )
             done += 1
         except Exception:
-            log.exception("asking witness %s to cosign size %d failed", w.verifier.name, head.tree_size)
+            log.exception("asking witness %s to cosign size %d failed", w.verifier.name, cp.tree_size)
     return done
 
 
-def cosignatures(audit: AuditLog, tree_size: int) -> list[NoteSignature]:
+def cosignatures(engine: Engine, tree_size: int) -> list[NoteSignature]:
     from sqlalchemy import select
 
     from hub.db import witnessed_checkpoints as wc
 
-    with audit.engine.connect() as conn:
+    with engine.connect() as conn:
         rows = conn.execute(select(wc.c.signature).where(wc.c.tree_size == tree_size).order_by(wc.c.witness))
         return [NoteSignature.from_line(r[0].rstrip("\n")) for r in rows]
 
 
-def witnessed_sizes(audit: AuditLog) -> list[tuple[int, str, datetime]]:
+def witnessed_sizes(engine: Engine) -> list[tuple[int, str, datetime]]:
     """(tree size, witness vkey, received at) of every stored cosignature, oldest first."""
     from sqlalchemy import select
 
     from hub.db import witnessed_checkpoints as wc
 
-    with audit.engine.connect() as conn:
+    with engine.connect() as conn:
         rows = conn.execute(select(wc.c.tree_size, wc.c.witness, wc.c.received_at).order_by(wc.c.tree_size))
         return [(r[0], r[1], r[2]) for r in rows]
 

@@ -12,6 +12,7 @@ import anyio
 import strawberry
 from strawberry.types import Info
 
+from hub.audit.head import SignedHead, head_at
 from hub.audit.query import AuditSearch, access_report, search
 from hub.errors import RequestError
 from hub.ids import id_problem
@@ -186,6 +187,18 @@ class SignedTreeHead:
     key_id: str
     signature: str = strawberry.field(description="Hex Ed25519 signature over the head message (docs/audit.md).")
 
+    @classmethod
+    def of(cls, h: SignedHead) -> SignedTreeHead:
+        """The GraphQL view of the one signed-head type."""
+        d = h.to_json()
+        return cls(
+            tree_size=h.tree_size,
+            root_hash=d["root_hash"],
+            signed_at=d["signed_at"],
+            key_id=h.key_id,
+            signature=d["signature"],
+        )
+
 
 @strawberry.type(description="An RFC 9162 inclusion proof of one entry in a signed tree.")
 class InclusionProof:
@@ -203,46 +216,25 @@ class ConsistencyProof:
     path: list[str]
 
 
-def _head(h: object) -> SignedTreeHead:
-    return SignedTreeHead(
-        tree_size=h.tree_size,  # type: ignore[attr-defined]
-        root_hash=h.root_hash.hex(),  # type: ignore[attr-defined]
-        signed_at=h.signed_at.isoformat(timespec="milliseconds"),  # type: ignore[attr-defined]
-        key_id=h.key_id,  # type: ignore[attr-defined]
-        signature=h.signature.hex(),  # type: ignore[attr-defined]
-    )
-
-
 async def audit_tree_head(info: Info, sign_now: bool = False) -> SignedTreeHead | None:
     log = ctx(info).audit
     if sign_now:
-        return _head(await anyio.to_thread.run_sync(log.sign_head))
+        return SignedTreeHead.of(await anyio.to_thread.run_sync(log.sign_head))
     heads = await anyio.to_thread.run_sync(log.heads)
-    return _head(heads[-1]) if heads else None
-
-
-def _signed_size(heads: list[object], size: int | None) -> int:
-    sizes = [h.tree_size for h in heads]  # type: ignore[attr-defined]
-    if not sizes:
-        raise RequestError("no tree head has been signed yet", code="NOT_FOUND")
-    if size is None:
-        return int(sizes[-1])
-    if size not in sizes:
-        raise RequestError(f"no signed tree head at size {size}", code="NOT_FOUND")
-    return size
+    return SignedTreeHead.of(heads[-1]) if heads else None
 
 
 async def audit_inclusion_proof(info: Info, seq: int, tree_size: int | None = None) -> InclusionProof:
     log = ctx(info).audit
     heads = await anyio.to_thread.run_sync(log.heads)
-    size = _signed_size(heads, tree_size)
+    size = head_at(heads, tree_size).tree_size
     if not 0 <= seq < size:
         raise RequestError(f"entry {seq} is not in the tree of size {size}", code="BAD_ARGUMENT")
     tree = await anyio.to_thread.run_sync(log.tree)
     return InclusionProof(
         seq=seq,
         tree_size=size,
-        leaf_hash=tree._subtree(seq, seq + 1).hex(),
+        leaf_hash=tree.leaf(seq).hex(),
         path=[p.hex() for p in tree.inclusion_proof(seq, size)],
         root_hash=tree.root(size).hex(),
     )
@@ -251,8 +243,8 @@ async def audit_inclusion_proof(info: Info, seq: int, tree_size: int | None = No
 async def audit_consistency_proof(info: Info, first_size: int, second_size: int | None = None) -> ConsistencyProof:
     log = ctx(info).audit
     heads = await anyio.to_thread.run_sync(log.heads)
-    second = _signed_size(heads, second_size)
-    _signed_size(heads, first_size)
+    second = head_at(heads, second_size).tree_size
+    head_at(heads, first_size)
     if not 0 < first_size <= second:
         raise RequestError("firstSize must be between 1 and secondSize", code="BAD_ARGUMENT")
     tree = await anyio.to_thread.run_sync(log.tree)

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from hub.audit.checkpoint import ED25519, Checkpoint, Verifier
 from hub.audit.entry import entry_leaf
+from hub.audit.head import load_public_key
 from hub.audit.merkle import verify_inclusion
-from hub.audit.verify import load_public_key
 from hub.db import audit_entries
 from tests.conftest import Hub
 

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import func, select
 
 from hub.app import create_app
-from hub.audit.verify import verify_store
+from hub.audit.store import open_audit_store, verify_store
 from hub.db import audit_entries
 from hub.demo.generate import GenerateResult
 from tests.conftest import make_settings, working_clock
@@ -46,6 +46,7 @@ async def test_ten_thousand_requests_ten_thousand_entries(
             select(func.count()).select_from(audit_entries).where(audit_entries.c.decision == "deny")
         ).scalar_one()
     assert denials == 1_000
-    report = verify_store(settings)
+    with open_audit_store(settings) as store:
+        report = verify_store(store)
     assert report.ok, report.problem
     assert report.entries_checked == 10_000

@@ -17,11 +17,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from hub.audit.archive import archive_before, seeded_audit_log
+from hub.audit import archive, export, store
+from hub.audit.archive import ArchiveResult, archived_leaves
 from hub.audit.entry import GENESIS, canonical, entry_leaf, head_message
-from hub.audit.export import export_range, verify_file
-from hub.audit.store import open_audit_log
-from hub.audit.verify import HeadRecord, VerifyReport, key_fingerprint, load_public_key, verify_log, verify_store
+from hub.audit.export import ExportResult, verify_file
+from hub.audit.head import SignedHead, key_fingerprint, load_public_key
+from hub.audit.log import AuditLog
+from hub.audit.store import open_audit_log, open_audit_store
+from hub.audit.verify import VerifyReport, verify_log
+from hub.auth.keys import KeyRing
+from hub.db import hub_engine
 from hub.errors import RequestError
 from hub.settings import Settings
 
@@ -62,6 +67,21 @@ def build_log(root: Path, n: int, heads: Sequence[int] = (), batch: int = 10, su
             log.sign_head(now=T0 + timedelta(minutes=mark))
     log.engine.dispose()
     return settings
+
+
+def verify_store(settings: Settings, public_key_path: Path | None = None) -> VerifyReport:
+    with open_audit_store(settings, public_key_path) as opened:
+        return store.verify_store(opened)
+
+
+def export_range(settings: Settings, path: Path, first: int = 0, last: int | None = None) -> ExportResult:
+    with open_audit_store(settings) as opened:
+        return export.export_range(opened, path, first, last)
+
+
+def archive_before(settings: Settings, **kw: Any) -> ArchiveResult | None:
+    with open_audit_store(settings) as opened:
+        return archive.archive_before(opened, **kw)
 
 
 def db(settings: Settings) -> sqlite3.Connection:
@@ -380,13 +400,13 @@ def test_validly_signed_wrong_root(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- pure core
-def _values(settings: Settings) -> tuple[list[tuple[int, str, bytes]], list[HeadRecord], ed25519.Ed25519PublicKey]:
+def _values(settings: Settings) -> tuple[list[tuple[int, str, bytes]], list[SignedHead], ed25519.Ed25519PublicKey]:
     with db(settings) as conn:
         rows = [
             (s, e, bytes(h)) for s, e, h in conn.execute("SELECT seq, entry, leaf_hash FROM audit_entries ORDER BY seq")
         ]
     log = open_audit_log(settings)
-    heads = [HeadRecord.from_row(h.tree_size, h.root_hash, h.signed_at, h.key_id, h.signature) for h in log.heads()]
+    heads = log.heads()
     log.engine.dispose()
     return rows, heads, load_public_key(settings.key_dir / "audit-public.pem")
 
@@ -654,8 +674,9 @@ def test_removed_archive_record(archived: tuple[Settings, Path]) -> None:
 
 def test_signing_after_archiving_with_the_seeded_log(archived: tuple[Settings, Path]) -> None:
     settings, _ = archived
-    log, state = seeded_audit_log(settings)
-    assert state.next_seq == 40
+    opened = open_audit_store(settings, writer=True)
+    log = opened.log()
+    assert opened.verified_archives().next_seq == 40
     log.write([(body(i), subjects(i)) for i in range(50, 53)])
     head = log.sign_head()
     log.engine.dispose()
@@ -666,7 +687,10 @@ def test_signing_after_archiving_with_the_seeded_log(archived: tuple[Settings, P
 
 def test_plain_audit_log_signs_correct_heads_after_archiving(archived: tuple[Settings, Path]) -> None:
     settings, _ = archived
-    log = open_audit_log(settings)
+    keys = KeyRing(settings.key_dir)  # as the hub builds its log (hub/app.py): the archived leaves on demand
+    key = keys.audit_private_key()
+    engine = hub_engine(settings.database_url)
+    log = AuditLog(engine, key, keys.pseudonym_key(), archived=lambda: archived_leaves(engine, key.public_key()))
     log.write([(body(i), subjects(i)) for i in range(50, 53)])
     log.sign_head()
     log.engine.dispose()

@@ -209,7 +209,7 @@ async def test_a_shortened_log_is_caught_by_its_witnessed_checkpoint(
                 db.execute("DELETE FROM audit_subjects WHERE seq >= 7")
                 db.execute("DELETE FROM tree_heads WHERE tree_size > 7")
                 db.execute("DELETE FROM witnessed_checkpoints WHERE tree_size > 7")
-            state.audit._tree = MerkleTree()  # the running hub forgets too (a restart)
+            state.audit.forget_tree()  # the running hub forgets too (a restart)
 
             verify = ["--data-dir", str(root), "audit", "verify"]
             assert main(verify) == 0  # today's check alone does not see it
@@ -248,5 +248,5 @@ async def test_a_shortened_log_is_caught_by_its_witnessed_checkpoint(
 def _received(state: object, size: int) -> str:
     from hub.audit.witness import witnessed_sizes
 
-    at = next(a for s, _, a in witnessed_sizes(state.audit) if s == size)  # type: ignore[attr-defined]
+    at = next(a for s, _, a in witnessed_sizes(state.audit.engine) if s == size)  # type: ignore[attr-defined]
     return str(at.isoformat(timespec="seconds"))
