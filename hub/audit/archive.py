@@ -1,9 +1,9 @@
-"""Archiving: move an old, signed prefix of the audit log out of the database into a verified export file.
+"""Archives: the archive files of the audit log, and the verified prefix they hold.
 
-``archive_before`` takes the longest prefix of entries older than the cut-off that ends exactly at a signed
-tree head, writes it to ``<data_dir>/archive/audit-<first>-<last>.jsonl`` (format ``hub-audit-export/v1``),
-verifies that file, records it in ``archives`` (with its SHA-256) and only then deletes the rows from
-``audit_entries`` and ``audit_subjects``, in one transaction. Tree heads are never deleted.
+Archiving (``hub.audit.store.archive_before``) takes the longest prefix of entries older than the cut-off that
+ends exactly at a signed tree head, writes it to ``<data_dir>/archive/audit-<first>-<last>.jsonl`` (format
+``hub-audit-export/v1``), verifies that file, records it in ``archives`` (with its SHA-256) and only then
+deletes the rows from ``audit_entries`` and ``audit_subjects``, in one transaction. Tree heads are never deleted.
 
 Verification afterwards starts from the archives: each file is verified in order (content, signed heads,
 that it continues the previous one, and its SHA-256 against the ``archives`` row), and the recomputed
@@ -13,35 +13,27 @@ leaves of all archived entries become the base the live entries are checked agai
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, select
 
-from hub.audit.export import check_export, file_sha256, write_export
+from hub.audit.export import check_export, file_sha256
 from hub.audit.verify import VerifyReport
-from hub.clock import Clock, system_clock
-from hub.db import archives, audit_entries, audit_subjects, tree_heads
+from hub.db import archives
 from hub.errors import HubError
-from hub.settings import Settings
-
-if TYPE_CHECKING:
-    from hub.audit.store import AuditStore
 
 __all__ = [
     "ArchiveError",
+    "ARCHIVE_DIR",
     "ArchiveInfo",
-    "ArchiveResult",
     "ArchivedState",
-    "archive_before",
     "archived_entries",
     "archived_leaves",
     "archived_state",
-    "default_retention_days",
 ]
 
 ARCHIVE_DIR = "archive"
@@ -75,19 +67,6 @@ class ArchivedState:
         if self.report is not None and not self.report.ok:
             raise ArchiveError(f"the archived part of the {what} does not verify: {self.report.problem}")
         return self
-
-
-@dataclass(frozen=True)
-class ArchiveResult:
-    first_seq: int
-    last_seq: int
-    file: Path
-    sha256: str
-    cutoff: datetime
-
-    @property
-    def entries(self) -> int:
-        return self.last_seq - self.first_seq + 1
 
 
 def resolve(data_dir: Path | None, stored: str) -> Path:
@@ -206,87 +185,3 @@ def archived_leaves(engine: Engine, public_key: Ed25519PublicKey) -> list[bytes]
     when an archive does not verify, so that no head is ever signed over a broken prefix.
     """
     return archived_state(None, engine, public_key).verified("audit log").leaves
-
-
-def default_retention_days(settings: Settings) -> int:
-    """The longest ``retention_days`` among the purposes (archiving cuts a whole prefix, so the longest wins)."""
-    from hub.policy.loader import load_purposes
-
-    purposes = load_purposes(settings.policy_dir / "purposes.toml")
-    return max(p.retention_days for p in purposes.values())
-
-
-def archive_before(
-    store: AuditStore,
-    before: datetime | None = None,
-    keep_days: int | None = None,
-    clock: Clock = system_clock,
-) -> ArchiveResult | None:
-    """Archive the entries older than ``before`` (or than ``keep_days`` days; default: the longest retention).
-
-    Only a whole prefix is moved, and only up to the last signed tree head that covers nothing newer than the
-    cut-off. Returns None when there is nothing to archive.
-    """
-    settings = store.settings
-    if before is not None and keep_days is not None:
-        raise ArchiveError("give a cut-off date or a number of days, not both", code="BAD_ARGUMENT")
-    if before is None:
-        days = keep_days if keep_days is not None else default_retention_days(settings)
-        if days < 0:
-            raise ArchiveError("the number of days must not be negative", code="BAD_ARGUMENT")
-        before = clock() - timedelta(days=days)
-    cutoff = before if before.tzinfo else before.replace(tzinfo=UTC)
-
-    engine = store.engine
-    state = store.verified_archives()
-    first = state.next_seq
-    t = audit_entries
-    with engine.connect() as conn:
-        oldest = conn.execute(select(func.min(t.c.seq))).scalar()
-        if oldest is None:
-            return None
-        if oldest != first:
-            raise ArchiveError(
-                f"the log in the database starts at entry {oldest}, but the archives end before entry {first}; "
-                "run `hub audit verify`"
-            )
-        young = conn.execute(select(func.min(t.c.seq)).where(t.c.at >= cutoff)).scalar()
-        end = young if young is not None else conn.execute(select(func.max(t.c.seq))).scalar_one() + 1
-        head = conn.execute(select(func.max(tree_heads.c.tree_size)).where(tree_heads.c.tree_size <= end)).scalar()
-    if head is None or head <= first:
-        return None
-    last = head - 1
-    folder = settings.data_dir / ARCHIVE_DIR
-    path = folder / f"audit-{first:012d}-{last:012d}.jsonl"
-    if path.exists():
-        raise ArchiveError(f"{path} exists already but is not recorded in the archives table")
-    staging = folder / (path.name + ".new")
-    write_export(engine, staging, store.public_key_pem, state.leaves, first, last, clock)
-    report, _, _ = check_export(staging, store.public_key)
-    if not report.ok or report.signed_size != last + 1:
-        rejected = folder / (path.name + ".rejected")
-        os.replace(staging, rejected)
-        why = report.problem if not report.ok else f"no signed tree head covers entry {last}"
-        raise ArchiveError(f"the archive file did not verify, nothing was deleted ({rejected}): {why}")
-    os.replace(staging, path)
-    digest = file_sha256(path)
-    try:
-        with engine.begin() as conn:
-            gone = conn.execute(delete(t).where(t.c.seq >= first, t.c.seq <= last)).rowcount
-            if gone != last - first + 1:  # e.g. another process archived the same range meanwhile
-                raise ArchiveError(f"expected to delete {last - first + 1} entries, found {gone}; nothing was deleted")
-            conn.execute(delete(audit_subjects).where(audit_subjects.c.seq >= first, audit_subjects.c.seq <= last))
-            conn.execute(
-                insert(archives).values(
-                    first_seq=first,
-                    last_seq=last,
-                    file=str(path.resolve()),
-                    sha256=digest,
-                    archived_at=clock(),
-                    verified=True,
-                )
-            )
-    except BaseException:
-        os.replace(path, folder / (path.name + ".rejected"))
-        raise
-    return ArchiveResult(first, last, path, digest, cutoff)

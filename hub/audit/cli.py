@@ -179,8 +179,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hub.audit.export import export_range
-    from hub.audit.store import open_audit_store
+    from hub.audit.store import export_range, open_audit_store
 
     with open_audit_store(_settings(args)) as store:
         first = args.first
@@ -206,8 +205,7 @@ def _cutoff(value: str) -> datetime:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from hub.audit.archive import archive_before
-    from hub.audit.store import open_audit_store
+    from hub.audit.store import archive_before, open_audit_store
 
     settings = _settings(args)
     before = _cutoff(args.before) if args.before else None

@@ -27,10 +27,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from hub.audit.checkpoint import raw_key
 from hub.audit.entry import GENESIS
@@ -38,12 +38,8 @@ from hub.audit.head import HeadError, SignedHead, is_hex, key_fingerprint, load_
 from hub.audit.verify import EntryRow, VerificationFailure, VerifyReport, check_log
 from hub.clock import Clock, system_clock
 from hub.db import audit_entries, tree_heads
-from hub.errors import RequestError
 
-if TYPE_CHECKING:
-    from hub.audit.store import AuditStore
-
-__all__ = ["FORMAT", "ExportResult", "check_export", "export_range", "file_sha256", "verify_file"]
+__all__ = ["FORMAT", "ExportResult", "check_export", "file_sha256", "verify_file", "write_export"]
 
 FORMAT = "hub-audit-export/v1"
 
@@ -127,36 +123,6 @@ def write_export(
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     return len(heads)
-
-
-def export_range(store: AuditStore, path: Path, first: int = 0, last: int | None = None) -> ExportResult:
-    """Write entries ``first..last`` (default: to the newest) plus the signed heads to ``path``."""
-    state = store.verified_archives()
-    if first < state.next_seq:
-        names = ", ".join(a.file.name for a in state.archives)
-        raise RequestError(
-            f"entries before {state.next_seq} are archived ({names}); an archive file is itself an export",
-            code="BAD_ARGUMENT",
-        )
-    t = audit_entries
-    with store.engine.connect() as conn:
-        newest = conn.execute(select(func.max(t.c.seq))).scalar()
-        if last is None:
-            last = newest
-        if newest is None or last is None or last < first or last > newest:
-            raise RequestError(
-                f"no entries {first}–{last if last is not None else '?'} in the log (newest: {newest})",
-                code="BAD_ARGUMENT",
-            )
-        base = list(state.leaves)
-        base.extend(
-            bytes(r[0])
-            for r in conn.execute(
-                select(t.c.leaf_hash).where(t.c.seq >= state.next_seq, t.c.seq < first).order_by(t.c.seq)
-            )
-        )
-    heads = write_export(store.engine, path, store.public_key_pem, base, first, last)
-    return ExportResult(path, first, last, last - first + 1, heads, file_sha256(path))
 
 
 # -- offline verification ---------------------------------------------------------------------------------

@@ -17,13 +17,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from hub.audit import archive, export, store
-from hub.audit.archive import ArchiveResult, archived_leaves
+from hub.audit import store
+from hub.audit.archive import archived_leaves
 from hub.audit.entry import GENESIS, canonical, entry_leaf, head_message
 from hub.audit.export import ExportResult, verify_file
 from hub.audit.head import SignedHead, key_fingerprint, load_public_key
 from hub.audit.log import AuditLog
-from hub.audit.store import open_audit_log, open_audit_store
+from hub.audit.store import ArchiveResult, open_audit_log, open_audit_store
 from hub.audit.verify import VerifyReport, verify_log
 from hub.auth.keys import KeyRing
 from hub.db import hub_engine
@@ -76,12 +76,12 @@ def verify_store(settings: Settings, public_key_path: Path | None = None) -> Ver
 
 def export_range(settings: Settings, path: Path, first: int = 0, last: int | None = None) -> ExportResult:
     with open_audit_store(settings) as opened:
-        return export.export_range(opened, path, first, last)
+        return store.export_range(opened, path, first, last)
 
 
 def archive_before(settings: Settings, **kw: Any) -> ArchiveResult | None:
     with open_audit_store(settings) as opened:
-        return archive.archive_before(opened, **kw)
+        return store.archive_before(opened, **kw)
 
 
 def db(settings: Settings) -> sqlite3.Connection:
