@@ -23,11 +23,9 @@ from graphql import (
     GraphQLError,
     OperationDefinitionNode,
     StringValueNode,
-    Undefined,
     execute,
     parse,
     validate,
-    value_from_ast_untyped,
     visit,
 )
 from graphql.execution.values import get_variable_values
@@ -49,6 +47,7 @@ from hub.errors import (
     QueryLimitError,
     RequestError,
 )
+from hub.graphql_walk import with_defaults
 from hub.ids import is_valid_id
 from hub.limits import check_limits
 from hub.lookups import IdLookups
@@ -196,14 +195,7 @@ def coerce_variables(
         coerced = [GraphQLError("the variables could not be read")]
     if not isinstance(coerced, list):
         return dict(coerced.coerced), None
-    merged = dict(variables or {})
-    for d in definitions:
-        name = d.variable.name.value
-        if name not in merged and d.default_value is not None:
-            value = value_from_ast_untyped(d.default_value, {})
-            if value is not Undefined:
-                merged[name] = value
-    return merged, "; ".join(e.message for e in coerced)
+    return with_defaults(operation, variables), "; ".join(e.message for e in coerced)
 
 
 def recordable_name(operation: OperationDefinitionNode) -> str:

@@ -36,19 +36,15 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLEnumType,
     GraphQLError,
-    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLScalarType,
     GraphQLSchema,
-    GraphQLUnionType,
-    InlineFragmentNode,
     ListValueNode,
     OperationDefinitionNode,
     OperationType,
-    SelectionNode,
     SelectionSetNode,
     StringValueNode,
     VariableNode,
@@ -58,6 +54,7 @@ from graphql import (
 from starlette.datastructures import Headers
 
 from hub.errors import ConfigError, HubError, RequestError, UpstreamUnavailable
+from hub.graphql_walk import Walker, fragments_of, with_defaults
 from hub.policy.model import Scope
 from hub.sources.bounded import DEFAULT_MAX_BYTES, post_json
 from hub.sources.breaker import CircuitBreaker
@@ -326,39 +323,6 @@ class RemoteHubs:
 # -- the sub-operation of one root field ---------------------------------------------------------------------
 
 
-def _included(node: SelectionNode, variables: dict[str, Any]) -> bool:
-    for d in node.directives or ():
-        if d.name.value not in ("skip", "include"):
-            continue
-        arg = next((a for a in d.arguments or () if a.name.value == "if"), None)
-        value = value_from_ast_untyped(arg.value, variables) if arg is not None else None
-        if d.name.value == "skip" and value is True:
-            return False
-        if d.name.value == "include" and value is False:
-            return False
-    return True
-
-
-def root_fields(
-    selection_set: SelectionSetNode,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    variables: dict[str, Any],
-    out: dict[str, list[FieldNode]] | None = None,
-) -> dict[str, list[FieldNode]]:
-    """Response key -> the field nodes that produce it, through fragments and ``@skip``/``@include``."""
-    out = {} if out is None else out
-    for sel in selection_set.selections:
-        if not _included(sel, variables):
-            continue
-        if isinstance(sel, FieldNode):
-            out.setdefault((sel.alias or sel.name).value, []).append(sel)
-        elif isinstance(sel, InlineFragmentNode):
-            root_fields(sel.selection_set, fragments, variables, out)
-        elif isinstance(sel, FragmentSpreadNode) and sel.name.value in fragments:
-            root_fields(fragments[sel.name.value].selection_set, fragments, variables, out)
-    return out
-
-
 def _usage(
     nodes: Sequence[Any], fragments: Mapping[str, FragmentDefinitionNode]
 ) -> tuple[set[str], list[FragmentDefinitionNode]]:
@@ -525,36 +489,9 @@ class _Checker:
     def __init__(
         self, schema: GraphQLSchema, fragments: Mapping[str, FragmentDefinitionNode], variables: dict[str, Any]
     ) -> None:
-        self.schema, self.fragments, self.variables = schema, fragments, variables
+        self.schema = schema
+        self.walker = Walker(fragments, variables, schema, possible_only=True)
         self.dropped: list[str] = []
-
-    def _fields(self, selection_set: SelectionSetNode | None, t: GraphQLObjectType) -> dict[str, list[FieldNode]]:
-        out: dict[str, list[FieldNode]] = {}
-        if selection_set is None:
-            return out
-        for sel in selection_set.selections:
-            if not _included(sel, self.variables):
-                continue
-            if isinstance(sel, FieldNode):
-                out.setdefault((sel.alias or sel.name).value, []).append(sel)
-                continue
-            if isinstance(sel, InlineFragmentNode):
-                cond, inner = sel.type_condition, sel.selection_set
-            elif isinstance(sel, FragmentSpreadNode) and sel.name.value in self.fragments:
-                frag = self.fragments[sel.name.value]
-                cond, inner = frag.type_condition, frag.selection_set
-            else:
-                continue
-            if cond is None or self._applies(cond.name.value, t):
-                for k, v in self._fields(inner, t).items():
-                    out.setdefault(k, []).extend(v)
-        return out
-
-    def _applies(self, name: str, t: GraphQLObjectType) -> bool:
-        cond = self.schema.get_type(name)
-        return cond is t or (
-            isinstance(cond, GraphQLInterfaceType | GraphQLUnionType) and self.schema.is_sub_type(cond, t)
-        )
 
     def complete(
         self, value: Any, t: GraphQLOutputType, nodes: Sequence[FieldNode], path: str, ident: str | None
@@ -574,7 +511,7 @@ class _Checker:
         if not isinstance(t, GraphQLObjectType) or not isinstance(value, dict):
             raise _Bad(f"{path}: not an object of type {t}")
         selection = [s for n in nodes if n.selection_set for s in n.selection_set.selections]
-        fields = self._fields(SelectionSetNode(selections=tuple(selection)), t)
+        fields = self.walker.response_keys(SelectionSetNode(selections=tuple(selection)), t)
         out: dict[str, Any] = {}
         for key, field_nodes in fields.items():
             name = field_nodes[0].name.value
@@ -642,14 +579,11 @@ async def delegate_unresolved(
     here); return the result with what they found merged in, checked, and what the audit entry needs."""
     if not remotes or result.data is None or operation.operation is not OperationType.QUERY or ex.origin_request_id:
         return Delegation(result)
-    values: dict[str, Any] = dict(variables or {})
-    for var in operation.variable_definitions or ():
-        if var.variable.name.value not in values and var.default_value is not None:
-            values[var.variable.name.value] = value_from_ast_untyped(var.default_value)
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    values = with_defaults(operation, variables)
+    fragments = fragments_of(document)
     local_errors = {tuple(e.path[:2]) for e in result.errors or [] if e.path}
     jobs: list[_Job] = []
-    for key, nodes in root_fields(operation.selection_set, fragments, values).items():
+    for key, nodes in Walker(fragments, values).response_keys(operation.selection_set).items():
         name = nodes[0].name.value
         if name not in ROOT_FIELDS or (key,) in local_errors:
             continue
