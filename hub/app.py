@@ -47,12 +47,12 @@ from hub.policy.model import PolicySet
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
 from hub.sources import Source
-from hub.sources.breaker import CircuitBreaker
 from hub.sources.remote import RemoteHubs
 from hub.sources.sql import SqlSource
 from hub.sources.subgraph import HopSigner, SubgraphSource, check_subgraphs, is_subgraph_url
 from hub.store.authorizations import AuthorizationStore
 from hub.store.clients import ClientStore
+from hub.upstream.breaker import CircuitBreaker
 
 log = logging.getLogger("hub")
 

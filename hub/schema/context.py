@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -44,12 +45,22 @@ class HubContext:
     loaders: dict[Any, BulkLoader[Any, Any]] = field(default_factory=dict)
     selections: dict[Any, Any] = field(default_factory=dict)  # per field node: what is selected below it
 
-    def source(self, dept: str) -> Source:
+    @contextmanager
+    def calling(self, dept: str) -> Iterator[None]:
+        """Around a call to department ``dept``: the one place that records its failure (``UpstreamUnavailable``,
+        re-raised) for the audit entry's ``upstream_failures``."""
         try:
-            return self.sources[dept]
-        except KeyError:
+            yield
+        except UpstreamUnavailable:
             self.upstream_failures.add(dept)
-            raise UpstreamUnavailable(f"department {dept} is not configured") from None
+            raise
+
+    def source(self, dept: str) -> Source:
+        with self.calling(dept):
+            try:
+                return self.sources[dept]
+            except KeyError:
+                raise UpstreamUnavailable(f"department {dept} is not configured") from None
 
     def _loader(self, key: Any, fn: Callable[[list[Any]], Awaitable[Sequence[Any]]]) -> BulkLoader[Any, Any]:
         loader = self.loaders.get(key)
@@ -67,11 +78,8 @@ class HubContext:
         columns: tuple[str, ...] | None = None,
     ) -> BulkLoader[Any, Any]:
         async def load(keys: list[str]) -> Sequence[list[Row[Any]]]:
-            try:
+            with self.calling(dept):
                 return await self.source(dept).rows_by(table, key, keys, where, columns)
-            except UpstreamUnavailable:
-                self.upstream_failures.add(dept)
-                raise
 
         return self._loader((dept, table.name, key, where_name, columns), load)
 
@@ -98,11 +106,8 @@ class HubContext:
         ``rows_many``); ``name`` must identify ``condition`` (it keys the batch)."""
 
         async def load(keys: list[str]) -> Sequence[bool]:
-            try:
+            with self.calling(dept):
                 return await self.source(dept).predicate(table, "id_number", keys, condition)
-            except UpstreamUnavailable:
-                self.upstream_failures.add(dept)
-                raise
 
         return self._loader((dept, table.name, "pred", name), load).load_many(values)
 

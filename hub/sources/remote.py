@@ -56,8 +56,9 @@ from starlette.datastructures import Headers
 from hub.errors import ConfigError, HubError, RequestError, UpstreamUnavailable
 from hub.graphql_walk import Walker, fragments_of, with_defaults
 from hub.policy.model import Scope
-from hub.sources.bounded import DEFAULT_MAX_BYTES, post_json
-from hub.sources.breaker import CircuitBreaker
+from hub.upstream.bounded import DEFAULT_MAX_BYTES, post_json
+from hub.upstream.breaker import CircuitBreaker
+from hub.upstream.guard import HTTP_FAILURES, guarded
 
 if TYPE_CHECKING:
     from hub.auth.actor import Actor
@@ -234,9 +235,6 @@ class RemoteHub:
         """Send one sub-operation on behalf of ``ex``'s consumer, officer, purpose and case (``area``: the
         consumer's row scope here, None for none); never raises."""
         answer = RemoteAnswer(self.name)
-        if not await self.breaker.admit(self.timeout):
-            answer.failure = f"{self.name}: the region's hub is unavailable (circuit open)"
-            return answer
         payload: dict[str, Any] = {"query": query, "variables": variables}
         if operation_name:
             payload["operationName"] = operation_name
@@ -248,7 +246,7 @@ class RemoteHub:
             headers[CONSUMER_DEPARTMENT] = ex.actor.department
             headers[CONSUMER_AREA] = area or "*"
         try:
-            with anyio.fail_after(self.timeout):  # the whole exchange, not each read
+            async with guarded(self.breaker, self.timeout, f"{self.name}: the region's hub", failures=HTTP_FAILURES):
                 async with httpx.AsyncClient(timeout=self.timeout) as client:
                     for attempt in (1, 2):
                         headers["authorization"] = f"Bearer {await self._access_token(client)}"
@@ -272,15 +270,8 @@ class RemoteHub:
                     n = hub_ext.get("outOfArea") if isinstance(hub_ext, dict) else None
                     if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 100_000:
                         answer.out_of_area = n
-        except TimeoutError:
-            self.breaker.failure()
-            answer.failure = f"{self.name}: the region's hub did not answer within {self.timeout}s"
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable) as exc:
-            self.breaker.failure()
-            log.warning("remote hub %s failed: %s: %s", self.name, exc.__class__.__name__, exc)
-            answer.failure = f"{self.name}: the region's hub is unavailable"
-        else:
-            self.breaker.success()
+        except UpstreamUnavailable as exc:  # the guard's own: breaker open, too slow, or failed
+            answer.failure = exc.message
         return answer
 
 

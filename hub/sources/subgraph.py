@@ -112,8 +112,9 @@ from hub.auth.keys import TOKEN_ALG, KeyRing, TokenKey
 from hub.departments import DEPARTMENTS
 from hub.errors import ConfigError, UpstreamUnavailable
 from hub.sources import Source
-from hub.sources.bounded import DEFAULT_MAX_BYTES, AnswerTooLarge, post_json
-from hub.sources.breaker import CircuitBreaker
+from hub.upstream.bounded import DEFAULT_MAX_BYTES, AnswerTooLarge, post_json
+from hub.upstream.breaker import CircuitBreaker
+from hub.upstream.guard import HTTP_FAILURES, guarded
 
 if TYPE_CHECKING:
     from hub.auth.actor import Actor
@@ -800,7 +801,7 @@ class SubgraphSource:
                         raise AnswerTooLarge("the SDL answer is too large or too slow")
                     chunks.append(chunk)
             self._check(json.loads(b"".join(chunks)))
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable) as exc:
+        except HTTP_FAILURES as exc:
             log.warning(
                 "department %s: subgraph %s unreachable at start-up (%s); its schema is checked before first use",
                 self.code,
@@ -928,20 +929,8 @@ class SubgraphSource:
             batch.done.set_result(found)
 
     async def _run(self, batch: _Batch) -> _Found:
-        if not await self.breaker.admit(self.timeout):
-            raise UpstreamUnavailable(f"department {self.code} is unavailable (circuit open)")
-        try:
-            with anyio.fail_after(self.timeout):  # the whole call (connect, send, read all), not each read
-                found = await self._entities(batch)
-        except TimeoutError:
-            self.breaker.failure()
-            raise UpstreamUnavailable(f"department {self.code} did not answer within {self.timeout}s") from None
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable) as exc:
-            self.breaker.failure()
-            log.warning("department %s (subgraph) failed: %s: %s", self.code, exc.__class__.__name__, exc)
-            raise UpstreamUnavailable(f"department {self.code} is unavailable") from exc
-        self.breaker.success()
-        return found
+        async with guarded(self.breaker, self.timeout, f"department {self.code}", failures=HTTP_FAILURES):
+            return await self._entities(batch)
 
     async def _post(self, client: httpx.AsyncClient, query: str, variables: dict[str, Any], hop: Any) -> Any:
         body = {"query": query, "variables": variables}
