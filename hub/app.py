@@ -30,6 +30,7 @@ from hub.audit.witness import parse_witnesses
 from hub.auth.actor import Actor
 from hub.auth.attempts import FailedAttempts
 from hub.auth.external import ExternalIssuer
+from hub.auth.hop import HopSigner
 from hub.auth.keys import KeyRing
 from hub.auth.tokens import issue_token, verify_token
 from hub.clock import Clock, china_date, system_clock
@@ -49,7 +50,7 @@ from hub.settings import Settings
 from hub.sources import Source
 from hub.sources.remote import RemoteHubs
 from hub.sources.sql import SqlSource
-from hub.sources.subgraph import HopSigner, SubgraphSource, check_subgraphs, is_subgraph_url
+from hub.sources.subgraph import SubgraphSource, check_subgraphs, is_subgraph_url
 from hub.store.authorizations import AuthorizationStore
 from hub.store.clients import ClientStore
 from hub.upstream.breaker import CircuitBreaker

@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 
 from hub.audit.entry import ENTRY_VERSION, canonical
 from hub.auth.actor import Actor
+from hub.auth.hop import bind_hop
 from hub.clock import china_date
 from hub.errors import (
     AuditUnavailable,
@@ -55,7 +56,6 @@ from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
 from hub.schema.context import HubContext, count_out_of_area
 from hub.sources.remote import delegate_unresolved, narrow_plan, on_behalf_of, origin_request_id
-from hub.sources.subgraph import bind_hop
 
 if TYPE_CHECKING:
     from hub.app import HubState
