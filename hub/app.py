@@ -37,6 +37,7 @@ from hub.clock import Clock, china_date, system_clock
 from hub.db import hub_engine, upgrade
 from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
 from hub.errors import AuditUnavailable, AuthenticationError, BodyTimeout, BodyTooLarge
+from hub.federation.remote import RemoteHubs
 from hub.gateway import Exchange, ValidDocuments, audit_body, handle, read_body
 from hub.limits import Limits
 from hub.lookups import MissLedger
@@ -48,7 +49,6 @@ from hub.policy.model import PolicySet
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
 from hub.sources import Source
-from hub.sources.remote import RemoteHubs
 from hub.sources.sql import SqlSource
 from hub.sources.subgraph import SubgraphSource, check_subgraphs, is_subgraph_url
 from hub.store.authorizations import AuthorizationStore

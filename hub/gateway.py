@@ -48,6 +48,8 @@ from hub.errors import (
     QueryLimitError,
     RequestError,
 )
+from hub.federation.consumer import Asker, narrow_plan, on_behalf_of, origin_request_id
+from hub.federation.delegate import delegate_unresolved
 from hub.graphql_walk import with_defaults
 from hub.ids import is_valid_id
 from hub.limits import check_limits
@@ -55,7 +57,6 @@ from hub.lookups import IdLookups
 from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
 from hub.schema.context import HubContext, count_out_of_area
-from hub.sources.remote import delegate_unresolved, narrow_plan, on_behalf_of, origin_request_id
 
 if TYPE_CHECKING:
     from hub.app import HubState
@@ -439,8 +440,11 @@ async def handle(state: HubState, request: Request) -> Response:
         if not isinstance(result, ExecutionResult):
             result = await result
         # federation: root fields null here are asked of the remote regions' hubs (their policies and audit apply)
+        asker = Asker(
+            ex.request_id, ex.actor, ex.officer, ex.purpose, ex.case_ref, context.area_prefix, ex.origin_request_id
+        )
         found = await delegate_unresolved(
-            state.remotes, ex, context.area_prefix, state.graphql_schema, document, operation, variables, result
+            state.remotes, asker, state.graphql_schema, document, operation, variables, result
         )
         result, ex.remote, ex.predicates_in_hub = found.result, found.remote, sorted(hop.predicates_in_hub)
         context.subjects |= found.found

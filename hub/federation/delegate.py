@@ -1,32 +1,18 @@
-"""Hub-to-hub: another region's hub as a source for residents this hub does not hold.
-
-When a root ``person``, ``people`` or ``household`` field resolves to null here (not in this region's data, or
-outside the caller's jurisdiction), the gateway forwards that root field's sub-operation to each configured
-remote hub (``HUB_REMOTE_HUBS``), concurrently and within the source timeout, and merges the first non-null
-answer into the response. The remote hub is asked as an ordinary client (client credentials registered there,
-with role ``hub``): it authenticates, applies its own policies and row scope to that client, audits the request
-and answers; its errors come back with their codes, prefixed by the region's name.
-
-This hub's policy plan has already approved every coordinate of the operation before anything ran, so a
-field comes back only if both hubs grant it. Both audit logs record the exchange under the same ids: this
-hub's entry lists ``remote: [{"hub": name, "request_id": <the remote's request id>}]`` and the remote's entry
-carries ``origin_request_id`` (this hub's request id, sent as ``X-Hub-Origin-Request-Id``). A request that
-itself came from a hub is never forwarded again (one hop, no loops).
-"""
+"""What is asked of the remote regions and how their answers join this hub's: the sub-operation of each root
+field that came back null here, asked of every region concurrently; each answer completed from the operation's
+own selection and typed by this hub's schema (anything not asked is dropped, any value that does not fit fails
+that region); the first non-null answer merged in. Returns what was found (``Delegation``); the gateway folds
+it into the response and the audit entry."""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
-import httpx
 from graphql import (
     ArgumentNode,
     DocumentNode,
@@ -51,267 +37,18 @@ from graphql import (
     print_ast,
     value_from_ast_untyped,
 )
-from starlette.datastructures import Headers
 
-from hub.errors import ConfigError, HubError, RequestError, UpstreamUnavailable
+from hub.errors import HubError
+from hub.federation.consumer import Asker
+from hub.federation.remote import RemoteAnswer, RemoteHub, RemoteHubs
 from hub.graphql_walk import Walker, fragments_of, with_defaults
-from hub.policy.model import Scope
-from hub.upstream.bounded import DEFAULT_MAX_BYTES, post_json
-from hub.upstream.breaker import CircuitBreaker
-from hub.upstream.guard import HTTP_FAILURES, guarded
-
-if TYPE_CHECKING:
-    from hub.auth.actor import Actor
-    from hub.gateway import Exchange
-    from hub.policy.plan import Plan
-    from hub.settings import Settings
 
 log = logging.getLogger("hub.sources")
 
-HUB_ROLE = "hub"
-ORIGIN_HEADER = "x-hub-origin-request-id"
 # root field -> its key argument
 ROOT_FIELDS = {"person": "idNumber", "people": "idNumbers", "household": "householdId"}
-
-
-def origin_request_id(headers: Headers, actor: Actor | None) -> str:
-    """The calling hub's request id, kept only for clients registered with role ``hub`` (for anyone else the
-    header would be an unverified claim to be a cross-region request, so it is ignored)."""
-    value = headers.get(ORIGIN_HEADER, "").strip()
-    if not value or actor is None or not actor.has_role(HUB_ROLE):
-        return ""
-    if len(value) > 64 or not all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in value):
-        return ""
-    return value
-
-
-# -- the original consumer, carried across the hop ------------------------------------------------------------
-
-CONSUMER_CLIENT = "x-hub-consumer-client"
-CONSUMER_DEPARTMENT = "x-hub-consumer-department"
-CONSUMER_AREA = "x-hub-consumer-area"  # the consumer's effective row scope at the calling hub; "*": none
-NO_AREA = "-"  # an area prefix no resident's area code starts with (disjoint jurisdictions)
-_CLIENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
-_DEPARTMENT_RE = re.compile(r"^[a-z][a-z_]{0,39}$")
-_AREA_RE = re.compile(r"^(\*|[0-9]{2,12})$")
-
-
-@dataclass(frozen=True)
-class Consumer:
-    """The consumer at the calling hub on whose behalf a hub client asks (headers sent by the calling hub,
-    believed only from a client holding role ``hub``, as ``origin_request_id``)."""
-
-    client_id: str
-    department: str
-    area: str  # "" when the calling hub applied no row scope to it
-
-    def narrowed(self, actor: Actor) -> Actor:
-        """The hub client with the narrower of both jurisdictions (``NO_AREA`` if they do not overlap)."""
-        return dataclasses.replace(actor, area=narrower_area(actor.area, self.area))
-
-    def as_actor(self, actor: Actor) -> Actor:
-        """The consumer planned under this hub's policies (its department, the narrowed area)."""
-        return dataclasses.replace(
-            actor, client_id=self.client_id, department=self.department, area=narrower_area(actor.area, self.area)
-        )
-
-
-def narrower_area(hub_area: str, consumer_area: str) -> str:
-    if not consumer_area or consumer_area.startswith(hub_area):
-        return consumer_area or hub_area
-    if hub_area.startswith(consumer_area):
-        return hub_area
-    return NO_AREA
-
-
-def on_behalf_of(headers: Headers, origin: str) -> Consumer | None:
-    """The original consumer of a request forwarded by another hub (``origin``: its request id, already
-    checked to come from a ``hub`` client); None for any other request. Malformed headers are refused."""
-    if not origin:
-        return None
-    client = headers.get(CONSUMER_CLIENT, "").strip()
-    department = headers.get(CONSUMER_DEPARTMENT, "").strip()
-    area = headers.get(CONSUMER_AREA, "").strip()
-    if not (client or department or area):
-        return None
-    if not (_CLIENT_RE.match(client) and _DEPARTMENT_RE.match(department) and _AREA_RE.match(area)):
-        raise RequestError(
-            "X-Hub-Consumer-Client, -Department and -Area must name the calling hub's consumer", code="BAD_HEADER"
-        )
-    return Consumer(client, department, "" if area == "*" else area)
-
-
-def narrow_plan(plan: Plan, consumer_plan: Plan | None, consumer: Consumer) -> Plan:
-    """A field is disclosed only if both the hub client's and the consumer's department are granted it; the
-    row scope is the consumer's jurisdiction narrowed by the hub client's whenever either is limited."""
-    if consumer_plan is not None:
-        seen = {d.coordinate for d in plan.denials}
-        plan.denials = plan.denials + [d for d in consumer_plan.denials if d.coordinate not in seen]
-        if consumer_plan.scope is Scope.JURISDICTION:
-            plan.scope = Scope.JURISDICTION
-    if consumer.area:
-        plan.scope = Scope.JURISDICTION
-    return plan
-
-
-# -- what comes back: checked before it joins the answer ---------------------------------------------------------
-
-REQUEST_ID_RE = re.compile(r"^[0-9a-f]{32}$")  # a hub's request id (uuid4 hex)
 _CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
 _NAME_RE = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")
-
-
-@dataclass
-class RemoteAnswer:
-    hub: str
-    body: dict[str, Any] | None = None  # the remote's JSON response
-    request_id: str = ""
-    failure: str = ""
-    out_of_area: int = 0  # residents the remote found outside the consumer's (narrowed) jurisdiction
-    dropped: list[str] = field(default_factory=list)  # paths of answered values nobody asked for
-    error_codes: set[str] = field(default_factory=set)
-
-    def record(self) -> dict[str, Any]:
-        """The audit entry's line for this region: its (validated) request id, and what was refused."""
-        out: dict[str, Any] = {"hub": self.hub, "request_id": self.request_id}
-        if self.dropped:
-            out["dropped"] = sorted(set(self.dropped))[:50]
-        if self.error_codes:
-            out["errors"] = sorted(self.error_codes)[:10]
-        if self.failure:
-            out["failed"] = True
-        return out
-
-
-class RemoteHub:
-    """One remote region's hub, reached over HTTP with this hub's client credentials there."""
-
-    def __init__(
-        self,
-        name: str,
-        url: str,
-        client_id: str,
-        secret: str,
-        *,
-        timeout: float = 5.0,
-        breaker: CircuitBreaker | None = None,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-    ) -> None:
-        self.name = name
-        self.url = url.rstrip("/")
-        self.client_id = client_id
-        self.secret = secret
-        self.timeout = timeout
-        self.breaker = breaker or CircuitBreaker()
-        self.max_bytes = max_bytes
-        self.requests = 0
-        self._token: tuple[str, float] | None = None
-        self._lock = asyncio.Lock()
-
-    async def _access_token(self, client: httpx.AsyncClient) -> str:
-        async with self._lock:
-            if self._token is not None and self._token[1] > time.monotonic():
-                return self._token[0]
-            r = await client.post(
-                f"{self.url}/oauth/token",
-                data={"grant_type": "client_credentials"},
-                auth=(self.client_id, self.secret),
-            )
-            if r.status_code != 200 or len(r.content) > 65_536:
-                raise UpstreamUnavailable(f"{self.name}: token request refused ({r.status_code})")
-            body = r.json()
-            ttl = float(body.get("expires_in", 60))
-            self._token = (str(body["access_token"]), time.monotonic() + max(ttl - 30, ttl / 2))
-            return self._token[0]
-
-    async def ask(
-        self,
-        query: str,
-        variables: dict[str, Any],
-        operation_name: str | None,
-        ex: Exchange,
-        area: str | None = None,
-    ) -> RemoteAnswer:
-        """Send one sub-operation on behalf of ``ex``'s consumer, officer, purpose and case (``area``: the
-        consumer's row scope here, None for none); never raises."""
-        answer = RemoteAnswer(self.name)
-        payload: dict[str, Any] = {"query": query, "variables": variables}
-        if operation_name:
-            payload["operationName"] = operation_name
-        headers = {"x-hub-purpose": ex.purpose, "x-hub-officer": ex.officer, ORIGIN_HEADER: ex.request_id}
-        if ex.case_ref:
-            headers["x-hub-case"] = ex.case_ref
-        if ex.actor is not None:
-            headers[CONSUMER_CLIENT] = ex.actor.client_id
-            headers[CONSUMER_DEPARTMENT] = ex.actor.department
-            headers[CONSUMER_AREA] = area or "*"
-        try:
-            async with guarded(self.breaker, self.timeout, f"{self.name}: the region's hub", failures=HTTP_FAILURES):
-                async with httpx.AsyncClient(timeout=self.timeout) as client:
-                    for attempt in (1, 2):
-                        headers["authorization"] = f"Bearer {await self._access_token(client)}"
-                        self.requests += 1
-                        r, body = await post_json(
-                            client, f"{self.url}/graphql", json_body=payload, headers=headers, max_bytes=self.max_bytes
-                        )
-                        if r.status_code == 401 and attempt == 1:
-                            self._token = None  # expired or rotated there: one fresh token, one retry
-                            continue
-                        break
-                    rid = r.headers.get("x-request-id", "")
-                    answer.request_id = rid if REQUEST_ID_RE.match(rid) else ""
-                    if not answer.request_id:
-                        log.warning("remote hub %s: its request id is malformed; not recorded", self.name)
-                    if not isinstance(body, dict):
-                        raise ValueError("not a JSON object")
-                    answer.body = body
-                    ext = body.get("extensions")
-                    hub_ext = ext.get("hub") if isinstance(ext, dict) else None
-                    n = hub_ext.get("outOfArea") if isinstance(hub_ext, dict) else None
-                    if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 100_000:
-                        answer.out_of_area = n
-        except UpstreamUnavailable as exc:  # the guard's own: breaker open, too slow, or failed
-            answer.failure = exc.message
-        return answer
-
-
-class RemoteHubs:
-    """The configured remote regions, asked in configuration order (the first non-null answer wins)."""
-
-    def __init__(self, hubs: Sequence[RemoteHub] = ()) -> None:
-        self.hubs = list(hubs)
-
-    def __bool__(self) -> bool:
-        return bool(self.hubs)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RemoteHubs:
-        hubs = []
-        for name, url in settings.remote_hubs.items():
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"remote hub {name}: {url!r} is not an http(s) URL", code="BAD_SETTING")
-            creds = settings.remote_credentials.get(name)
-            if not creds or not creds[0] or not creds[1]:
-                env = "HUB_REMOTE_" + name.upper().replace("-", "_")
-                raise ConfigError(
-                    f"remote hub {name} has no credentials: set {env}_CLIENT_ID and {env}_CLIENT_SECRET",
-                    code="BAD_SETTING",
-                )
-            hubs.append(
-                RemoteHub(
-                    name,
-                    url,
-                    creds[0],
-                    creds[1],
-                    timeout=settings.source_timeout,
-                    breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_reset),
-                    max_bytes=settings.source_max_bytes,
-                )
-            )
-        return cls(hubs)
-
-
-# -- the sub-operation of one root field ---------------------------------------------------------------------
 
 
 def _usage(
@@ -558,17 +295,16 @@ def _checked(schema: GraphQLSchema, checker: _Checker, job: _Job, answer: Remote
 
 async def delegate_unresolved(
     remotes: RemoteHubs,
-    ex: Exchange,
-    area: str | None,
+    asker: Asker,
     schema: GraphQLSchema,
     document: DocumentNode,
     operation: OperationDefinitionNode,
     variables: Mapping[str, Any] | None,
     result: ExecutionResult,
 ) -> Delegation:
-    """Ask the remote regions for the root fields that came back null here (``area``: the consumer's row scope
-    here); return the result with what they found merged in, checked, and what the audit entry needs."""
-    if not remotes or result.data is None or operation.operation is not OperationType.QUERY or ex.origin_request_id:
+    """Ask the remote regions, on behalf of ``asker``, for the root fields that came back null here; return
+    the result with what they found merged in, checked, and what the audit entry needs."""
+    if not remotes or result.data is None or operation.operation is not OperationType.QUERY or asker.origin_request_id:
         return Delegation(result)
     values = with_defaults(operation, variables)
     fragments = fragments_of(document)
@@ -598,7 +334,7 @@ async def delegate_unresolved(
     async def run(job: _Job, hub: RemoteHub, slot: int) -> None:
         query, sub_vars = sub_operation(operation, fragments, job.nodes, values)
         op_name = operation.name.value if operation.name else None
-        job.answers[slot] = await hub.ask(query, sub_vars, op_name, ex, area)
+        job.answers[slot] = await hub.ask(query, sub_vars, op_name, asker)
 
     async with anyio.create_task_group() as tg:
         for job in jobs:
