@@ -59,7 +59,7 @@ from hub.policy.plan import Plan, plan_operation
 from hub.schema.context import HubContext, count_out_of_area
 
 if TYPE_CHECKING:
-    from hub.app import HubState
+    from hub.state import HubState
 
 log = logging.getLogger("hub.gateway")
 

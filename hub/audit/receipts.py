@@ -22,8 +22,8 @@ from hub.db import audit_entries
 from hub.errors import HubError, RequestError
 
 if TYPE_CHECKING:
-    from hub.app import HubState
     from hub.audit.log import AuditLog, TreeHead
+    from hub.state import HubState
 
 
 def _error(exc: HubError) -> JSONResponse:
