@@ -29,6 +29,7 @@ from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
 from hub.auth.keys import TOKEN_ALG, KeyRing, TokenKey
+from hub.errors import AuthenticationError
 
 if TYPE_CHECKING:
     from hub.auth.actor import Actor
@@ -148,29 +149,30 @@ class HopVerifier:
             for old in [j for j, until in self.seen.items() if until < now]:
                 del self.seen[old]
         if not isinstance(jti, str) or not 16 <= len(jti) <= 64:
-            raise PermissionError("the token has no usable jti")
+            raise AuthenticationError("the token has no usable jti")
         if jti in self.seen:
-            raise PermissionError("the token was already used (replay)")
+            raise AuthenticationError("the token was already used (replay)")
         if len(self.seen) >= self.MAX_JTIS:
-            raise PermissionError("too many tokens in flight")
+            raise AuthenticationError("too many tokens in flight")
         self.seen[jti] = exp + LEEWAY
 
     async def refresh(self) -> None:
         """Read the key set again (here: a fixed key set; the demo subgraph reads the hub's JWKS)."""
 
     async def verify(self, token: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The token's claims, if it is the hub's, for this department, alive, bound to ``body`` and unused."""
+        """The token's claims, if it is the hub's, for this department, alive, bound to ``body`` and unused;
+        ``AuthenticationError`` (``UNAUTHENTICATED``) naming what is wrong otherwise."""
         try:
             header = jws.extract_compact(token.encode("ascii")).headers()
         except (JoseError, ValueError, UnicodeError):
-            raise PermissionError("the bearer token is not a well-formed JWT") from None
+            raise AuthenticationError("the bearer token is not a well-formed JWT") from None
         if header.get("alg") not in ALGORITHMS or header.get("typ") != "at+jwt":
-            raise PermissionError("the token must be an ES256 at+jwt access token")
+            raise AuthenticationError("the token must be an ES256 at+jwt access token")
         kid = header.get("kid")
         if not any(k.kid == kid for k in self.keyset.keys):
             await self.refresh()
             if not any(k.kid == kid for k in self.keyset.keys):
-                raise PermissionError("the token was signed by a key the hub does not publish")
+                raise AuthenticationError("the token was signed by a key the hub does not publish")
         try:
             claims = dict(jwt.decode(token, self.keyset, algorithms=ALGORITHMS).claims)
             registry = JWTClaimsRegistry(
@@ -182,12 +184,12 @@ class HopVerifier:
             )
             registry.validate(claims)
         except (JoseError, ValueError) as exc:
-            raise PermissionError(f"the token is not valid here ({exc.__class__.__name__})") from None
+            raise AuthenticationError(f"the token is not valid here ({exc.__class__.__name__})") from None
         if claims.get("client_id") != HUB_CLIENT_ID:
-            raise PermissionError("only the hub's own hop tokens are accepted")
+            raise AuthenticationError("only the hub's own hop tokens are accepted")
         if int(claims["exp"]) - int(claims["iat"]) > MAX_LIFETIME:
-            raise PermissionError("the token lives too long for a hop token")
+            raise AuthenticationError("the token lives too long for a hop token")
         if claims.get("req_sha256") != request_digest(body):
-            raise PermissionError("the token was minted for another request")
+            raise AuthenticationError("the token was minted for another request")
         self._once(claims.get("jti"), int(claims["exp"]))
         return claims

@@ -45,6 +45,7 @@ from strawberry.dataloader import DataLoader
 
 from hub.auth.hop import HopVerifier
 from hub.departments import DEPARTMENTS
+from hub.errors import AuthenticationError
 from hub.sources.sql import readonly_engine
 from hub.sources.subgraph import (
     ENTITY_KEYS,
@@ -285,8 +286,8 @@ def create_subgraph_app(
                 return _error("a hop token from the hub is required", "UNAUTHENTICATED", 401)
             try:
                 claims = await verifier.verify(token.strip(), body)
-            except PermissionError as exc:
-                return _error(str(exc), "UNAUTHENTICATED", 401)
+            except AuthenticationError as exc:
+                return _error(exc.message, exc.code, exc.status)
             act = claims.get("act")
             if entities and (not isinstance(act, dict) or not act.get("department") or not claims.get("purpose")):
                 return _error("the hop token must name the original actor and purpose", "FORBIDDEN", 403)

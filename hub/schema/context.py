@@ -19,6 +19,8 @@ from hub.schema.loader import BulkLoader
 from hub.sources import Source
 
 if TYPE_CHECKING:
+    from hub.monitor.alerts import AlertStore
+    from hub.policy.loader import CatalogEntry
     from hub.store.authorizations import AuthorizationStore
 
 
@@ -33,11 +35,13 @@ class HubContext:
     today: date
     authorizations: AuthorizationStore | None = None
     max_batch: int = 1000
-    catalog: dict[str, Any] = field(default_factory=dict)
-    audit: Any = None  # hub.audit.log.AuditLog, for the officers' API
+    catalog: dict[str, CatalogEntry] = field(default_factory=dict)
+    # hub.audit.log.AuditLog, for the officers' API. Left untyped until hub/schema/oversight.py's _signed_size takes
+    # a Sequence (typed, mypy shows it passing list[TreeHead] as list[object]); that file is being restructured.
+    audit: Any = None
     data_dir: Path | None = None  # where archived audit files are looked up (officers' access reports)
     perturbation_key: bytes = b""  # keys the cell-key perturbation of statistics (hub/schema/statistics.py)
-    alerts: Any = None  # hub.monitor.alerts.AlertStore (alerts queries and the caseworker's mutations)
+    alerts: AlertStore | None = None  # alerts queries and the caseworker's mutations
     subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
     upstream_failures: set[str] = field(default_factory=set)
     not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing
