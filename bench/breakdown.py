@@ -95,6 +95,7 @@ class Timers:
 async def run(requests: int) -> dict[str, Any]:
     import hub.app
     import hub.gateway
+    import hub.state
     from hub.settings import Settings
 
     root = fresh_dir("breakdown")
@@ -106,8 +107,8 @@ async def run(requests: int) -> dict[str, Any]:
         if hasattr(hub.gateway, step):
             setattr(hub.gateway, step, timers.wrap(step, getattr(hub.gateway, step)))
     hub.app.handle = timers.wrap("total", hub.app.handle)  # type: ignore[attr-defined]
-    if hasattr(hub.app, "verify_token"):
-        hub.app.verify_token = timers.wrap("  token signature and claims", hub.app.verify_token)  # type: ignore[attr-defined]
+    if hasattr(hub.state, "verify_token"):
+        hub.state.verify_token = timers.wrap("  token signature and claims", hub.state.verify_token)  # type: ignore[attr-defined]
     state.clients.get = timers.wrap_thread("  client registry lookup (in a thread)", state.clients.get)
     state.audit.append = timers.wrap("audit append (durable, fail closed)", state.audit.append)
     state.audit.write = timers.wrap_thread("  audit transaction (in a thread)", state.audit.write)

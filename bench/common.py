@@ -86,12 +86,11 @@ def hub_env(data_dir: Path, database_url: str = "", **extra: str) -> dict[str, s
 
 def register_clients(database_url: str, data_dir: Path) -> dict[str, str]:
     """Bring the hub database up to date and register the bench clients; return their secrets."""
-    from hub.db import hub_engine, upgrade
+    from hub.db import open_hub_db
     from hub.store.clients import ClientStore
 
     url = database_url or f"sqlite:///{data_dir / 'hub.sqlite'}"
-    upgrade(url)
-    engine = hub_engine(url)
+    engine = open_hub_db(url)
     try:
         store = ClientStore(engine)
         return {cid: store.add(cid, dept, area, purposes)[1] for cid, (dept, area, purposes) in CLIENTS.items()}

@@ -146,8 +146,8 @@ def start_hub(
 def hop_headers(root: Path) -> dict[str, str]:
     """Fresh hop tokens (one per department, signed with the hub's key) for Apollo to forward."""
     from hub.auth.actor import Actor
+    from hub.auth.hop import HopSigner, bind_hop
     from hub.auth.keys import KeyRing
-    from hub.sources.subgraph import HopSigner, bind_hop
 
     signer = HopSigner(KeyRing(root / "keys"), ISSUER)
     actor = Actor(client_id=CASE_CLIENT, department="civil_affairs", area="330113", purposes=("CASE",))

@@ -37,8 +37,8 @@ from hub.policy.model import Purpose
 from hub.schema import build_schema
 from hub.schema.context import HubContext
 from hub.settings import Settings
-from hub.sources.breaker import CircuitBreaker
 from hub.sources.sql import SqlSource
+from hub.upstream.breaker import CircuitBreaker
 
 ACTOR = Actor(client_id="linping-ca", department="civil_affairs", area="330113", purposes=("CASE",))
 PURPOSE = Purpose(

@@ -1,212 +1,32 @@
-"""``create_app(settings)``: routes, start-up checks and the shared state of one hub process."""
+"""``create_app(settings)``: the composition root. It wires the routes and the lifespan (the audit head signer,
+the monitor) around the shared state built at start-up (``hub.state.HubState``); the work lives in the modules
+it imports."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
-import ipaddress
 import logging
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, unquote
 
-import anyio
-from graphql import GraphQLSchema, specified_rules
-from graphql.validation import NoSchemaIntrospectionCustomRule
-from joserfc import jws
-from joserfc.errors import JoseError
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from hub.audit.archive import archived_leaves
-from hub.audit.log import AuditLog
 from hub.audit.receipts import checkpoint_endpoint, receipt_endpoint
-from hub.audit.witness import parse_witnesses
-from hub.auth.actor import Actor
-from hub.auth.attempts import FailedAttempts
-from hub.auth.external import ExternalIssuer
-from hub.auth.keys import KeyRing
-from hub.auth.tokens import issue_token, verify_token
-from hub.clock import Clock, china_date, system_clock
-from hub.db import hub_engine, upgrade
-from hub.departments import DEPARTMENTS, SOURCE_DEPARTMENTS
-from hub.errors import AuditUnavailable, AuthenticationError, BodyTimeout, BodyTooLarge
-from hub.gateway import Exchange, ValidDocuments, audit_body, handle, read_body
-from hub.limits import Limits
-from hub.lookups import MissLedger
-from hub.monitor.alerts import AlertStore
-from hub.monitor.reader import Monitor
-from hub.monitor.rules import RuleSet, load_rules
-from hub.policy.loader import CatalogEntry, load_policies
-from hub.policy.model import PolicySet
-from hub.schema import build_schema, catalog_of
+from hub.auth.tokens import issue_token
+from hub.clock import Clock, system_clock
+from hub.errors import BodyTimeout, BodyTooLarge
+from hub.gateway import handle, read_body
 from hub.settings import Settings
-from hub.sources import Source
-from hub.sources.breaker import CircuitBreaker
-from hub.sources.remote import RemoteHubs
-from hub.sources.sql import SqlSource
-from hub.sources.subgraph import HopSigner, SubgraphSource, check_subgraphs, is_subgraph_url
-from hub.store.authorizations import AuthorizationStore
-from hub.store.clients import ClientStore
+from hub.state import HubState
 
 log = logging.getLogger("hub")
-
-
-def load_policy_set(
-    settings: Settings, catalog: dict[str, CatalogEntry] | None = None, clock: Clock = system_clock
-) -> PolicySet:
-    if catalog is None:
-        catalog = catalog_of(build_schema())
-    return load_policies(settings.policy_dir, DEPARTMENTS, catalog, china_date(clock()))
-
-
-class HubState:
-    """Everything one hub process shares between requests. Built at start-up; refuses to start if invalid."""
-
-    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.schema = build_schema()
-        self.graphql_schema: GraphQLSchema = self.schema._schema
-        self.catalog = catalog_of(self.schema)
-        self.policy = load_policy_set(settings, self.catalog, clock)
-        # monitoring rules (policies/monitoring/): refused at start-up if invalid or not granted to MON
-        self.rules: RuleSet = load_rules(
-            settings.policy_dir / "monitoring", self.graphql_schema, self.catalog, self.policy, china_date(clock())
-        )
-        # Validation rules, fixed for the process: introspection is refused outside development mode.
-        self.validation_rules = list(specified_rules) + ([] if settings.dev_mode else [NoSchemaIntrospectionCustomRule])
-        self.documents = ValidDocuments()  # parsed and validated documents by query text
-        self.limits = Limits(
-            settings.max_depth,
-            settings.max_aliases,
-            settings.max_root_fields,
-            settings.max_directives,
-            settings.max_cost,
-        )
-        self.keys = KeyRing(settings.key_dir)
-        self.keys.ensure()
-        self.perturbation_key = self.keys.perturbation_key()  # statistics' cell keys (hub/schema/statistics.py)
-        upgrade(settings.database_url)
-        self.engine = hub_engine(settings.database_url, settings.db_busy_timeout)
-        self.clients = ClientStore(self.engine, clock)
-        self.authorizations = AuthorizationStore(self.engine, clock)
-        audit_key = self.keys.audit_private_key()
-        self.audit = AuditLog(
-            self.engine,
-            audit_key,
-            self.keys.pseudonym_key(),
-            clock=clock,
-            origin=settings.audit_origin,
-            witnesses=parse_witnesses(settings.witnesses),
-            digest_key=self.keys.digest_key(),
-            archived=lambda: archived_leaves(self.engine, audit_key.public_key()),
-        )
-        self.misses = MissLedger(self.engine, settings.lookup_miss_budget, settings.lookup_miss_window, clock)
-        self.alerts = AlertStore(self.engine, clock)
-        self.monitor = Monitor(self)  # the change-event reader; runs in the background only with HUB_MONITOR=1
-        self.external = (
-            ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
-        )
-        # Departments: SQL databases, or GraphQL subgraphs (http(s) URLs); remote regions' hubs (federation).
-        signer = HopSigner(self.keys, settings.issuer)
-        self.sources: dict[str, Source] = {}
-        for code in SOURCE_DEPARTMENTS:
-            url = settings.department_url(code)
-            breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset)
-            if is_subgraph_url(url):
-                self.sources[code] = SubgraphSource(
-                    code,
-                    url,
-                    signer=signer,
-                    timeout=settings.source_timeout,
-                    breaker=breaker,
-                    max_bytes=settings.source_max_bytes,
-                    predicates_in_hub=code in {x.strip() for x in settings.predicates_in_hub.split(",")},
-                )
-            else:
-                self.sources[code] = SqlSource(code, url, timeout=settings.source_timeout, breaker=breaker)
-        check_subgraphs(self.sources.values())  # a schema mismatch refuses to start, naming the field
-        self.remotes = RemoteHubs.from_settings(settings)
-        # token endpoint: failed client authentications per client id and per address (hub/auth/attempts.py)
-        self.failed_by_client = FailedAttempts(settings.token_failures_per_client, settings.token_failure_window)
-        self.failed_by_address = FailedAttempts(settings.token_failures_per_address, settings.token_failure_window)
-
-    async def authenticate(self, token: str) -> Actor:
-        s = self.settings
-        external = None
-        if self.external is not None:
-            kid = self._kid(token)
-            if not self._hub_kid(kid) and self.external.should_refresh(kid):
-                await anyio.to_thread.run_sync(self.external.refresh)
-            external = self.external.trusted()
-        claims = verify_token(self.keys, token, issuer=s.issuer, audience=s.audience, external=external)
-        try:
-            client = await anyio.to_thread.run_sync(self.clients.get, str(claims["client_id"]))
-        except SQLAlchemyError:
-            log.exception("client registry lookup failed")
-            raise AuditUnavailable(
-                "the hub's database is unavailable; no request can be served", code="HUB_DB_UNAVAILABLE"
-            ) from None
-        if client is None:
-            raise AuthenticationError("the token's client is not registered", code="CLIENT_UNKNOWN")
-        if not client.active:
-            raise AuthenticationError(f"client {client.client_id} is disabled", code="CLIENT_DISABLED")
-        # The registry is the authority: a purpose removed since the token was issued no longer counts.
-        # External identity providers do not know purposes: the registry's apply.
-        claimed = claims.get("purposes")
-        purposes = client.purposes if claimed is None else tuple(p for p in claimed if p in client.purposes)
-        return Actor(
-            client_id=client.client_id,
-            department=client.department,
-            area=client.area,
-            purposes=purposes,
-            roles=client.roles,
-            token_id=str(claims.get("jti", "")),
-        )
-
-    @staticmethod
-    def _kid(token: str) -> object:
-        try:
-            return jws.extract_compact(token.encode("ascii")).headers().get("kid")
-        except (JoseError, ValueError, UnicodeError):
-            return None  # malformed: verify_token will say so
-
-    def _hub_kid(self, kid: object) -> bool:
-        return kid is None or any(k.kid == kid for k in self.keys.token_keys())
-
-    async def record_token_failure(self, client_id: str, address: str, reason: str, status: int) -> None:
-        """One audit entry for a refused client authentication (the secret is never recorded). The claimed
-        client id is kept only when it is a registered client's; anything else is recorded as unknown."""
-        ex = Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())
-        ex.reasons, ex.status = [reason], status
-        body = audit_body(ex)
-        known = await anyio.to_thread.run_sync(self.clients.get, client_id)
-        body.update(route="/oauth/token", client_id=known.client_id if known else "", address=_address(address))
-        if known is not None:
-            body.update(department=known.department, area=known.area)
-        else:
-            body["reasons"] = [reason, "CLIENT_UNKNOWN"]
-        with contextlib.suppress(AuditUnavailable):  # the answer is a refusal either way; nothing is released
-            await self.audit.append(body, [])
-
-    def close(self) -> None:
-        for source in self.sources.values():
-            source.close()
-        self.engine.dispose()
-
-
-def _address(host: str) -> str:
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return ""
 
 
 def _oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
@@ -330,7 +150,7 @@ def create_app(
     settings: Settings | None = None, *, sign_interval: float = 10.0, clock: Clock = system_clock
 ) -> Starlette:
     settings = settings or Settings.from_env()
-    state = HubState(settings, clock)
+    state = HubState(settings, clock)  # everything the routes share (hub/state.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

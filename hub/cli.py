@@ -78,7 +78,7 @@ def cmd_monitor_sweep(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from hub.app import HubState
+    from hub.state import HubState
 
     async def run() -> None:
         state = HubState(_settings(args))
@@ -112,8 +112,8 @@ def cmd_schema_export(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    from hub.app import load_policy_set
     from hub.monitor.rules import load_rules
+    from hub.policy.load import load_policy_set
     from hub.schema import build_schema, catalog_of
 
     settings = _settings(args)
@@ -144,16 +144,15 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
 
 def _clients(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from hub.db import hub_engine, upgrade
+    from hub.db import open_hub_db
     from hub.store.clients import ClientStore
 
     s = _settings(args)
-    upgrade(s.database_url)
-    return ClientStore(hub_engine(s.database_url)), s
+    return ClientStore(open_hub_db(s.database_url)), s
 
 
 def cmd_clients_add(args: argparse.Namespace) -> int:
-    from hub.app import load_policy_set
+    from hub.policy.load import load_policy_set
 
     store, s = _clients(args)
     known = set(load_policy_set(s).purposes)
@@ -202,7 +201,7 @@ def cmd_clients_enable(args: argparse.Namespace) -> int:
 
 
 def cmd_clients_update(args: argparse.Namespace) -> int:
-    from hub.app import load_policy_set
+    from hub.policy.load import load_policy_set
 
     store, s = _clients(args)
     purposes = args.purposes.split(",") if args.purposes is not None else None
@@ -248,12 +247,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_authz_add(args: argparse.Namespace) -> int:
-    from hub.db import hub_engine, upgrade
+    from hub.db import open_hub_db
     from hub.store.authorizations import AuthorizationStore
 
     s = _settings(args)
-    upgrade(s.database_url)
-    a = AuthorizationStore(hub_engine(s.database_url)).record(
+    a = AuthorizationStore(open_hub_db(s.database_url)).record(
         args.household,
         args.department,
         args.signer,
@@ -267,24 +265,22 @@ def cmd_authz_add(args: argparse.Namespace) -> int:
 
 
 def cmd_authz_list(args: argparse.Namespace) -> int:
-    from hub.db import hub_engine, upgrade
+    from hub.db import open_hub_db
     from hub.store.authorizations import AuthorizationStore
 
     s = _settings(args)
-    upgrade(s.database_url)
-    for a in AuthorizationStore(hub_engine(s.database_url)).list(args.household):
+    for a in AuthorizationStore(open_hub_db(s.database_url)).list(args.household):
         state = "revoked" if a.revoked else "valid"
         print(f"{a.id:6} {a.household_id:16} {a.department:16} {a.valid_from} {a.valid_to} {state}")
     return 0
 
 
 def cmd_authz_revoke(args: argparse.Namespace) -> int:
-    from hub.db import hub_engine, upgrade
+    from hub.db import open_hub_db
     from hub.store.authorizations import AuthorizationStore
 
     s = _settings(args)
-    upgrade(s.database_url)
-    AuthorizationStore(hub_engine(s.database_url)).revoke(args.id)
+    AuthorizationStore(open_hub_db(s.database_url)).revoke(args.id)
     print(f"revoked authorization {args.id}")
     return 0
 

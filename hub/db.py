@@ -210,6 +210,12 @@ def hub_engine(url: str, busy_timeout: float = 5.0) -> Engine:
     return create_engine(u, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+def open_hub_db(url: str, busy_timeout: float = 5.0) -> Engine:
+    """The hub database, brought to the latest migration, and its engine: how every part of the hub opens it."""
+    upgrade(url)
+    return hub_engine(url, busy_timeout)
+
+
 def upgrade(url: str) -> None:
     """Bring the hub database to the latest migration."""
     from alembic import command

@@ -23,11 +23,9 @@ from graphql import (
     GraphQLError,
     OperationDefinitionNode,
     StringValueNode,
-    Undefined,
     execute,
     parse,
     validate,
-    value_from_ast_untyped,
     visit,
 )
 from graphql.execution.values import get_variable_values
@@ -37,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 
 from hub.audit.entry import ENTRY_VERSION, canonical
 from hub.auth.actor import Actor
+from hub.auth.hop import bind_hop
 from hub.clock import china_date
 from hub.errors import (
     AuditUnavailable,
@@ -49,17 +48,18 @@ from hub.errors import (
     QueryLimitError,
     RequestError,
 )
+from hub.federation.consumer import Asker, narrow_plan, on_behalf_of, origin_request_id
+from hub.federation.delegate import delegate_unresolved
+from hub.graphql_walk import with_defaults
 from hub.ids import is_valid_id
 from hub.limits import check_limits
 from hub.lookups import IdLookups
 from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
 from hub.schema.context import HubContext, count_out_of_area
-from hub.sources.remote import delegate_unresolved, narrow_plan, on_behalf_of, origin_request_id
-from hub.sources.subgraph import bind_hop
 
 if TYPE_CHECKING:
-    from hub.app import HubState
+    from hub.state import HubState
 
 log = logging.getLogger("hub.gateway")
 
@@ -196,14 +196,7 @@ def coerce_variables(
         coerced = [GraphQLError("the variables could not be read")]
     if not isinstance(coerced, list):
         return dict(coerced.coerced), None
-    merged = dict(variables or {})
-    for d in definitions:
-        name = d.variable.name.value
-        if name not in merged and d.default_value is not None:
-            value = value_from_ast_untyped(d.default_value, {})
-            if value is not Undefined:
-                merged[name] = value
-    return merged, "; ".join(e.message for e in coerced)
+    return with_defaults(operation, variables), "; ".join(e.message for e in coerced)
 
 
 def recordable_name(operation: OperationDefinitionNode) -> str:
@@ -447,8 +440,11 @@ async def handle(state: HubState, request: Request) -> Response:
         if not isinstance(result, ExecutionResult):
             result = await result
         # federation: root fields null here are asked of the remote regions' hubs (their policies and audit apply)
+        asker = Asker(
+            ex.request_id, ex.actor, ex.officer, ex.purpose, ex.case_ref, context.area_prefix, ex.origin_request_id
+        )
         found = await delegate_unresolved(
-            state.remotes, ex, context.area_prefix, state.graphql_schema, document, operation, variables, result
+            state.remotes, asker, state.graphql_schema, document, operation, variables, result
         )
         result, ex.remote, ex.predicates_in_hub = found.result, found.remote, sorted(hop.predicates_in_hub)
         context.subjects |= found.found

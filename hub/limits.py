@@ -13,9 +13,6 @@ from typing import Any
 from graphql import (
     DocumentNode,
     FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    InlineFragmentNode,
     ListValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -23,6 +20,7 @@ from graphql import (
 )
 
 from hub.errors import QueryLimitError
+from hub.graphql_walk import Walker
 
 # Fields returning lists whose length the request does not state: estimated at this many items each.
 LIST_FIELDS = frozenset({"members", "properties", "vehicles", "roles", "entries", "residentAccessReport", "catalog"})
@@ -56,25 +54,20 @@ def estimate_cost(
     document: DocumentNode, operation: OperationDefinitionNode, variables: Mapping[str, Any] | None = None
 ) -> int:
     """Fields resolved, estimated: each field costs 1 per parent item; list arguments and list fields multiply."""
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    walker = Walker.of(document)  # every branch: @skip/@include do not lower the estimate
     variables = variables or {}
 
     def cost(sel: SelectionSetNode, items: int, seen: frozenset[str]) -> int:
         total = 0
-        for node in sel.selections:
-            if isinstance(node, FieldNode):
-                total += items
-                if node.selection_set is not None:
-                    n = items * _list_arg_size(node, variables)
-                    if node.name.value in LIST_FIELDS:
-                        n *= LIST_ESTIMATE
-                    total += cost(node.selection_set, n, seen)
-            elif isinstance(node, InlineFragmentNode):
-                total += cost(node.selection_set, items, seen)
-            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
-                frag = fragments.get(node.name.value)
-                if frag is not None:
-                    total += cost(frag.selection_set, items, seen | {node.name.value})
+        for reached in walker.fields(sel, stack=seen):
+            node = reached.node
+            assert isinstance(node, FieldNode)
+            total += items
+            if node.selection_set is not None:
+                n = items * _list_arg_size(node, variables)
+                if node.name.value in LIST_FIELDS:
+                    n *= LIST_ESTIMATE
+                total += cost(node.selection_set, n, reached.stack)
         return total
 
     return cost(operation.selection_set, 1, frozenset())
@@ -86,42 +79,24 @@ def check_limits(
     limits: Limits,
     variables: Mapping[str, Any] | None = None,
 ) -> None:
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    walker = Walker.of(document)  # every branch, before validation (cyclic fragments are not entered twice)
     aliases = 0
     directives = 0
 
     def depth(sel: SelectionSetNode, level: int, seen: frozenset[str]) -> int:
         nonlocal aliases, directives
         deepest = level
-        for node in sel.selections:
+        for reached in walker.selections(sel, stack=seen):
+            node = reached.node
             directives += len(node.directives or ())
             if isinstance(node, FieldNode):
                 if node.alias is not None:
                     aliases += 1
                 if node.selection_set is not None and not node.name.value.startswith("__"):
-                    deepest = max(deepest, depth(node.selection_set, level + 1, seen))
-            elif isinstance(node, InlineFragmentNode):
-                deepest = max(deepest, depth(node.selection_set, level, seen))
-            elif isinstance(node, FragmentSpreadNode):
-                frag = fragments.get(node.name.value)
-                if frag is not None and node.name.value not in seen:
-                    deepest = max(deepest, depth(frag.selection_set, level, seen | {node.name.value}))
+                    deepest = max(deepest, depth(node.selection_set, level + 1, reached.stack))
         return deepest
 
-    def root_fields(sel: SelectionSetNode, seen: frozenset[str]) -> int:
-        count = 0
-        for node in sel.selections:
-            if isinstance(node, FieldNode):
-                count += 1
-            elif isinstance(node, InlineFragmentNode):
-                count += root_fields(node.selection_set, seen)
-            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
-                frag = fragments.get(node.name.value)
-                if frag is not None:
-                    count += root_fields(frag.selection_set, seen | {node.name.value})
-        return count
-
-    roots = root_fields(operation.selection_set, frozenset())
+    roots = sum(1 for _ in walker.fields(operation.selection_set))
     if roots > limits.max_root_fields:
         raise QueryLimitError(
             f"the operation has {roots} root fields; the limit is {limits.max_root_fields}",

@@ -31,7 +31,6 @@ import anyio
 from graphql import (
     DocumentNode,
     ExecutionResult,
-    FragmentDefinitionNode,
     OperationDefinitionNode,
     value_from_ast_untyped,
 )
@@ -40,7 +39,7 @@ from sqlalchemy import Engine, func, insert, select
 from hub.clock import Clock, system_clock
 from hub.db import lookup_misses
 from hub.errors import ForbiddenError
-from hub.sources.remote import root_fields
+from hub.graphql_walk import Walker, with_defaults
 
 MIN_MISSES = 2  # a single mistyped ID number is not refused; two or more misses out of a mostly-missing list are
 
@@ -64,14 +63,9 @@ class IdLookups:
     def of(
         cls, document: DocumentNode, operation: OperationDefinitionNode, variables: Mapping[str, Any] | None
     ) -> IdLookups:
-        values = dict(variables or {})
-        for definition in operation.variable_definitions or ():
-            name = definition.variable.name.value
-            if name not in values and definition.default_value is not None:
-                values[name] = value_from_ast_untyped(definition.default_value)
-        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+        values = with_defaults(operation, variables)
         out = cls()
-        for key, nodes in root_fields(operation.selection_set, fragments, values).items():
+        for key, nodes in Walker.of(document, values).response_keys(operation.selection_set).items():
             name = nodes[0].name.value
             if name not in ("person", "people"):
                 continue

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.sources.breaker import CircuitBreaker
+import pytest
+
+from hub.errors import UpstreamUnavailable
+from hub.upstream.breaker import CircuitBreaker
+from hub.upstream.guard import guarded
 
 
 class Clock:
@@ -53,3 +57,30 @@ async def test_waiting_is_bounded() -> None:
     started = loop.time()
     assert await b.admit(0.05) is False
     assert loop.time() - started < 1.0
+
+
+async def test_the_guarded_call_maps_failures_and_counts_them() -> None:
+    clock = Clock()
+    b = CircuitBreaker(threshold=2, reset_after=10, clock=clock)
+    with pytest.raises(UpstreamUnavailable, match=r"^department x is unavailable$"):
+        async with guarded(b, 1.0, "department x"):
+            raise OSError("secret detail")
+    with pytest.raises(UpstreamUnavailable, match=r"^department x did not answer within 0.01s$"):
+        async with guarded(b, 0.01, "department x"):
+            await asyncio.sleep(1)
+    assert b.state == "open"
+    with pytest.raises(UpstreamUnavailable, match=r"^department x is unavailable \(circuit open\)$"):
+        async with guarded(b, 1.0, "department x"):
+            pass
+    clock.now += 10  # half-open: the trial is cancelled, which proves nothing and lets the next trial through
+    with pytest.raises(asyncio.CancelledError):
+        async with guarded(b, 1.0, "department x"):
+            raise asyncio.CancelledError
+    assert not b.trial_in_flight
+    async with guarded(b, 1.0, "department x"):
+        pass
+    assert b.state == "closed"
+    with pytest.raises(KeyError):  # not one of the failures named: passed on, not counted
+        async with guarded(b, 1.0, "department x", failures=(OSError,)):
+            raise KeyError("k")
+    assert b.failures == 0

@@ -23,9 +23,9 @@ from hub.db import audit_entries
 from hub.errors import HubError, RequestError
 
 if TYPE_CHECKING:
-    from hub.app import HubState
     from hub.audit.head import SignedHead
     from hub.audit.log import AuditLog
+    from hub.state import HubState
 
 
 def _error(exc: HubError) -> JSONResponse:

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from joserfc.jwk import ECKey, KeySet
 
+from hub.errors import ConfigError
+
 TOKEN_ALG = "ES256"  # noqa: S105 (an algorithm name, not a secret)
 
 
@@ -125,7 +127,7 @@ class KeyRing:
     def active(self) -> TokenKey:
         keys = self.token_keys()
         if not keys:
-            raise RuntimeError("no token key; run `hub keys init`")
+            raise ConfigError("no token key; run `hub keys init`")
         return keys[-1]
 
     def prune(self, token_ttl: int, now: float | None = None) -> list[str]:

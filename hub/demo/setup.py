@@ -15,7 +15,7 @@ import httpx
 
 from hub.auth.keys import KeyRing
 from hub.clock import china_date, system_clock
-from hub.db import hub_engine, upgrade
+from hub.db import hub_engine, open_hub_db
 from hub.demo.generate import generate
 from hub.settings import Settings
 from hub.store.authorizations import AuthorizationStore
@@ -71,9 +71,9 @@ def prepare_demo(settings: Settings, *, residents: int, seed: int, base_url: str
         (dept_dir / ".golden.json").write_text(json.dumps(golden))
         marker.write_text(json.dumps(wanted))
     KeyRing(settings.key_dir).ensure()
-    upgrade(settings.database_url)
+    engine = open_hub_db(settings.database_url)
     secrets = ensure_demo_clients(settings)
-    authz = AuthorizationStore(hub_engine(settings.database_url))
+    authz = AuthorizationStore(engine)
     today = china_date(system_clock())
     if not any(a.household_id == golden["household"] and not a.revoked for a in authz.list(golden["household"])):
         authz.record(

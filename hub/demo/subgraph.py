@@ -35,10 +35,7 @@ import anyio
 import httpx
 import strawberry
 from graphql import FieldNode, GraphQLError, InlineFragmentNode, OperationDefinitionNode, Visitor, parse, visit
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy import Boolean, Date, Engine, Integer, Numeric, Table, select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -46,20 +43,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.dataloader import DataLoader
 
+from hub.auth.hop import HopVerifier
 from hub.departments import DEPARTMENTS
+from hub.errors import AuthenticationError
 from hub.sources.sql import readonly_engine
 from hub.sources.subgraph import (
     ENTITY_KEYS,
     camel,
     condition_from_json,
     matches_field,
-    request_digest,
     row_type_name,
 )
 
-ALGORITHMS = ["ES256"]
-MAX_LIFETIME = 60  # a hop token living longer than this is refused, whatever it says
-LEEWAY = 5  # seconds of clock difference tolerated on exp/iat
 REFRESH_EVERY = 10.0
 
 
@@ -192,33 +187,16 @@ def build_schema(code: str, engine: Engine, drop: Sequence[str] = ()) -> strawbe
 # -- hop-token verification --------------------------------------------------------------------------------------
 
 
-class Verifier:
-    """Checks the hub's hop tokens against its JWKS, read from a file or fetched from a URL (re-read when a
-    token names a key not seen yet, at most every few seconds)."""
-
-    MAX_JTIS = 200_000  # tokens seen and still unexpired; beyond this, new tokens are refused (fail closed)
+class Verifier(HopVerifier):
+    """The hub's hop-token verifier (``hub.auth.hop``) with the hub's JWKS, read from a file or fetched from a
+    URL (re-read when a token names a key not seen yet, at most every few seconds)."""
 
     def __init__(self, jwks: str, issuer: str, audience: str) -> None:
-        self.jwks, self.issuer, self.audience = jwks, issuer, audience
-        self.keyset = KeySet([])
+        super().__init__(issuer, audience)
+        self.jwks = jwks
         self.loaded_at = -REFRESH_EVERY
-        self.seen: dict[str, float] = {}  # jti -> when it may be forgotten (its exp plus the leeway)
 
-    def _once(self, jti: Any, exp: int) -> None:
-        """Each token is accepted once: its ``jti`` is remembered until the token could no longer be valid."""
-        now = time.time()
-        if len(self.seen) > 1000:
-            for old in [j for j, until in self.seen.items() if until < now]:
-                del self.seen[old]
-        if not isinstance(jti, str) or not 16 <= len(jti) <= 64:
-            raise PermissionError("the token has no usable jti")
-        if jti in self.seen:
-            raise PermissionError("the token was already used (replay)")
-        if len(self.seen) >= self.MAX_JTIS:
-            raise PermissionError("too many tokens in flight")
-        self.seen[jti] = exp + LEEWAY
-
-    async def _load(self) -> None:
+    async def refresh(self) -> None:
         if time.monotonic() - self.loaded_at < REFRESH_EVERY:
             return
         self.loaded_at = time.monotonic()
@@ -233,40 +211,6 @@ class Verifier:
             self.keyset = KeySet.import_key_set(data)
         except (httpx.HTTPError, OSError, ValueError) as exc:
             print(json.dumps({"event": "jwks_unavailable", "source": self.jwks, "error": str(exc)}), flush=True)
-
-    async def verify(self, token: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The token's claims, if it is the hub's, for this department, alive, bound to ``body`` and unused."""
-        try:
-            header = jws.extract_compact(token.encode("ascii")).headers()
-        except (JoseError, ValueError, UnicodeError):
-            raise PermissionError("the bearer token is not a well-formed JWT") from None
-        if header.get("alg") not in ALGORITHMS or header.get("typ") != "at+jwt":
-            raise PermissionError("the token must be an ES256 at+jwt access token")
-        kid = header.get("kid")
-        if not any(k.kid == kid for k in self.keyset.keys):
-            await self._load()
-            if not any(k.kid == kid for k in self.keyset.keys):
-                raise PermissionError("the token was signed by a key the hub does not publish")
-        try:
-            claims = dict(jwt.decode(token, self.keyset, algorithms=ALGORITHMS).claims)
-            registry = JWTClaimsRegistry(
-                leeway=LEEWAY,
-                iss={"essential": True, "value": self.issuer},
-                aud={"essential": True, "value": self.audience},
-                exp={"essential": True},
-                iat={"essential": True},
-            )
-            registry.validate(claims)
-        except (JoseError, ValueError) as exc:
-            raise PermissionError(f"the token is not valid here ({exc.__class__.__name__})") from None
-        if claims.get("client_id") != "hub":
-            raise PermissionError("only the hub's own hop tokens are accepted")
-        if int(claims["exp"]) - int(claims["iat"]) > MAX_LIFETIME:
-            raise PermissionError("the token lives too long for a hop token")
-        if claims.get("req_sha256") != request_digest(body):
-            raise PermissionError("the token was minted for another request")
-        self._once(claims.get("jti"), int(claims["exp"]))
-        return claims
 
 
 # -- the HTTP app --------------------------------------------------------------------------------------------------
@@ -342,8 +286,8 @@ def create_subgraph_app(
                 return _error("a hop token from the hub is required", "UNAUTHENTICATED", 401)
             try:
                 claims = await verifier.verify(token.strip(), body)
-            except PermissionError as exc:
-                return _error(str(exc), "UNAUTHENTICATED", 401)
+            except AuthenticationError as exc:
+                return _error(exc.message, exc.code, exc.status)
             act = claims.get("act")
             if entities and (not isinstance(act, dict) or not act.get("department") or not claims.get("purpose")):
                 return _error("the hop token must name the original actor and purpose", "FORBIDDEN", 403)

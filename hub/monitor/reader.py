@@ -40,7 +40,7 @@ from hub.monitor.workdays import add_working_days
 from hub.sources.sql import SqlSource
 
 if TYPE_CHECKING:
-    from hub.app import HubState
+    from hub.state import HubState
 
 log = logging.getLogger("hub.monitor")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from hub.app import load_policy_set
 from hub.departments import DEPARTMENTS
 from hub.errors import RequestError
 from hub.policy.engine import allowed_thresholds, evaluate
+from hub.policy.load import load_policy_set
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
 

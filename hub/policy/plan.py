@@ -15,11 +15,8 @@ from typing import Any
 from graphql import (
     DocumentNode,
     FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLObjectType,
     GraphQLSchema,
-    InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
     Undefined,
@@ -28,6 +25,7 @@ from graphql import (
 )
 
 from hub.auth.actor import Actor
+from hub.graphql_walk import Walker, with_defaults
 from hub.policy.engine import allowed_thresholds, evaluate
 from hub.policy.loader import CatalogEntry
 from hub.policy.model import Decision, Form, PolicySet, Scope
@@ -72,7 +70,7 @@ class _Planner:
     def __init__(
         self,
         schema: GraphQLSchema,
-        fragments: Mapping[str, FragmentDefinitionNode],
+        walker: Walker,
         catalog: Mapping[str, CatalogEntry],
         policy: PolicySet,
         actor: Actor,
@@ -80,7 +78,7 @@ class _Planner:
         today: date,
         variables: Mapping[str, Any],
     ) -> None:
-        self.schema, self.fragments, self.catalog = schema, fragments, catalog
+        self.schema, self.walker, self.catalog = schema, walker, catalog
         self.policy, self.actor, self.purpose, self.today = policy, actor, purpose, today
         self.consumer = actor.department
         self.plan = Plan()
@@ -109,23 +107,9 @@ class _Planner:
     def walk(self, selection_set: SelectionSetNode, parent: GraphQLObjectType, stack: frozenset[str]) -> int:
         """Check every field under ``selection_set``; return how many data fields it selects."""
         data_fields = 0
-        for sel in selection_set.selections:
-            if isinstance(sel, FieldNode):
-                data_fields += self.field(sel, parent, stack)
-            elif isinstance(sel, InlineFragmentNode):
-                target = parent
-                if sel.type_condition is not None:
-                    t = self.schema.get_type(sel.type_condition.name.value)
-                    target = t if isinstance(t, GraphQLObjectType) else parent
-                data_fields += self.walk(sel.selection_set, target, stack)
-            elif isinstance(sel, FragmentSpreadNode):
-                name = sel.name.value
-                frag = self.fragments.get(name)
-                if frag is None or name in stack:
-                    continue  # validation has already refused unknown and cyclic fragments
-                t = self.schema.get_type(frag.type_condition.name.value)
-                target = t if isinstance(t, GraphQLObjectType) else parent
-                data_fields += self.walk(frag.selection_set, target, stack | {name})
+        for reached in self.walker.fields(selection_set, parent, stack):
+            assert isinstance(reached.node, FieldNode) and reached.parent is not None
+            data_fields += self.field(reached.node, reached.parent, reached.stack)
         return data_fields
 
     def field(self, node: FieldNode, parent: GraphQLObjectType, stack: frozenset[str]) -> int:
@@ -195,13 +179,9 @@ def plan_operation(
     today: date,
     variables: Mapping[str, Any] | None = None,
 ) -> Plan:
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    given = dict(variables or {})
-    for definition in operation.variable_definitions or ():  # a default counts where the variable is not given
-        name = definition.variable.name.value
-        if name not in given and definition.default_value is not None:
-            given[name] = value_from_ast_untyped(definition.default_value)
-    planner = _Planner(schema, fragments, catalog, policy, actor, purpose, today, given)
+    given = with_defaults(operation, variables)  # a default counts where the variable is not given
+    # every branch, whatever @skip/@include say: a coordinate the document can reach is checked
+    planner = _Planner(schema, Walker.of(document, schema=schema), catalog, policy, actor, purpose, today, given)
     root = schema.get_root_type(operation.operation)
     if root is None:
         planner.deny(operation.operation.value, "operation type not supported")

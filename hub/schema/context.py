@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,8 @@ from hub.schema.loader import BulkLoader
 from hub.sources import Source
 
 if TYPE_CHECKING:
+    from hub.monitor.alerts import AlertStore
+    from hub.policy.loader import CatalogEntry
     from hub.store.authorizations import AuthorizationStore
 
 
@@ -32,11 +35,13 @@ class HubContext:
     today: date
     authorizations: AuthorizationStore | None = None
     max_batch: int = 1000
-    catalog: dict[str, Any] = field(default_factory=dict)
-    audit: Any = None  # hub.audit.log.AuditLog, for the officers' API
+    catalog: dict[str, CatalogEntry] = field(default_factory=dict)
+    # hub.audit.log.AuditLog, for the officers' API. Left untyped until hub/schema/oversight.py's _signed_size takes
+    # a Sequence (typed, mypy shows it passing list[TreeHead] as list[object]); that file is being restructured.
+    audit: Any = None
     data_dir: Path | None = None  # where archived audit files are looked up (officers' access reports)
     perturbation_key: bytes = b""  # keys the cell-key perturbation of statistics (hub/schema/statistics.py)
-    alerts: Any = None  # hub.monitor.alerts.AlertStore (alerts queries and the caseworker's mutations)
+    alerts: AlertStore | None = None  # alerts queries and the caseworker's mutations
     subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
     upstream_failures: set[str] = field(default_factory=set)
     not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing
@@ -44,12 +49,22 @@ class HubContext:
     loaders: dict[Any, BulkLoader[Any, Any]] = field(default_factory=dict)
     selections: dict[Any, Any] = field(default_factory=dict)  # per field node: what is selected below it
 
-    def source(self, dept: str) -> Source:
+    @contextmanager
+    def calling(self, dept: str) -> Iterator[None]:
+        """Around a call to department ``dept``: the one place that records its failure (``UpstreamUnavailable``,
+        re-raised) for the audit entry's ``upstream_failures``."""
         try:
-            return self.sources[dept]
-        except KeyError:
+            yield
+        except UpstreamUnavailable:
             self.upstream_failures.add(dept)
-            raise UpstreamUnavailable(f"department {dept} is not configured") from None
+            raise
+
+    def source(self, dept: str) -> Source:
+        with self.calling(dept):
+            try:
+                return self.sources[dept]
+            except KeyError:
+                raise UpstreamUnavailable(f"department {dept} is not configured") from None
 
     def _loader(self, key: Any, fn: Callable[[list[Any]], Awaitable[Sequence[Any]]]) -> BulkLoader[Any, Any]:
         loader = self.loaders.get(key)
@@ -67,11 +82,8 @@ class HubContext:
         columns: tuple[str, ...] | None = None,
     ) -> BulkLoader[Any, Any]:
         async def load(keys: list[str]) -> Sequence[list[Row[Any]]]:
-            try:
+            with self.calling(dept):
                 return await self.source(dept).rows_by(table, key, keys, where, columns)
-            except UpstreamUnavailable:
-                self.upstream_failures.add(dept)
-                raise
 
         return self._loader((dept, table.name, key, where_name, columns), load)
 
@@ -98,11 +110,8 @@ class HubContext:
         ``rows_many``); ``name`` must identify ``condition`` (it keys the batch)."""
 
         async def load(keys: list[str]) -> Sequence[bool]:
-            try:
+            with self.calling(dept):
                 return await self.source(dept).predicate(table, "id_number", keys, condition)
-            except UpstreamUnavailable:
-                self.upstream_failures.add(dept)
-                raise
 
         return self._loader((dept, table.name, "pred", name), load).load_many(values)
 

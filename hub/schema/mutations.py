@@ -14,7 +14,7 @@ import strawberry
 from strawberry.types import Info
 
 from hub.departments import SOURCE_DEPARTMENTS
-from hub.errors import ForbiddenError, HubError, RequestError, UpstreamUnavailable
+from hub.errors import ForbiddenError, HubError, RequestError
 from hub.schema.alerts import AlertMutations
 from hub.schema.context import HubContext, ctx
 from hub.store.authorizations import Authorization
@@ -82,15 +82,12 @@ async def household_in_area(c: HubContext, household_id: str) -> None:
     )
     if not household_id or len(household_id) > 20 or not household_id.isalnum():
         raise RequestError("householdId: 1 to 20 letters or digits", code="BAD_ARGUMENT")
-    try:
+    with c.calling(PS):
         source = c.source(PS)
         [found] = await source.rows_by(households, "household_id", [household_id], None, ("area_code",))
         if not found or not str(found[0].area_code).startswith(c.actor.area):
             raise refused
         [members] = await source.rows_by(residents, "household_id", [household_id], None, ("id_number",))
-    except UpstreamUnavailable:
-        c.upstream_failures.add(PS)
-        raise
     c.subjects.update(str(m.id_number) for m in members)
 
 

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import strawberry
-from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
+from graphql import FieldNode
 from sqlalchemy import ColumnElement, Table
 from strawberry.types import Info
 from strawberry.utils.str_converters import to_camel_case
 
+from hub.graphql_walk import Walker
 from hub.policy.model import Form
 from hub.schema.directives import disclosed
 
@@ -183,31 +184,18 @@ class Selected:
     nested: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
 
-def _walk(fragments: Mapping[str, Any], selection_set: SelectionSetNode, visit: Callable[[FieldNode], None]) -> None:
-    """Every field node of a selection set, through inline fragments and fragment spreads."""
-    for node in selection_set.selections:
-        if isinstance(node, FieldNode):
-            visit(node)
-        elif isinstance(node, InlineFragmentNode):
-            _walk(fragments, node.selection_set, visit)
-        elif isinstance(node, FragmentSpreadNode):
-            fragment = fragments.get(node.name.value)
-            if fragment is not None:
-                _walk(fragments, fragment.selection_set, visit)
-
-
 def _selected(fragments: Mapping[str, Any], parents: Sequence[FieldNode]) -> Selected:
     """What is selected below ``parents`` (field nodes of one field): names, nodes, and one level further."""
-    nodes: list[FieldNode] = []
-    for parent in parents:
-        if parent.selection_set is not None:
-            _walk(fragments, parent.selection_set, nodes.append)
+    walker = Walker(fragments)
+    nodes = [
+        n for parent in parents if parent.selection_set is not None for n in walker.field_nodes(parent.selection_set)
+    ]
     nested: dict[str, set[str]] = {}
     for node in nodes:
         if node.selection_set is not None:
-            below: list[FieldNode] = []
-            _walk(fragments, node.selection_set, below.append)
-            nested.setdefault(node.name.value, set()).update(n.name.value for n in below)
+            nested.setdefault(node.name.value, set()).update(
+                n.name.value for n in walker.field_nodes(node.selection_set)
+            )
     return Selected(
         frozenset(n.name.value for n in nodes),
         tuple(nodes),

@@ -42,7 +42,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from hub.departments import assistance, certificates, residents
-from hub.errors import RequestError, UpstreamUnavailable
+from hub.errors import RequestError
 from hub.policy.model import Form
 from hub.schema.context import HubContext, ctx
 from hub.schema.directives import disclosed
@@ -91,11 +91,8 @@ def _cells(key: bytes, groups: dict[str, set[str]]) -> list[CountCell]:
 
 
 async def _run(c: HubContext, dept: str, stmt: Any) -> list[tuple[Any, ...]]:
-    try:
+    with c.calling(dept):
         return await c.source(dept).aggregate(stmt)
-    except UpstreamUnavailable:
-        c.upstream_failures.add(dept)
-        raise
 
 
 async def _grouped(c: HubContext, dept: str, stmt: Any) -> dict[str, set[str]]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import ColumnElement, Table
 
 if TYPE_CHECKING:
-    from hub.sources.breaker import CircuitBreaker
+    from hub.upstream.breaker import CircuitBreaker
 
 
 class Source(Protocol):

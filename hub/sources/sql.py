@@ -15,8 +15,8 @@ import anyio
 from sqlalchemy import ColumnElement, Engine, Row, Table, create_engine, event, select
 from sqlalchemy.engine import make_url
 
-from hub.errors import UpstreamUnavailable
-from hub.sources.breaker import CircuitBreaker
+from hub.upstream.breaker import CircuitBreaker
+from hub.upstream.guard import guarded
 
 log = logging.getLogger("hub.sources")
 
@@ -60,23 +60,9 @@ class SqlSource:
         self.engine.dispose()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        if not await self.breaker.admit(self.timeout):
-            raise UpstreamUnavailable(f"department {self.code} is unavailable (circuit open)")
-        try:
-            with anyio.fail_after(self.timeout):
-                result = await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
-        except TimeoutError:
-            self.breaker.failure()
-            raise UpstreamUnavailable(f"department {self.code} did not answer within {self.timeout}s") from None
-        except Exception as exc:  # the department's database failed; the detail stays in our log
-            self.breaker.failure()
-            log.warning("department %s failed: %s", self.code, exc.__class__.__name__)
-            raise UpstreamUnavailable(f"department {self.code} is unavailable") from exc
-        except BaseException:  # cancelled (the request went away): neither a success nor a failure
-            self.breaker.abandoned()
-            raise
-        self.breaker.success()
-        return result
+        # any database error counts; only its class is logged (its text can hold the statement's parameters)
+        async with guarded(self.breaker, self.timeout, f"department {self.code}", detail=False):
+            return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
     def _select_rows(
         self,

@@ -29,19 +29,15 @@ SQL ones). Only the columns the condition reads are requested, and nothing is ke
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import hashlib
 import json
 import logging
 import re
-import secrets
 import ssl
 import threading
 import time
 import weakref
 from collections import namedtuple
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -73,7 +69,6 @@ from graphql import (
     value_from_ast_untyped,
     visit,
 )
-from joserfc import jwt
 from sqlalchemy import (
     Boolean,
     Column,
@@ -108,20 +103,19 @@ from sqlalchemy.sql.elements import (
     UnaryExpression,
 )
 
-from hub.auth.keys import TOKEN_ALG, KeyRing, TokenKey
+from hub.auth.hop import HopIdentity, HopSigner, current_hop
 from hub.departments import DEPARTMENTS
 from hub.errors import ConfigError, UpstreamUnavailable
 from hub.sources import Source
-from hub.sources.bounded import DEFAULT_MAX_BYTES, AnswerTooLarge, post_json
-from hub.sources.breaker import CircuitBreaker
+from hub.upstream.bounded import DEFAULT_MAX_BYTES, AnswerTooLarge, post_json
+from hub.upstream.breaker import CircuitBreaker
+from hub.upstream.guard import HTTP_FAILURES, guarded
 
 if TYPE_CHECKING:
-    from hub.auth.actor import Actor
+    pass
 
 log = logging.getLogger("hub.sources")
 
-HOP_TTL = 15  # seconds; a hop token is minted for one POST (bound to its body) and used once
-HUB_CLIENT_ID = "hub"
 SDL_QUERY = "query HubServiceSdl { _service { sdl } }"
 
 # key column -> (entity type, key field)
@@ -134,99 +128,6 @@ ENTITY_KEYS: dict[str, tuple[str, str]] = {
 def is_subgraph_url(url: str) -> bool:
     """Department URLs with an HTTP(S) scheme name a GraphQL subgraph; anything else is a SQLAlchemy URL."""
     return url.startswith(("http://", "https://"))
-
-
-# -- who is asking: the hop identity and its token ------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class HopIdentity:
-    """The original request behind a department call (one per hub request; compared by identity)."""
-
-    request_id: str
-    client_id: str
-    department: str
-    officer: str
-    area: str
-    purpose: str
-    case: str
-    predicates_in_hub: set[str] = field(default_factory=set)  # departments whose predicates the hub evaluated
-
-    def act(self) -> dict[str, str]:
-        return {"client_id": self.client_id, "department": self.department, "officer": self.officer, "area": self.area}
-
-
-_HOP: contextvars.ContextVar[HopIdentity | None] = contextvars.ContextVar("hub_hop", default=None)
-
-
-def bind_hop(request_id: str, actor: Actor, officer: str, purpose: str, case: str) -> HopIdentity:
-    """Record who is asking for the rest of this request (the gateway calls this before execution).
-
-    A context variable reaches the loaders' batches, which run in tasks created from the request's context.
-    """
-    hop = HopIdentity(request_id, actor.client_id, actor.department, officer, actor.area, purpose, case)
-    _HOP.set(hop)
-    return hop
-
-
-@contextmanager
-def hop_scope(hop: HopIdentity | None) -> Iterator[HopIdentity | None]:
-    """Bind ``hop`` for the duration of a block (tests and tools calling a source outside a request)."""
-    token = _HOP.set(hop)
-    try:
-        yield hop
-    finally:
-        _HOP.reset(token)
-
-
-def current_hop() -> HopIdentity | None:
-    return _HOP.get()
-
-
-class HopSigner:
-    """Signs hop tokens with the hub's own active token key (the key its JWKS publishes)."""
-
-    def __init__(self, keys: KeyRing, issuer: str, ttl: int = HOP_TTL) -> None:
-        self.keys = keys
-        self.issuer = issuer
-        self.ttl = min(ttl, HOP_TTL)
-        self._key: tuple[TokenKey, float] | None = None
-
-    def _active(self) -> TokenKey:
-        now = time.monotonic()
-        if self._key is None or now - self._key[1] > 30:  # picks up `hub keys rotate` within 30 s
-            self._key = (self.keys.active(), now)
-        return self._key[0]
-
-    def token(self, audience: str, hop: HopIdentity | None, body: dict[str, Any], now: float | None = None) -> str:
-        """An RFC 9068 access token for one POST to one department (``aud``), bound to that POST's ``body`` (its
-        query, hence the columns asked, and its representations) by ``req_sha256``, naming the original actor
-        when there is one. The department accepts each ``jti`` once."""
-        issued = time.time() if now is None else now
-        key = self._active()
-        claims: dict[str, Any] = {
-            "iss": self.issuer,
-            "aud": audience,
-            "sub": HUB_CLIENT_ID,
-            "client_id": HUB_CLIENT_ID,
-            "iat": int(issued),
-            "nbf": int(issued),
-            "exp": int(issued) + self.ttl,
-            "jti": secrets.token_urlsafe(16),
-            "req_sha256": request_digest(body),
-        }
-        if hop is not None:
-            claims.update(act=hop.act(), purpose=hop.purpose, case=hop.case, request_id=hop.request_id)
-        header = {"alg": TOKEN_ALG, "typ": "at+jwt", "kid": key.kid}
-        return jwt.encode(header, claims, key.key, algorithms=[TOKEN_ALG])
-
-
-def request_digest(body: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of a subgraph POST's ``query`` and ``variables`` as canonical JSON (keys sorted, no spaces,
-    UTF-8): what a hop token's ``req_sha256`` binds it to. A department recomputes it from the body it got."""
-    doc = {"query": body.get("query", ""), "variables": body.get("variables") or {}}
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # -- the contract: names, scalars, expected SDL, schema comparison ---------------------------------------------
@@ -800,7 +701,7 @@ class SubgraphSource:
                         raise AnswerTooLarge("the SDL answer is too large or too slow")
                     chunks.append(chunk)
             self._check(json.loads(b"".join(chunks)))
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable) as exc:
+        except HTTP_FAILURES as exc:
             log.warning(
                 "department %s: subgraph %s unreachable at start-up (%s); its schema is checked before first use",
                 self.code,
@@ -928,20 +829,8 @@ class SubgraphSource:
             batch.done.set_result(found)
 
     async def _run(self, batch: _Batch) -> _Found:
-        if not await self.breaker.admit(self.timeout):
-            raise UpstreamUnavailable(f"department {self.code} is unavailable (circuit open)")
-        try:
-            with anyio.fail_after(self.timeout):  # the whole call (connect, send, read all), not each read
-                found = await self._entities(batch)
-        except TimeoutError:
-            self.breaker.failure()
-            raise UpstreamUnavailable(f"department {self.code} did not answer within {self.timeout}s") from None
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable) as exc:
-            self.breaker.failure()
-            log.warning("department %s (subgraph) failed: %s: %s", self.code, exc.__class__.__name__, exc)
-            raise UpstreamUnavailable(f"department {self.code} is unavailable") from exc
-        self.breaker.success()
-        return found
+        async with guarded(self.breaker, self.timeout, f"department {self.code}", failures=HTTP_FAILURES):
+            return await self._entities(batch)
 
     async def _post(self, client: httpx.AsyncClient, query: str, variables: dict[str, Any], hop: Any) -> Any:
         body = {"query": query, "variables": variables}

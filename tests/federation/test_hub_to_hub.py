@@ -11,9 +11,9 @@ import pytest
 
 from hub.db import hub_engine
 from hub.errors import ConfigError
+from hub.federation.remote import RemoteHubs
 from hub.ids import make_id
 from hub.settings import Settings
-from hub.sources.remote import RemoteHubs
 from hub.sources.subgraph import is_subgraph_url
 from tests.conftest import without_receipt
 from tests.federation.conftest import B_AREA, Fed, FedHub, Region, audit_entry, running

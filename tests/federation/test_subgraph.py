@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from hub.app import create_app
+from hub.auth.hop import HopIdentity, HopSigner, hop_scope
 from hub.departments import assistance, enrolment, residents
 from hub.errors import ConfigError, UpstreamUnavailable
 from hub.localpg import free_port
 from hub.sources.sql import SqlSource
-from hub.sources.subgraph import HopIdentity, HopSigner, SubgraphSource, hop_scope, schema_problems
+from hub.sources.subgraph import SubgraphSource, schema_problems
 from tests.conftest import without_receipt
 from tests.federation.conftest import FED_CLIENT, Fed, FedHub, running
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.app import HubState
 from hub.errors import ConfigError
 from hub.settings import Settings
+from hub.state import HubState
 from tests.conftest import POLICIES, working_clock
 
 M1 = (POLICIES / "monitoring" / "M1.toml").read_text(encoding="utf-8")

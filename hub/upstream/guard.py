@@ -1,0 +1,65 @@
+"""The one guarded upstream call: circuit breaker, deadline and error mapping, used by every source.
+
+Like httpx's ``map_httpcore_exceptions``, one context manager translates the lower layer's failures into the
+hub's own: whatever a department's database, a subgraph or another region's hub does wrong, the caller sees an
+``UpstreamUnavailable`` with a short fixed message, the breaker counts it, and the detail stays in our log::
+
+    async with guarded(self.breaker, self.timeout, f"department {code}"):
+        rows = await ...
+
+* the breaker refuses (open, or a half-open trial that failed): ``<who> is unavailable (circuit open)``;
+* the whole call (connect, send, read all) takes longer than ``timeout``: ``<who> did not answer within <t>s``;
+* one of ``failures`` is raised: ``<who> is unavailable`` (the original chained, its class, and with
+  ``detail`` its message, logged);
+* the call is cancelled or fails otherwise: neither a success nor a failure for the breaker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+
+from hub.errors import UpstreamUnavailable
+from hub.upstream.breaker import CircuitBreaker
+
+log = logging.getLogger("hub.sources")
+
+# What a peer reached over HTTP (a subgraph, another region's hub) can do wrong: transport errors, an answer
+# that is too large, not JSON or not shaped as asked (ValueError, KeyError, TypeError), or an error it reports.
+HTTP_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable)
+
+
+@asynccontextmanager
+async def guarded(
+    breaker: CircuitBreaker,
+    timeout: float,
+    who: str,
+    *,
+    failures: tuple[type[Exception], ...] = (Exception,),
+    detail: bool = True,
+) -> AsyncIterator[None]:
+    """Admit the call through ``breaker``, bound it by ``timeout`` seconds and map its failures (above).
+    ``detail=False`` logs only the error's class (a database error's text can hold a statement's parameters)."""
+    if not await breaker.admit(timeout):
+        raise UpstreamUnavailable(f"{who} is unavailable (circuit open)")
+    try:
+        with anyio.fail_after(timeout):  # the whole call, not each read
+            yield
+    except TimeoutError:
+        breaker.failure()
+        raise UpstreamUnavailable(f"{who} did not answer within {timeout}s") from None
+    except failures as exc:
+        breaker.failure()
+        if detail:
+            log.warning("%s failed: %s: %s", who, exc.__class__.__name__, exc)
+        else:
+            log.warning("%s failed: %s", who, exc.__class__.__name__)
+        raise UpstreamUnavailable(f"{who} is unavailable") from exc
+    except BaseException:  # cancelled (the request went away), or a bug: it proves nothing about the upstream
+        breaker.abandoned()
+        raise
+    breaker.success()
