@@ -16,13 +16,14 @@ from urllib.parse import parse_qs, unquote
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from hub.audit.receipts import checkpoint_endpoint, receipt_endpoint
 from hub.auth.tokens import issue_token
 from hub.clock import Clock, system_clock
 from hub.errors import BodyTimeout, BodyTooLarge
 from hub.gateway import handle, read_body
+from hub.monitor.ws import alert_socket
 from hub.settings import Settings
 from hub.state import HubState
 
@@ -183,6 +184,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", alert_socket),  # the alert subscription, graphql-transport-ws only
             Route("/oauth/token", token_endpoint, methods=["POST"]),
             Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
             Route("/.well-known/audit-key.pem", audit_key_endpoint, methods=["GET"]),

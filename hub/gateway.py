@@ -22,6 +22,7 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     OperationDefinitionNode,
+    OperationType,
     StringValueNode,
     execute,
     parse,
@@ -371,6 +372,8 @@ async def handle(state: HubState, request: Request) -> Response:
         ex.named |= named_ids(document, None)
         operation = pick_operation(document, op_name)
         ex.operation_name = recordable_name(operation)
+        if operation.operation is OperationType.SUBSCRIPTION:  # hub/monitor/ws.py
+            raise RequestError("subscriptions are served over WebSocket (graphql-transport-ws) at /graphql")
         coerced, variables_problem = coerce_variables(state, operation, variables)
         check_limits(document, operation, state.limits, coerced)
         if not validated:

@@ -34,6 +34,7 @@ from hub.gateway import Exchange, ValidDocuments, audit_body
 from hub.limits import Limits
 from hub.lookups import MissLedger
 from hub.monitor.alerts import AlertStore
+from hub.monitor.feed import AlertFeed
 from hub.monitor.reader import Monitor
 from hub.monitor.rules import RuleSet, load_rules
 from hub.policy.load import load_policy_set
@@ -116,6 +117,8 @@ class HubState:
         self.misses = MissLedger(self.engine, settings.lookup_miss_budget, settings.lookup_miss_window, clock)
         self.alerts = AlertStore(self.engine, clock)
         self.monitor = Monitor(self)  # the change-event reader; runs in the background only with HUB_MONITOR=1
+        self.alert_feed = AlertFeed(self.alerts, settings.monitor_interval)  # alert subscriptions: hub/monitor/ws.py
+        self.monitor.listeners.append(self.alert_feed.announce)
         self.external = (
             ExternalIssuer(settings.external_jwks_url, settings.external_issuer) if settings.external_jwks_url else None
         )

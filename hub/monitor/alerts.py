@@ -266,6 +266,17 @@ class AlertStore:
             ).all()
             return [self._alert(conn, r) for r in rows[:first]], len(rows) > first
 
+    def latest(self, area_prefix: str) -> str | None:
+        """The id of the newest alert in ``area_prefix`` (a subscription's starting cursor), or None."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(alerts.c.id)
+                .where(alerts.c.area_code.startswith(area_prefix, autoescape=True))
+                .order_by(alerts.c.created_at.desc(), alerts.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return None if found is None else str(found)
+
     def transition(
         self, alert_id: str, action: str, actor: str, *, assignee: str = "", disposition: str = "", note: str = ""
     ) -> Alert:

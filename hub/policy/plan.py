@@ -46,6 +46,7 @@ ROLE_COORDINATES = {
     "Mutation.assignAlert": "caseworker",
     "Mutation.recordVisit": "caseworker",
     "Mutation.closeAlert": "caseworker",
+    "Subscription.alertCreated": "caseworker",  # over WebSocket only (hub/monitor/ws.py); area checked per alert
 }
 # ... and only under this purpose: an officer reads the log for oversight (AUDIT), a clerk records a household's
 # authorization for a verification (VER); under any other purpose the same client is refused.

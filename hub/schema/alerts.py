@@ -10,6 +10,7 @@ Every alert returned or changed names its resident in the request's audit entry 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from datetime import date, datetime
 from typing import Annotated
 
@@ -196,3 +197,27 @@ class AlertMutations:
         _mine(c, store, id)
         _follow_up(c, id)
         return _node(c, store.transition(id, "close", _actor(c), disposition=disposition, note=note))
+
+
+@strawberry.type(name="Subscription")
+class AlertSubscription:
+    @strawberry.subscription(description="Caseworkers: each new alert in your area (docs/monitoring.md).")
+    async def alert_created(
+        self,
+        info: Info,
+        after: Annotated[
+            str | None,
+            strawberry.argument(description="Resume after this alert id (at least once); default: from now."),
+        ] = None,
+    ) -> AsyncGenerator[AlertNode, None]:
+        """New alerts in the caller's area, as they are created (graphql-transport-ws at /graphql, purpose MON)."""
+        c, _ = _store(info)
+        if c.alert_feed is None:
+            raise RequestError(
+                "subscriptions are served over WebSocket at /graphql (graphql-transport-ws)", code="BAD_REQUEST"
+            )
+        async for a in c.alert_feed.alerts(after):  # re-authenticates the caller before each alert
+            if not a.area_code.startswith(c.alert_feed.area):  # the caller's area, checked on every alert
+                continue
+            c.subjects.clear()
+            yield _node(c, a)

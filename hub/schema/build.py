@@ -11,7 +11,7 @@ from hub.errors import RequestError
 from hub.ids import id_problem
 from hub.policy.loader import CatalogEntry
 from hub.policy.model import Form
-from hub.schema.alerts import AlertPage, alerts
+from hub.schema.alerts import AlertPage, AlertSubscription, alerts
 from hub.schema.context import ctx
 from hub.schema.directives import Disclosure
 from hub.schema.oversight import (
@@ -110,6 +110,7 @@ def build_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=AlertSubscription,
         config=StrawberryConfig(disable_field_suggestions=True),
     )
 

@@ -20,6 +20,7 @@ from hub.sources import Source
 
 if TYPE_CHECKING:
     from hub.monitor.alerts import AlertStore
+    from hub.monitor.ws import AlertFollower
     from hub.policy.loader import CatalogEntry
     from hub.store.authorizations import AuthorizationStore
 
@@ -42,6 +43,7 @@ class HubContext:
     data_dir: Path | None = None  # where archived audit files are looked up (officers' access reports)
     perturbation_key: bytes = b""  # keys the cell-key perturbation of statistics (hub/schema/statistics.py)
     alerts: AlertStore | None = None  # alerts queries and the caseworker's mutations
+    alert_feed: AlertFollower | None = None  # the alertCreated subscription (hub/monitor/ws.py)
     subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
     upstream_failures: set[str] = field(default_factory=set)
     not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing
