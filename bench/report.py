@@ -216,12 +216,36 @@ def peer_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def monitor_rows(d: dict[str, Any]) -> list[Row]:
+    lat, sw = d["latency"], d["sweep"]
+    per = ", ".join(f"{SHORT.get(k, k)} {v}" for k, v in sw["statements"].items())
+    return [
+        ("monitor", "demo backlog handled", f"{d['backlog']['events']} events in {d['backlog']['seconds']} s", "", ""),
+        (
+            "monitor",
+            f"event to alert at {lat['offered_per_s']:.0f} events/s ({lat['alerts']} alerts)",
+            f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms",
+            "",
+            "",
+        ),
+        (
+            "monitor",
+            f"sweep: {sw['residents']} residents, {sw['requests']} requests",
+            f"{sw['residents_per_s']} residents/s",
+            "",
+            "",
+        ),
+        ("monitor", "sweep: SQL statements per department", per, "", ""),
+    ]
+
+
 BUILDERS = {
     "overhead": overhead_rows,
     "breakdown": breakdown_rows,
     "batch": batch_rows,
     "audit": audit_rows,
     "peer": peer_rows,
+    "monitor": monitor_rows,
 }
 
 

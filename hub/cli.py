@@ -84,7 +84,14 @@ def cmd_monitor_sweep(args: argparse.Namespace) -> int:
         state = HubState(_settings(args))
         try:
             with tqdm(unit="resident", desc="sweep", disable=args.quiet) as bar:
-                stats = await state.monitor.sweep(batch=args.batch, progress=bar.update, only=args.rule or ())
+
+                def total(n: int) -> None:
+                    bar.total = n
+                    bar.refresh()
+
+                stats = await state.monitor.sweep(
+                    batch=args.batch, progress=bar.update, only=args.rule or (), total=total
+                )
             rate = stats.residents / stats.seconds if stats.seconds else 0.0
             per_dept = ", ".join(f"{k} {v}" for k, v in sorted(stats.statements.items()))
             print(

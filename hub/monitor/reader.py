@@ -342,6 +342,7 @@ class Monitor:
         batch: int | None = None,
         progress: Callable[[int], object] | None = None,
         only: Sequence[str] = (),
+        total: Callable[[int], object] | None = None,
     ) -> Stats:
         """Re-evaluate every sweep rule over the whole low-income population (everyone civil affairs holds an
         assistance record for; only their ID numbers are read), in batches; alerts as for events."""
@@ -354,6 +355,8 @@ class Monitor:
         rows = await source.aggregate(select(assistance.c.id_number).distinct().order_by(assistance.c.id_number))
         population = [r[0] for r in rows]
         stats.residents = len(population)
+        if total is not None:
+            total(len(population))  # the progress bar's total
         rules = [r for r in self.rules.rules.values() if r.sweep and (not only or r.id in only)]
         today = china_date(self.state.clock())
         step = batch or self.state.settings.max_batch
