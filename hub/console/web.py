@@ -46,7 +46,7 @@ from hub.console.chart import DECISIONS, bars
 from hub.console.officers import Officer, OfficerStore
 from hub.db import audit_entries, witnessed_checkpoints
 from hub.departments import DEPARTMENTS
-from hub.errors import AuditUnavailable, HubError, RequestError
+from hub.errors import AuditUnavailable, ForbiddenError, HubError, RequestError
 from hub.gateway import Exchange, audit_body
 from hub.ids import id_problem
 from hub.policy.explain import explain_rows
@@ -78,6 +78,17 @@ SECURITY_HEADERS = {
 }
 EXPORT_PAGES = 10  # an export holds at most this many search pages
 FLAG_SCAN_PAGES = 20  # a flag filter reads at most this many pages of entries to fill one page
+
+
+class FormExpired(ForbiddenError):
+    """A console form posted without this session's CSRF token (docs/errors/FORM_EXPIRED.md)."""
+
+    code = "FORM_EXPIRED"
+
+
+class EntryNotFound(RequestError):
+    code = "NOT_FOUND"
+    status = 404
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
@@ -140,9 +151,17 @@ class Console:
     def render(self, request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         s = self.session(request)
         html = self.env.get_template(template).render(
-            csrf=s.get("c", ""), officer=s.get("o", ""), path=request.url.path, **values
+            csrf=s.get("c", ""),
+            officer=s.get("o", ""),
+            path=request.url.path,
+            here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            **values,
         )
         return HTMLResponse(html, status_code=status)
+
+    def expired(self, request: Request) -> HTMLResponse:
+        e = FormExpired("the form expired (it lacks this session's CSRF token); reload the page and send it again")
+        return self.render(request, "error.html", e.status, code=e.code, message=e.message)
 
     async def csrf_ok(self, request: Request) -> tuple[bool, Any]:
         form = await request.form()
@@ -236,7 +255,7 @@ class Console:
     async def logout(self, request: Request) -> Response:
         ok, _ = await self.csrf_ok(request)
         if not ok:
-            return self.render(request, "error.html", 403, code="CSRF", message="form expired")
+            return self.expired(request)
         response = RedirectResponse("/console/login", status_code=303)
         response.delete_cookie(COOKIE, path="/console")
         return response
@@ -385,7 +404,7 @@ class Console:
             return RedirectResponse("/console/login", status_code=303)
         ok, form = await self.csrf_ok(request)
         if not ok:
-            return self.render(request, "error.html", 403, code="CSRF", message="form expired")
+            return self.expired(request)
         id_number = str(form.get("id_number", "")).strip().upper()
         problem = id_problem(id_number)
         if problem:
@@ -415,7 +434,7 @@ class Console:
         f = self.filters(request)
         kind = request.path_params["kind"]
         if kind not in ("csv", "json"):
-            raise RequestError("export as search.csv or search.json", code="NOT_FOUND")
+            raise EntryNotFound("export as search.csv or search.json")
         size = self.state.settings.console_page_size
 
         def collect() -> tuple[list[FoundEntry], bool]:
@@ -479,8 +498,8 @@ class Console:
             with self.state.engine.connect() as conn:
                 row = conn.execute(select(t.c.entry, t.c.leaf_hash).where(t.c.seq == seq)).first()
                 if row is None:
-                    raise RequestError(f"no entry {seq} in the log (archived entries are read from the archive files)",
-                                   code="NOT_FOUND")  # fmt: skip
+                    raise EntryNotFound(f"no entry {seq} in the log (archived entries are read from the archive files)",
+                                   )  # fmt: skip
                 text, stored_leaf = str(row[0]), bytes(row[1])
                 entry = json.loads(text)
                 flags = flags_for(conn, entry)
@@ -513,7 +532,7 @@ class Console:
             return RedirectResponse("/console/login", status_code=303)
         ok, form = await self.csrf_ok(request)
         if not ok:
-            return self.render(request, "error.html", 403, code="CSRF", message="form expired")
+            return self.expired(request)
         head = await anyio.to_thread.run_sync(self.state.audit.sign_head)
         await self.record(
             request, officer.name, officer.department, "sign_head", "allow", 200, tree_size=head.tree_size

@@ -145,4 +145,4 @@ def test_the_entry_page_checks_the_proof_on_the_server(console_hub: ConsoleHub) 
         assert 'id="proof-status">已验证' in page.text and "CASE-2026-0117" in page.text
         assert "MedicalRecord.outOfPocket12mAtLeast" in page.text and "threshold = 20000" in page.text
         missing = c.get("/console/entry/999999")
-        assert missing.status_code == 400 and "NOT_FOUND" in missing.text
+        assert missing.status_code == 404 and "NOT_FOUND" in missing.text
