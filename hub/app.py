@@ -16,11 +16,12 @@ from urllib.parse import parse_qs, unquote
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from hub.audit.receipts import checkpoint_endpoint, receipt_endpoint
 from hub.auth.tokens import issue_token
 from hub.clock import Clock, system_clock
+from hub.console import console_app
 from hub.errors import BodyTimeout, BodyTooLarge
 from hub.gateway import handle, read_body
 from hub.monitor.ws import alert_socket
@@ -191,6 +192,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/audit/checkpoint", checkpoint_endpoint, methods=["GET"]),
             Route("/audit/receipt", receipt_endpoint, methods=["GET"]),
+            Mount("/console", console_app(state)),  # the privacy officers' console (docs/console.md)
         ],
         lifespan=lifespan,
     )

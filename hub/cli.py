@@ -399,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.audit.witness import add_witness_commands
 
     add_witness_commands(sub)
+    from hub.console.cli import add_console_commands
+
+    add_console_commands(sub)
     return p
 
 

@@ -57,6 +57,9 @@ HELP: dict[str, str] = {
     "monitor_client": "Client id the monitor asks the hub as (department civil_affairs, purpose MON); registered "
     "at start if missing.",
     "monitor_area": "Area-code prefix of the monitoring client's jurisdiction, used when it is first registered.",
+    # the privacy officers' console (docs/console.md)
+    "console_session_ttl": "Seconds a console sign-in lasts; the officer signs in again after that.",
+    "console_page_size": "Audit entries per page in the console's search (and most entries in one export).",
     # federation (docs/federation.md)
     "remote_hubs": "Other regions' hubs asked for residents not found here, from HUB_REMOTE_HUBS='name=url,...'.",
     "remote_credentials": "This hub's client id and secret at each remote hub, from "
@@ -103,6 +106,8 @@ class Settings:
     monitor_batch: int = 500
     monitor_client: str = "hub-monitor"
     monitor_area: str = "33"
+    console_session_ttl: int = 28_800
+    console_page_size: int = 50
     # federation (docs/federation.md)
     remote_hubs: Mapping[str, str] = field(default_factory=dict)  # name -> base URL, asked in this order
     remote_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, exists, func, or_, select
+from sqlalchemy import Engine, and_, exists, func, or_, select, true
 
 from hub.audit.archive import ArchiveInfo, archived_entries
 from hub.audit.entry import canonical
@@ -77,7 +77,7 @@ def search(engine: Engine, s: AuditSearch, first: int, after: int | None) -> tup
         conds.append(t.c.seq.in_(select(audit_subjects.c.seq).where(audit_subjects.c.subject == s.subject)))
     if after is not None:
         conds.append(t.c.seq > after)
-    stmt = select(t.c.seq, t.c.entry).where(and_(*conds)).order_by(t.c.seq).limit(first + 1)
+    stmt = select(t.c.seq, t.c.entry).where(and_(true(), *conds)).order_by(t.c.seq).limit(first + 1)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
         page = [FoundEntry(r.seq, json.loads(r.entry)) for r in rows[:first]]
@@ -91,7 +91,8 @@ def flags_for(conn: Any, entry: dict[str, Any]) -> list[str]:
     flags: list[str] = []
     at = datetime.fromisoformat(entry["at"])
     touched = len(entry.get("subjects", []))
-    if entry["decision"] == "allow" and touched and not entry.get("case_ref"):
+    # an officer's own AUDIT lookups (the officers' API, the console) name the residents they looked up, no case
+    if entry["decision"] == "allow" and touched and not entry.get("case_ref") and entry.get("purpose") != "AUDIT":
         flags.append("NO_CASE_REFERENCE")
     if entry.get("out_of_area", 0):
         flags.append("OUT_OF_AREA_ATTEMPT")

@@ -184,6 +184,14 @@ class KeyRing:
                 _write_private(path, secrets.token_bytes(32))
         return path.read_bytes()
 
+    def console_session_key(self) -> bytes:
+        """32 random bytes that sign the privacy officers' console session cookies (hub/console/)."""
+        path = self.dir / "console-session.key"
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                _write_private(path, secrets.token_bytes(32))
+        return path.read_bytes()
+
     def perturbation_key(self) -> bytes:
         path = self.dir / "perturbation.key"
         if not path.exists():

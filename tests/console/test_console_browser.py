@@ -1,0 +1,137 @@
+"""The console in a real browser: Playwright driving Debian's chromium (``/usr/bin/chromium``; .ci/run installs
+it, and a laptop without it skips these tests). Screenshots of each view go to tests/console/screenshots/."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.console.conftest import OFFICER, PASSWORD, ConsoleHub
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).parent / "screenshots"
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="no /usr/bin/chromium: `apt-get install chromium fonts-wqy-microhei` (.ci/run does) to run browser tests",
+)
+ARGS = [
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
+    "--metrics-recording-only",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    SHOTS.mkdir(exist_ok=True)
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def new_page(browser: Any, hub: ConsoleHub, **context: Any) -> tuple[Any, Any, list[str]]:
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True, **context)
+    page = await ctx.new_page()
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    return ctx, page, requested
+
+
+async def test_an_officer_signs_in_finds_the_golden_resident_checks_a_proof_and_exports(
+    browser: Any, console_hub: ConsoleHub, tmp_path: Path
+) -> None:
+    hub = console_hub
+    ctx, page, requested = await new_page(browser, hub)
+    await page.goto(f"{hub.url}/console/")
+    assert page.url == f"{hub.url}/console/login"
+    await page.screenshot(path=SHOTS / "login.png", full_page=True)
+    await page.fill("input[name=name]", OFFICER)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    assert page.url == f"{hub.url}/console/"
+    assert await page.inner_text("h1") == "概览 Overview"
+    assert int(await page.inner_text("#total")) >= 2
+    await page.screenshot(path=SHOTS / "overview.png", full_page=True)
+
+    # search by the resident's ID number: the URL carries the pseudonym, never the number
+    await page.click("text=检索 Search")
+    await page.fill("#id_number", hub.golden_id)
+    await page.click("#find-button")
+    pseudonym = hub.app.state.hub.audit.pseudonym(hub.golden_id)  # type: ignore[attr-defined]
+    assert page.url == f"{hub.url}/console/search?subject={pseudonym}"
+    rows = page.locator("#results tr")
+    assert await rows.count() >= 3  # header, the golden request, the refused attempt
+    assert "CASE-2026-0117" in await page.inner_text("#results")
+    await page.screenshot(path=SHOTS / "search.png", full_page=True)
+
+    # export the result as CSV
+    async with page.expect_download() as dl:
+        await page.click("#export-csv")
+    saved = tmp_path / "export.csv"
+    await (await dl.value).save_as(saved)
+    lines = saved.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("seq,at,department,client_id,officer,purpose,case_ref,decision")
+    golden = [line for line in lines[1:] if line.startswith(f"{hub.golden_seq},")]
+    assert len(golden) == 1 and ",linping-ca,officer-wang,CASE,CASE-2026-0117,allow," in golden[0]
+
+    # open the golden entry; sign a head if none covers it yet; the server checks its proof
+    await page.click(f"a.entry-link:text-is('{hub.golden_seq}')")
+    assert page.url == f"{hub.url}/console/entry/{hub.golden_seq}?subject={pseudonym}"
+    if await page.locator("#sign-now").count():
+        await page.click("#sign-now")
+    status = await page.inner_text("#proof-status")
+    assert status.startswith("已验证") and "Verified: this entry is in the signed tree" in status
+    assert "the resident you searched for" in await page.inner_text("#residents")
+    await page.screenshot(path=SHOTS / "entry.png", full_page=True)
+
+    # the resident's timeline: the disclosure and the refused attempt
+    await page.goto(f"{hub.url}/console/resident/{pseudonym}")
+    timeline = await page.inner_text("#timeline")
+    assert "已披露 disclosed" in timeline and "被拒绝 refused" in timeline and "hz-utilities" in timeline
+    await page.screenshot(path=SHOTS / "timeline.png", full_page=True)
+    await page.emulate_media(media="print")
+    await page.screenshot(path=SHOTS / "timeline-print.png", full_page=True)
+    await page.emulate_media(media="screen")
+
+    # the policy matrix, read-only
+    await page.click("text=策略 Policies")
+    await page.select_option("#consumer", "civil_affairs")
+    await page.select_option("#purpose", "CASE")
+    await page.click("text=显示 Explain")
+    assert "TaxRecord." in await page.inner_text("#matrix")
+    visible, total = (int(x) for x in (await page.inner_text("#visible-count")).split(" / "))
+    assert 0 < visible < total
+    await page.screenshot(path=SHOTS / "policies.png", full_page=True)
+
+    assert requested and all(u.startswith(f"{hub.url}/") for u in requested), sorted(set(requested))
+    await ctx.close()
+
+
+async def test_a_consumer_clients_token_cannot_open_a_console_page(browser: Any, console_hub: ConsoleHub) -> None:
+    token = console_hub.token("linping-ca")
+    ctx, page, requested = await new_page(browser, console_hub, extra_http_headers={"authorization": f"Bearer {token}"})
+    for path in ("/console/", "/console/search", f"/console/entry/{console_hub.golden_seq}", "/console/policies"):
+        await page.goto(f"{console_hub.url}{path}")
+        assert page.url == f"{console_hub.url}/console/login", path
+        assert await page.locator("#results, #proof, #matrix").count() == 0
+    # nor can its client id and secret sign in as a person
+    await page.fill("input[name=name]", "linping-ca")
+    await page.fill("input[name=password]", console_hub.secrets["linping-ca"])
+    await page.click("button[type=submit]")
+    assert "Wrong name or password, or not an officer account." in await page.inner_text("#login-error")
+    await page.screenshot(path=SHOTS / "refused.png", full_page=True)
+    assert all(u.startswith(f"{console_hub.url}/") for u in requested)
+    await ctx.close()
