@@ -40,8 +40,9 @@ from hub.policy.load import load_policy_set
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
 from hub.sources import Source
+from hub.sources.contract import is_subgraph_url
 from hub.sources.sql import SqlSource
-from hub.sources.subgraph import SubgraphSource, check_subgraphs, is_subgraph_url
+from hub.sources.subgraph import SubgraphSource, check_subgraphs
 from hub.store.authorizations import AuthorizationStore
 from hub.store.clients import ClientStore
 from hub.upstream.breaker import CircuitBreaker
