@@ -20,6 +20,9 @@ from hub.demo.generate import GenerateResult, generate
 from hub.settings import Settings
 from hub.store.clients import ClientStore
 
+# real subgraph and hub processes (tests/sources/, tests/federation/)
+pytest_plugins = ["tests.live"]
+
 REPO = Path(__file__).resolve().parent.parent
 WORKING_HOUR = time(10, 0)  # the hour the suite's hubs believe it is, in China, whatever the real hour
 

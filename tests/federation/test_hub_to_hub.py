@@ -16,7 +16,7 @@ from hub.ids import make_id
 from hub.settings import Settings
 from hub.sources.contract import is_subgraph_url
 from tests.conftest import without_receipt
-from tests.federation.conftest import B_AREA, Fed, FedHub, Region, audit_entry, running
+from tests.live import B_AREA, Fed, FedHub, Region, audit_entry, running
 
 PERSON = "{ person(idNumber: $id) { name areaCode civilAffairs { tier } education { isFullTimeStudent } } }"
 

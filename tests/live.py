@@ -1,4 +1,5 @@
-"""Federation fixtures: real subgraph and hub processes on 127.0.0.1, in-process hubs pointed at them.
+"""Live fixtures: real subgraph and hub processes on 127.0.0.1, in-process hubs pointed at them (used by
+tests/sources/ and tests/federation/; a plugin of tests/conftest.py).
 
 All processes are launched together by one session fixture (so their start-up overlaps) and waited for on
 first use. Their stdout goes to files the tests can read (a pipe could fill and block them).
