@@ -101,7 +101,7 @@ class HubState:
         self.keys.ensure()
         self.perturbation_key = self.keys.perturbation_key()  # statistics' cell keys (hub/schema/statistics.py)
         self.engine = open_hub_db(settings.database_url, settings.db_busy_timeout)
-        self.clients = ClientStore(self.engine, clock)
+        self.clients = ClientStore(self.engine, clock, settings.client_secret_scrypt_n)
         self.authorizations = AuthorizationStore(self.engine, clock)
         audit_key = self.keys.audit_private_key()
         self.audit = AuditLog(

@@ -133,8 +133,13 @@ def dept_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerateR
     return root, result
 
 
+# Client secrets are hashed at a lower scrypt cost in tests (the hub's default is 2**14): hundreds of client
+# registrations and token requests, each one key derivation.
+TEST_SCRYPT_N = 2**10
+
+
 def make_settings(root: Path, **overrides: Any) -> Settings:
-    return Settings(data_dir=root, policy_dir=POLICIES, **overrides)
+    return Settings(data_dir=root, policy_dir=POLICIES, **({"client_secret_scrypt_n": TEST_SCRYPT_N} | overrides))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -32,7 +32,7 @@ from hub.demo.generate import GenerateResult, generate
 from hub.localpg import free_port
 from hub.settings import Settings
 from hub.store.clients import ClientStore
-from tests.conftest import POLICIES, REPO, working_clock
+from tests.conftest import POLICIES, REPO, TEST_SCRYPT_N, working_clock
 
 FED_CLIENT = "fed-ca"  # civil affairs for all of Hangzhou (3301): every generated resident is in scope
 B_AREA = "3302"  # region B's residents are rewritten to this prefix
@@ -115,7 +115,7 @@ class Fed:
             data_dir=self.root,
             database_url=f"sqlite:///{self.root / f'hub-{name}.sqlite'}",
             policy_dir=self.policies,
-            **overrides,
+            **({"client_secret_scrypt_n": TEST_SCRYPT_N} | overrides),
         )
 
     def url(self, proc: str) -> str:
