@@ -138,6 +138,14 @@ def dept_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerateR
 TEST_SCRYPT_N = 2**10
 
 
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerateResult]:
+    """The demo's default data (``generate`` with its defaults: 10,000 residents, seed 20241), made once for the
+    tests that need that size (the README's example, the default-size mix); read-only."""
+    root = tmp_path_factory.mktemp("demo-default")
+    return root, generate(root / "departments")
+
+
 def make_settings(root: Path, **overrides: Any) -> Settings:
     return Settings(data_dir=root, policy_dir=POLICIES, **({"client_secret_scrypt_n": TEST_SCRYPT_N} | overrides))
 
