@@ -154,7 +154,7 @@ def _region_b(root: Path, a_departments: Path) -> Region:
     ids = [i for i in ids if i not in known]
     url = f"sqlite:///{root / 'hub.sqlite'}"
     upgrade(url)
-    store = ClientStore(hub_engine(url))
+    store = ClientStore(hub_engine(url), scrypt_n=TEST_SCRYPT_N)
     _, secret = store.add("region-a", "civil_affairs", B_AREA, ["CASE", "MON"], roles=["hub"])
     _, other = store.add("b-ca", "civil_affairs", B_AREA, ["CASE"])
     return Region(root, data, ids, secret, other)
@@ -180,6 +180,7 @@ def fed(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPat
     region = _region_b(b_root, dept_data[0] / "departments")
     b_policies = _policies(b_root / "policies", raw_education=False, drop_dropped_out=True)
     env = {"HUB_DATA_DIR": str(b_root), "HUB_POLICY_DIR": str(b_policies), "HUB_DATABASE_URL": ""}
+    env["HUB_CLIENT_SECRET_SCRYPT_N"] = str(TEST_SCRYPT_N)
     region.proc = f.procs["hub-b"] = spawn("hub-b", ["-m", "hub", "serve"], logs / "hub-b.log", env)
     f.region = region
     try:
