@@ -37,7 +37,8 @@ def engine(tmp_path: Path) -> Engine:
 def test_a_store_hashes_at_its_cost_and_checks_any_stored_cost(engine: Engine) -> None:
     cheap, default = ClientStore(engine, scrypt_n=2**10), ClientStore(engine)
     _, secret = cheap.add("c1", "civil_affairs", "330113", ["CASE"])
-    assert cheap.get("c1") is not None and cheap.get("c1").secret_hash.startswith("scrypt:1024$")  # type: ignore[union-attr]
+    stored = cheap.get("c1")
+    assert stored is not None and stored.secret_hash.startswith("scrypt:1024$")
     assert default.authenticate("c1", secret) is not None and default.authenticate("c1", "wrong") is None
 
 
