@@ -155,7 +155,7 @@ def _clients(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from hub.store.clients import ClientStore
 
     s = _settings(args)
-    return ClientStore(open_hub_db(s.database_url)), s
+    return ClientStore(open_hub_db(s.database_url), scrypt_n=s.client_secret_scrypt_n), s
 
 
 def cmd_clients_add(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ HELP: dict[str, str] = {
     "token_failures_per_address": "Failed secret checks from one network address within the window before the "
     "token endpoint refuses that address for a while (429).",
     "token_failure_window": "Seconds over which failed token-endpoint authentications are counted.",
+    "client_secret_scrypt_n": "scrypt cost (N, a power of two) of the client secrets the hub hashes; lower it only "
+    "in tests.",
     "max_tokens": "Largest number of lexical tokens in a GraphQL document.",
     "max_depth": "Deepest field nesting allowed.",
     "max_aliases": "Most aliases allowed in one document.",
@@ -82,6 +84,7 @@ class Settings:
     token_failures_per_client: int = 5
     token_failures_per_address: int = 20
     token_failure_window: float = 300.0
+    client_secret_scrypt_n: int = 2**14
     max_tokens: int = 2_000
     max_depth: int = 8
     max_aliases: int = 30
@@ -115,6 +118,9 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'hub.sqlite'}")
+        n = self.client_secret_scrypt_n
+        if n < 2 or n & (n - 1):
+            raise ConfigError(f"HUB_CLIENT_SECRET_SCRYPT_N: {n} is not a power of two", code="BAD_SETTING")
 
     @property
     def key_dir(self) -> Path:

@@ -41,8 +41,9 @@ from hub.policy.load import load_policy_set
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
 from hub.sources import Source
+from hub.sources.contract import is_subgraph_url
 from hub.sources.sql import SqlSource
-from hub.sources.subgraph import SubgraphSource, check_subgraphs, is_subgraph_url
+from hub.sources.subgraph import SubgraphSource, check_subgraphs
 from hub.store.authorizations import AuthorizationStore
 from hub.store.clients import ClientStore
 from hub.upstream.breaker import CircuitBreaker
@@ -101,7 +102,7 @@ class HubState:
         self.keys.ensure()
         self.perturbation_key = self.keys.perturbation_key()  # statistics' cell keys (hub/schema/statistics.py)
         self.engine = open_hub_db(settings.database_url, settings.db_busy_timeout)
-        self.clients = ClientStore(self.engine, clock)
+        self.clients = ClientStore(self.engine, clock, settings.client_secret_scrypt_n)
         self.authorizations = AuthorizationStore(self.engine, clock)
         audit_key = self.keys.audit_private_key()
         self.audit = AuditLog(

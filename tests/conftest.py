@@ -20,6 +20,9 @@ from hub.demo.generate import GenerateResult, generate
 from hub.settings import Settings
 from hub.store.clients import ClientStore
 
+# real subgraph and hub processes (tests/sources/, tests/federation/)
+pytest_plugins = ["tests.live"]
+
 REPO = Path(__file__).resolve().parent.parent
 WORKING_HOUR = time(10, 0)  # the hour the suite's hubs believe it is, in China, whatever the real hour
 
@@ -130,8 +133,21 @@ def dept_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerateR
     return root, result
 
 
+# Client secrets are hashed at a lower scrypt cost in tests (the hub's default is 2**14): hundreds of client
+# registrations and token requests, each one key derivation.
+TEST_SCRYPT_N = 2**10
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerateResult]:
+    """The demo's default data (``generate`` with its defaults: 10,000 residents, seed 20241), made once for the
+    tests that need that size (the README's example, the default-size mix); read-only."""
+    root = tmp_path_factory.mktemp("demo-default")
+    return root, generate(root / "departments")
+
+
 def make_settings(root: Path, **overrides: Any) -> Settings:
-    return Settings(data_dir=root, policy_dir=POLICIES, **overrides)
+    return Settings(data_dir=root, policy_dir=POLICIES, **({"client_secret_scrypt_n": TEST_SCRYPT_N} | overrides))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -44,7 +44,7 @@ def _secrets_file(settings: Settings) -> Path:
 
 def ensure_demo_clients(settings: Settings) -> dict[str, str]:
     """Register the demo clients once; their secrets live in <data_dir>/demo-clients.json (mode 0600)."""
-    store = ClientStore(hub_engine(settings.database_url))
+    store = ClientStore(hub_engine(settings.database_url), scrypt_n=settings.client_secret_scrypt_n)
     path = _secrets_file(settings)
     secrets: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     for client_id, dept, area, purposes, roles in DEMO_CLIENTS:

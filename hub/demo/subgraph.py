@@ -5,7 +5,7 @@
 
 It stands in for a department that runs its own GraphQL service: it reads its own SQLite file (read-only),
 serves ``Person @key(fields: "idNumber") { enrolment: [EnrolmentRow!]! }`` (the contract in
-``hub.sources.subgraph``), and answers ``_entities`` in one SQL statement per table per request.
+``hub.sources.contract``), and answers ``_entities`` in one SQL statement per table per request.
 
 It applies its own checks to every entity request: a hop token signed by the hub (ES256, ``typ`` at+jwt,
 ``iss`` the hub, ``aud`` this department, at most 60 s of lifetime) that names the original actor (``act``)
@@ -26,8 +26,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
 
@@ -36,7 +34,7 @@ import httpx
 import strawberry
 from graphql import FieldNode, GraphQLError, InlineFragmentNode, OperationDefinitionNode, Visitor, parse, visit
 from joserfc.jwk import KeySet
-from sqlalchemy import Boolean, Date, Engine, Integer, Numeric, Table, select
+from sqlalchemy import Engine, Table, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,14 +44,15 @@ from strawberry.dataloader import DataLoader
 from hub.auth.hop import HopVerifier
 from hub.departments import DEPARTMENTS
 from hub.errors import AuthenticationError
-from hub.sources.sql import readonly_engine
-from hub.sources.subgraph import (
+from hub.sources.contract import (
     ENTITY_KEYS,
     camel,
+    column_type,
     condition_from_json,
     matches_field,
     row_type_name,
 )
+from hub.sources.sql import readonly_engine
 
 REFRESH_EVERY = 10.0
 
@@ -62,17 +61,7 @@ REFRESH_EVERY = 10.0
 
 
 def _python_type(column: Any) -> Any:
-    t = column.type
-    if isinstance(t, Boolean):
-        py: Any = bool
-    elif isinstance(t, Integer):
-        py = int
-    elif isinstance(t, Numeric):
-        py = Decimal
-    elif isinstance(t, Date):
-        py = date
-    else:
-        py = str
+    py = column_type(column).python
     return Optional[py] if column.nullable else py  # noqa: UP045 (a runtime type for strawberry)
 
 

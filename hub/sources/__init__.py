@@ -2,6 +2,8 @@
 
 Every source, whatever it reads (``SqlSource``: the department's database; ``SubgraphSource``: the
 department's own GraphQL service), offers the interface below, and the rest of the hub sees only that.
+Beside the two sources: ``contract`` (what a department subgraph must serve; the demo subgraph derives from it
+too) and ``values`` (a subgraph's JSON values as Python values, and the in-memory evaluator of conditions).
 """
 
 from __future__ import annotations

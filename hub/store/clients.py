@@ -17,7 +17,8 @@ from hub.db import clients
 from hub.departments import DEPARTMENTS
 from hub.errors import RequestError
 
-_N, _R, _P = 2**14, 8, 1  # scrypt cost: ~16 MiB, a few ms per check
+SCRYPT_N = 2**14  # the default scrypt cost (HUB_CLIENT_SECRET_SCRYPT_N): ~16 MiB per check
+_R, _P = 8, 1
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,13 @@ class Client:
         return self.status == "active"
 
 
-def hash_secret(secret: str) -> str:
+def hash_secret(secret: str, n: int = SCRYPT_N) -> str:
+    """``scrypt$<salt>$<digest>`` at the default cost; another cost ``n`` is named in the scheme
+    (``scrypt:<n>$...``), so every hash is checked at the cost it was made with."""
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
-    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=n, r=_R, p=_P, dklen=32)
+    scheme = "scrypt" if n == SCRYPT_N else f"scrypt:{n}"
+    return scheme + "$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
 
 
 def check_secret(secret: str, stored: str) -> bool:
@@ -46,9 +50,13 @@ def check_secret(secret: str, stored: str) -> bool:
         scheme, salt_b64, digest_b64 = stored.split("$")
     except ValueError:
         return False
-    if scheme != "scrypt":
+    name, _, cost = scheme.partition(":")
+    if name != "scrypt" or (cost and not cost.isdigit()):
         return False
-    digest = hashlib.scrypt(secret.encode(), salt=base64.b64decode(salt_b64), n=_N, r=_R, p=_P, dklen=32)
+    n = int(cost) if cost else SCRYPT_N
+    if n < 2 or n & (n - 1):  # scrypt's N is a power of two
+        return False
+    digest = hashlib.scrypt(secret.encode(), salt=base64.b64decode(salt_b64), n=n, r=_R, p=_P, dklen=32)
     return hmac.compare_digest(digest, base64.b64decode(digest_b64))
 
 
@@ -66,9 +74,10 @@ def _row_to_client(row: object) -> Client:
 
 
 class ClientStore:
-    def __init__(self, engine: Engine, clock: Clock = system_clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock = system_clock, scrypt_n: int = SCRYPT_N) -> None:
         self.clock = clock
-        self._dummy = hash_secret(secrets.token_urlsafe(32))
+        self.scrypt_n = scrypt_n  # the cost of the hashes it makes; each stored hash names its own
+        self._dummy = hash_secret(secrets.token_urlsafe(32), scrypt_n)
         self.engine = engine
 
     def add(
@@ -104,7 +113,7 @@ class ClientStore:
                     area=area,
                     purposes=json.dumps(sorted(purposes)),
                     roles=json.dumps(sorted(roles or [])),
-                    secret_hash=hash_secret(secret),
+                    secret_hash=hash_secret(secret, self.scrypt_n),
                     status="active",
                     created_at=now,
                     updated_at=now,
@@ -160,7 +169,7 @@ class ClientStore:
 
     def rotate_secret(self, client_id: str) -> str:
         secret = secrets.token_urlsafe(32)
-        self._set(client_id, secret_hash=hash_secret(secret))
+        self._set(client_id, secret_hash=hash_secret(secret, self.scrypt_n))
         return secret
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:

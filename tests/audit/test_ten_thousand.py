@@ -32,7 +32,7 @@ async def test_ten_thousand_requests_ten_thousand_entries(
             statuses: list[int] = []
 
             async def one(i: int) -> None:
-                query = denied if i % 10 == 0 else "{ catalog { coordinate } }"
+                query = denied if i % 10 == 0 else "{ __typename }"  # allowed, audited, and cheap to answer
                 r = await c.post("/graphql", json={"query": query}, headers=headers)
                 statuses.append(r.status_code)
 

@@ -334,23 +334,23 @@ def test_value_domains(demo: tuple[Path, GenerateResult]) -> None:
             assert stage == ("preschool" if age[pid] <= 5 else "primary" if age[pid] <= 11 else "junior_high")
 
 
-def test_default_size_counts_and_mix(tmp_path: Path) -> None:
-    result = generate(tmp_path)
+def test_default_size_counts_and_mix(demo_data: tuple[Path, GenerateResult]) -> None:
+    out, result = demo_data[0] / "departments", demo_data[1]  # generate(out) with the defaults
     assert result.residents == 10_000
-    count = {code: sum(read(tmp_path, code, f"SELECT count(*) FROM {n}")[0][0] for n in names)
+    count = {code: sum(read(out, code, f"SELECT count(*) FROM {n}")[0][0] for n in names)
              for code, names in TABLES.items()}  # fmt: skip
     assert count == {code: n for code, n in result.rows.items() if code in TABLES}
-    households = read(tmp_path, "public_security", "SELECT count(*) FROM households")[0][0]
+    households = read(out, "public_security", "SELECT count(*) FROM households")[0][0]
     assert households == result.households and result.rows["public_security"] == 10_000 + households
-    adults = read(tmp_path, "public_security", "SELECT count(*) FROM residents WHERE dob <= '2008-11-01'")[0][0]
+    adults = read(out, "public_security", "SELECT count(*) FROM residents WHERE dob <= '2008-11-01'")[0][0]
     assert 0.045 < result.rows["disability"] / 10_000 < 0.075
     assert 0.95 < result.rows["medical_security"] / 10_000 < 0.99
     assert 0.12 < result.rows["traffic"] / adults < 0.18
     assert 0.02 < result.rows["market_regulation"] / adults < 0.04
-    oop = [o for (o,) in read(tmp_path, "medical_security", "SELECT oop_12m FROM medical ORDER BY oop_12m")]
+    oop = [o for (o,) in read(out, "medical_security", "SELECT oop_12m FROM medical ORDER BY oop_12m")]
     assert 1600 < oop[len(oop) // 2] < 2400
     assert 0.035 < sum(o >= 20_000 for o in oop) / len(oop) < 0.065
-    deceased = read(tmp_path, "public_security", "SELECT count(*) FROM residents WHERE status = 'deceased'")[0][0]
+    deceased = read(out, "public_security", "SELECT count(*) FROM residents WHERE status = 'deceased'")[0][0]
     assert 20 <= deceased <= 90
 
 

@@ -21,8 +21,8 @@ from hub.demo.subgraph import build_schema
 from hub.ids import make_id
 from hub.sources.sql import readonly_engine
 from tests.conftest import serve, without_receipt
-from tests.federation.conftest import Fed, FedHub, running
-from tests.federation.test_subgraph import _ids
+from tests.live import Fed, FedHub, running
+from tests.sources.test_subgraph import _ids
 
 Answer = Callable[[dict[str, Any]], Awaitable[Response]]
 NOBODY = make_id("110101", date(1990, 3, 7), 1)  # valid, and not in this region's data

@@ -14,9 +14,9 @@ from hub.errors import ConfigError
 from hub.federation.remote import RemoteHubs
 from hub.ids import make_id
 from hub.settings import Settings
-from hub.sources.subgraph import is_subgraph_url
+from hub.sources.contract import is_subgraph_url
 from tests.conftest import without_receipt
-from tests.federation.conftest import B_AREA, Fed, FedHub, Region, audit_entry, running
+from tests.live import B_AREA, Fed, FedHub, Region, audit_entry, running
 
 PERSON = "{ person(idNumber: $id) { name areaCode civilAffairs { tier } education { isFullTimeStudent } } }"
 

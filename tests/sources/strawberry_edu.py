@@ -1,6 +1,6 @@
 """An education department written by hand with strawberry's federation support, as a department would write it:
 its own types, its own SQL, and its own evaluator of the hub's predicate conditions (plain Python, no code from
-the hub). ``tests/federation/test_interop.py`` compares its answers with the built-in subgraph's.
+the hub). ``tests/sources/test_interop.py`` compares its answers with the built-in subgraph's.
 
 It speaks the contract of docs/federation.md: ``Person @key(fields: "idNumber")`` (Federation 2 SDL, ``@key``
 imported through ``@link``), ``enrolment: [EnrolmentRow!]!`` and ``enrolmentMatches(where: String!): Boolean!``.

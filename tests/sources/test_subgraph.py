@@ -20,7 +20,7 @@ from hub.localpg import free_port
 from hub.sources.sql import SqlSource
 from hub.sources.subgraph import SubgraphSource, schema_problems
 from tests.conftest import without_receipt
-from tests.federation.conftest import FED_CLIENT, Fed, FedHub, running
+from tests.live import FED_CLIENT, Fed, FedHub, running
 
 EDU_FIELDS = "stage school aidReceived isFullTimeStudent droppedOut"
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 from hub.departments import residents
-from hub.sources.subgraph import _matching
+from hub.sources.values import matching as _matching
 
 
 def _records(n: int, area: str, tag: int) -> list[dict[str, object]]:
@@ -42,7 +42,8 @@ def test_concurrent_evaluations_do_not_mix() -> None:
 
 
 async def test_the_row_scope_is_checked_in_python_exactly_as_sqlite_would() -> None:
-    from hub.sources.subgraph import _prefix_test, _select
+    from hub.sources.values import prefix_test as _prefix_test
+    from hub.sources.values import select_matching as _select
 
     records = _records(3, "330113", 1) + _records(2, "330106", 2) + _records(2, "3301", 3)
     records[0]["area_code"] = None  # a missing value is never in scope

@@ -1,4 +1,5 @@
-"""Federation fixtures: real subgraph and hub processes on 127.0.0.1, in-process hubs pointed at them.
+"""Live fixtures: real subgraph and hub processes on 127.0.0.1, in-process hubs pointed at them (used by
+tests/sources/ and tests/federation/; a plugin of tests/conftest.py).
 
 All processes are launched together by one session fixture (so their start-up overlaps) and waited for on
 first use. Their stdout goes to files the tests can read (a pipe could fill and block them).
@@ -31,7 +32,7 @@ from hub.demo.generate import GenerateResult, generate
 from hub.localpg import free_port
 from hub.settings import Settings
 from hub.store.clients import ClientStore
-from tests.conftest import POLICIES, REPO, working_clock
+from tests.conftest import POLICIES, REPO, TEST_SCRYPT_N, working_clock
 
 FED_CLIENT = "fed-ca"  # civil affairs for all of Hangzhou (3301): every generated resident is in scope
 B_AREA = "3302"  # region B's residents are rewritten to this prefix
@@ -114,7 +115,7 @@ class Fed:
             data_dir=self.root,
             database_url=f"sqlite:///{self.root / f'hub-{name}.sqlite'}",
             policy_dir=self.policies,
-            **overrides,
+            **({"client_secret_scrypt_n": TEST_SCRYPT_N} | overrides),
         )
 
     def url(self, proc: str) -> str:
@@ -153,7 +154,7 @@ def _region_b(root: Path, a_departments: Path) -> Region:
     ids = [i for i in ids if i not in known]
     url = f"sqlite:///{root / 'hub.sqlite'}"
     upgrade(url)
-    store = ClientStore(hub_engine(url))
+    store = ClientStore(hub_engine(url), scrypt_n=TEST_SCRYPT_N)
     _, secret = store.add("region-a", "civil_affairs", B_AREA, ["CASE", "MON"], roles=["hub"])
     _, other = store.add("b-ca", "civil_affairs", B_AREA, ["CASE"])
     return Region(root, data, ids, secret, other)
@@ -179,6 +180,7 @@ def fed(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPat
     region = _region_b(b_root, dept_data[0] / "departments")
     b_policies = _policies(b_root / "policies", raw_education=False, drop_dropped_out=True)
     env = {"HUB_DATA_DIR": str(b_root), "HUB_POLICY_DIR": str(b_policies), "HUB_DATABASE_URL": ""}
+    env["HUB_CLIENT_SECRET_SCRYPT_N"] = str(TEST_SCRYPT_N)
     region.proc = f.procs["hub-b"] = spawn("hub-b", ["-m", "hub", "serve"], logs / "hub-b.log", env)
     f.region = region
     try:

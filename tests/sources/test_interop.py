@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import serve, without_receipt
-from tests.federation.conftest import Fed, FedHub, running
-from tests.federation.strawberry_edu import create_app
-from tests.federation.test_subgraph import EDU_FIELDS, _ids
+from tests.live import Fed, FedHub, running
+from tests.sources.strawberry_edu import create_app
+from tests.sources.test_subgraph import EDU_FIELDS, _ids
 
 
 @pytest.fixture(scope="module")
