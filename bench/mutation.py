@@ -22,7 +22,6 @@ import ast
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -233,14 +232,68 @@ def _copy_repo(dest: Path) -> None:
             shutil.copy2(src, dest / name)
 
 
-def _run_tests(workdir: Path, tests: list[str], timeout: float) -> str:
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--noconftest", *tests]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    try:
-        done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return "timeout"
-    return "survived" if done.returncode == 0 else "killed"
+# Third-party packages the tests import, loaded once in this process; each mutant's tests run in a forked child,
+# which imports the (mutated) hub modules from the throw-away copy and nothing else anew.
+PRELOAD = (
+    "pytest",
+    "hypothesis",
+    "graphql",
+    "joserfc.jwt",
+    "joserfc.jws",
+    "cryptography.hazmat.primitives.asymmetric.ec",
+    "strawberry",
+    "sqlalchemy",
+    "httpx",
+    "starlette.applications",
+)
+
+
+def _preload(workdir: Path) -> None:
+    import importlib
+
+    sys.dont_write_bytecode = True  # a mutant of the same size and second must never reuse a stale .pyc
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    if any(m == "hub" or m.startswith("hub.") for m in sys.modules):
+        raise SystemExit("a preloaded package imported hub; the mutants would not be seen")
+    os.chdir(workdir)
+    sys.path.insert(0, str(workdir))
+
+
+def _run_tests(tests: list[str], timeout: float) -> str:
+    """Run ``tests`` in a forked child; killed | survived | timeout."""
+    import signal
+
+    import pytest
+
+    pid = os.fork()
+    if pid == 0:  # the child: run the tests, never return
+        code = 1
+        try:
+            if not os.environ.get("MUTATION_DEBUG"):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+            code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", "--noconftest", "-W", "ignore::pytest.PytestAssertRewriteWarning", *tests]))
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return "survived" if os.waitstatus_to_exitcode(status) == 0 else "killed"
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "timeout"
+        time.sleep(0.01)
 
 
 def run_module(module: str, tests: list[str], *, only_list: bool = False, verbose: bool = False) -> dict[str, object]:
@@ -258,21 +311,25 @@ def run_module(module: str, tests: list[str], *, only_list: bool = False, verbos
     with tempfile.TemporaryDirectory(prefix="hub-mutation-") as tmp:
         work = Path(tmp)
         _copy_repo(work)
+        home = os.getcwd()
+        _preload(work)
         started = time.monotonic()
-        if _run_tests(work, tests, timeout=600) != "survived":
+        if _run_tests(tests, timeout=600) != "survived":
             raise SystemExit(f"{module}: the tests fail without any mutation; fix them first")
         baseline = time.monotonic() - started
-        timeout = max(10.0, 5 * baseline)
+        timeout = max(30.0, 10 * baseline)
         target = work / module
         for m, mutated in found:
             if m.key() in equivalents:
                 m.status = "equivalent"
                 continue
             target.write_text(mutated, encoding="utf-8")
-            m.status = _run_tests(work, tests, timeout)
-            if verbose or m.status == "survived":
+            m.status = _run_tests(tests, timeout)
+            if verbose or m.status in ("survived", "timeout"):
                 print(f"  {m.status:9} {module}:{m.line}:{m.col}: {m.change}  | {m.source_line.strip()}", flush=True)
         target.write_text(source, encoding="utf-8")
+        os.chdir(home)
+        sys.path.remove(str(work))
     counts = {s: sum(1 for m, _ in found if m.status == s) for s in ("killed", "timeout", "survived", "equivalent")}
     scored = counts["killed"] + counts["timeout"] + counts["survived"]
     score = (counts["killed"] + counts["timeout"]) / scored if scored else 1.0

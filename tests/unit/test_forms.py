@@ -42,6 +42,8 @@ def test_mask_address_markers_and_fallback() -> None:
     assert forms.mask_address("淳安县大墅乡上坊村1号") == "淳安县大墅乡****"
     # 街道 wins over a later 镇 or 乡 in the house part
     assert forms.mask_address("西湖区北山街道镇东路1号") == "西湖区北山街道****"
+    # a marker at the very start still counts
+    assert forms.mask_address("镇东路1号") == "镇****"
     # no marker: only the first three characters survive
     assert forms.mask_address("杭州市某处一号楼") == "杭州市****"
     assert forms.mask_address("AB") == "AB****"

@@ -166,6 +166,23 @@ def test_inline_fragment_counts_as_data() -> None:
         assert len(p.disclosures) == 1, q
 
 
+def test_fragment_type_condition_is_followed() -> None:
+    """Unvalidated input: a fragment on another object type is planned against that type, not the parent."""
+    p = plan('{ person(idNumber: "x") { nameMasked ... on Household { address } } }')
+    assert p.denials == [no_grant("Household.address")]
+    p = plan('{ person(idNumber: "x") { nameMasked ...H } } fragment H on Household { address }')
+    assert p.denials == [no_grant("Household.address")]
+    # a condition naming no type falls back to the parent
+    p = plan('{ person(idNumber: "x") { ... on Nowhere { idNumber } ...N } } fragment N on Nowhere { nameMasked }')
+    assert p.denials == [no_grant("Person.idNumber")]
+
+
+def test_unknown_fragment_is_skipped() -> None:
+    """Validation refuses an unknown fragment; the planner alone must not fail on one."""
+    p = plan('{ person(idNumber: "x") { nameMasked ...Missing } }')
+    assert p.denials == [] and p.disclosures == {"Person.nameMasked": Form.MASKED}
+
+
 def test_typename_only_selects_no_data() -> None:
     reason = "selects no data field; add at least one granted field beneath it"
     assert plan('{ person(idNumber: "x") { __typename } }').denials == [Decision(False, "Query.person", reason)]
@@ -209,8 +226,15 @@ def test_metadata_is_open_and_unchecked_beneath() -> None:
 
 
 def test_role_coordinates() -> None:
-    assert ROLE_COORDINATES["Query.auditEntries"] == "officer"
-    assert ROLE_COORDINATES["Mutation.recordAuthorization"] == "authorization_clerk"
+    assert ROLE_COORDINATES == {
+        "Mutation.recordAuthorization": "authorization_clerk",
+        "Mutation.revokeAuthorization": "authorization_clerk",
+        "Query.auditEntries": "officer",
+        "Query.residentAccessReport": "officer",
+        "Query.auditTreeHead": "officer",
+        "Query.auditInclusionProof": "officer",
+        "Query.auditConsistencyProof": "officer",
+    }
     p = plan("{ auditEntries { coordinate } }")
     assert p.denials == [Decision(False, "Query.auditEntries", "requires the officer role")]
     p = plan('mutation { recordAuthorization(id: "h") { coordinate } }')
