@@ -38,8 +38,8 @@ MODULES: dict[str, list[str]] = {
     "hub/policy/engine.py": ["tests/unit/test_engine.py", "tests/unit/test_plan.py"],
     "hub/policy/forms.py": ["tests/unit/test_forms.py"],
     "hub/policy/model.py": ["tests/unit/test_engine.py", "tests/unit/test_plan.py"],
-    "hub/policy/loader.py": ["tests/unit/test_policy_loader.py", "tests/policy/test_loader.py"],
-    "hub/policy/explain.py": ["tests/unit/test_policy_loader.py"],
+    "hub/policy/loader.py": ["tests/unit/test_policy_loader.py"],
+    "hub/policy/explain.py": ["tests/unit/test_explain.py"],
     "hub/limits.py": ["tests/unit/test_limits.py"],
     "hub/auth/tokens.py": ["tests/unit/test_tokens.py"],
     "hub/ids.py": ["tests/unit/test_ids.py"],
@@ -105,10 +105,11 @@ class Mutant:
     col: int
     change: str
     source_line: str
+    previous_line: str  # the nearest non-blank line above: tells identical lines apart
     status: str = ""  # killed | survived | timeout | equivalent
 
-    def key(self) -> tuple[str, int, str]:
-        return (self.source_line.strip(), self.col, self.change)
+    def key(self) -> tuple[str, str, int, str]:
+        return (self.source_line.strip(), self.previous_line.strip(), self.col, self.change)
 
 
 def _skipped_nodes(tree: ast.Module) -> set[int]:
@@ -216,11 +217,11 @@ def mutants(source: str) -> Iterator[tuple[tuple[int, int, str], str]]:
         yield point, ast.unparse(mutated)
 
 
-def _load_equivalents(module: str) -> dict[tuple[str, int, str], str]:
+def _load_equivalents(module: str) -> dict[tuple[str, str, int, str], str]:
     if not EQUIVALENT_FILE.exists():
         return {}
     data = json.loads(EQUIVALENT_FILE.read_text(encoding="utf-8"))
-    return {(e["line"], e["col"], e["change"]): e["reason"] for e in data.get(module, [])}
+    return {(e["line"], e["previous"], e["col"], e["change"]): e["reason"] for e in data.get(module, [])}
 
 
 def _copy_repo(dest: Path) -> None:
@@ -303,10 +304,14 @@ def run_module(module: str, tests: list[str], *, only_list: bool = False, verbos
     found: list[tuple[Mutant, str]] = []
     for i, ((line, col, change), mutated) in enumerate(mutants(source)):
         text = lines[line - 1] if 0 < line <= len(lines) else ""
-        found.append((Mutant(i, line, col, change, text), mutated))
+        before = next((ln for ln in reversed(lines[: max(line - 1, 0)]) if ln.strip()), "")
+        found.append((Mutant(i, line, col, change, text, before), mutated))
+    stale = set(equivalents) - {m.key() for m, _ in found}
+    for key in sorted(stale):
+        print(f"  stale entry in {EQUIVALENT_FILE.name} for {module}: {key}", flush=True)
     if only_list:
         for m, _ in found:
-            print(f"{module}:{m.line}:{m.col}: {m.change}  | {m.source_line.strip()}")
+            print(f"{module}:{m.line}:{m.col}: {m.change}  | {m.source_line.strip()}  || {m.previous_line.strip()}")
         return {"module": module, "mutants": len(found)}
     with tempfile.TemporaryDirectory(prefix="hub-mutation-") as tmp:
         work = Path(tmp)
@@ -339,7 +344,13 @@ def run_module(module: str, tests: list[str], *, only_list: bool = False, verbos
         **counts,
         "score": round(100 * score, 1),
         "survivors": [
-            {"line": m.source_line.strip(), "lineno": m.line, "col": m.col, "change": m.change}
+            {
+                "line": m.source_line.strip(),
+                "previous": m.previous_line.strip(),
+                "lineno": m.line,
+                "col": m.col,
+                "change": m.change,
+            }
             for m, _ in found
             if m.status == "survived"
         ],

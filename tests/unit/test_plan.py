@@ -41,7 +41,7 @@ type Person implements Named {
   medical: MedicalRecord
 }
 type Household { addressMasked: String address: String size: Int }
-type MedicalRecord { atLeast(threshold: Int!): Boolean band: String }
+type MedicalRecord { atLeast(threshold: Int!): Boolean band: String chronic: Boolean }
 type Entry { coordinate: String }
 """
 SCHEMA = build_schema(SDL)
@@ -53,6 +53,7 @@ FORMS = {
     "Household.address": Form.RAW,
     "MedicalRecord.atLeast": Form.PREDICATE,
     "MedicalRecord.band": Form.BAND,
+    "MedicalRecord.chronic": Form.PREDICATE,
 }
 CATALOG = {c: CatalogEntry(c, "x", f, "") for c, f in FORMS.items()}
 TODAY = date(2026, 6, 1)
@@ -64,6 +65,7 @@ def _policy() -> PolicySet:
         "Person.nameMasked": Form.MASKED,
         "Household.addressMasked": Form.MASKED,
         "MedicalRecord.atLeast": Form.PREDICATE,
+        "MedicalRecord.chronic": Form.PREDICATE,
     }
     grants = [
         Grant("mask", "x", ("medical_security",), ("REF",), masks, Scope.JURISDICTION, FROM, TO, "b", "x.toml"),
@@ -183,6 +185,31 @@ def test_unknown_fragment_is_skipped() -> None:
     assert p.denials == [] and p.disclosures == {"Person.nameMasked": Form.MASKED}
 
 
+def test_data_fields_are_counted_not_cancelled() -> None:
+    """A leaf beside an object field is two data selections: neither cancels the other."""
+    p = plan('{ person(idNumber: "x") { nameMasked household { addressMasked } } }')
+    assert p.denials == [] and len(p.disclosures) == 2
+    p = plan('{ person(idNumber: "x") { household { addressMasked } medical { band } } }')
+    assert p.denials == [] and len(p.disclosures) == 2
+
+
+def test_fields_that_select_nothing_count_as_nothing() -> None:
+    """An unknown field, a field without a form and an introspection field are no data: the parents are refused too."""
+    empty = "selects no data field; add at least one granted field beneath it"
+    assert plan('{ person(idNumber: "x") { nope } }').denials == [
+        Decision(False, "Person.nope", "no such field"),
+        Decision(False, "Query.person", empty),
+    ]
+    assert plan('{ person(idNumber: "x") { household { size } } }').denials == [
+        Decision(False, "Household.size", "field declares no disclosure form"),
+        Decision(False, "Person.household", empty),
+        Decision(False, "Query.person", empty),
+    ]
+    assert plan('{ person(idNumber: "x") { __schema { queryType { name } } } }').denials == [
+        Decision(False, "Query.person", empty)
+    ]
+
+
 def test_typename_only_selects_no_data() -> None:
     reason = "selects no data field; add at least one granted field beneath it"
     assert plan('{ person(idNumber: "x") { __typename } }').denials == [Decision(False, "Query.person", reason)]
@@ -281,6 +308,11 @@ class TestPredicateThresholds:
     def test_one_threshold_recorded(self) -> None:
         p = plan('{ person(idNumber: "x") { medical { atLeast(threshold: 20000) } } }')
         assert p.denials == [] and p.predicate_args == {"MedicalRecord.atLeast": {"threshold": 20000}}
+
+    def test_predicate_without_arguments_records_none(self) -> None:
+        p = plan('{ person(idNumber: "x") { medical { chronic band } } }')
+        assert p.denials == [] and p.predicate_args == {}
+        assert p.disclosures == {"MedicalRecord.chronic": Form.PREDICATE, "MedicalRecord.band": Form.BAND}
 
     def test_from_a_variable(self) -> None:
         q = 'query($t: Int!) { person(idNumber: "x") { medical { atLeast(threshold: $t) } } }'
