@@ -260,6 +260,9 @@ def _preload(workdir: Path) -> None:
             pass
     if any(m == "hub" or m.startswith("hub.") for m in sys.modules):
         raise SystemExit("a preloaded package imported hub; the mutants would not be seen")
+    vectors = REPO.parent / "shared" / "vectors" / "rfc6962" / "testdata"  # tests/audit/test_merkle.py reads them
+    if vectors.is_dir():
+        os.environ.setdefault("HUB_VECTORS_DIR", str(vectors))
     os.chdir(workdir)
     sys.path.insert(0, str(workdir))
 
