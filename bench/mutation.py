@@ -134,11 +134,8 @@ def _skipped_nodes(tree: ast.Module) -> set[int]:
             add(node)
         elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             add(node)
-        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                if isinstance(body[0].value.value, str):
-                    add(body[0])
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            add(node)  # a docstring, or the string documenting the attribute above it
     return skip
 
 
@@ -281,7 +278,20 @@ def _run_tests(tests: list[str], timeout: float) -> str:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, 1)
                 os.dup2(devnull, 2)
-            code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", "--noconftest", "-W", "ignore::pytest.PytestAssertRewriteWarning", *tests]))
+            code = int(
+                pytest.main(
+                    [
+                        "-x",
+                        "-q",
+                        "-p",
+                        "no:cacheprovider",
+                        "--noconftest",
+                        "-W",
+                        "ignore::pytest.PytestAssertRewriteWarning",
+                        *tests,
+                    ]
+                )
+            )
         except BaseException:
             import traceback
 

@@ -71,7 +71,9 @@ def test_grant_valid_on_first_and_last_day() -> None:
     p = policy(g)
     rule = p.table[("civil_affairs", "VER")][COORD][0]
     for day in (FIRST, date(2025, 3, 15), LAST):
-        assert evaluate(p, "civil_affairs", "VER", COORD, Form.BAND, day) == Decision(True, COORD, "granted by g1", rule)
+        assert evaluate(p, "civil_affairs", "VER", COORD, Form.BAND, day) == Decision(
+            True, COORD, "granted by g1", rule
+        )
     outside = f"grant g1 covers {COORD} only from 2025-03-01 to 2025-03-31"
     for day in (date(2025, 2, 28), date(2025, 4, 1)):
         assert evaluate(p, "civil_affairs", "VER", COORD, Form.BAND, day) == Decision(False, COORD, outside)
@@ -126,7 +128,12 @@ def test_all_scope_grant_is_preferred() -> None:
     assert d.reason == "granted by area" and d.rule is not None and d.rule.scope is Scope.JURISDICTION
     # an ALL grant of another form does not widen the matching one
     d = evaluate(
-        policy(area, grant("rawall", {COORD: Form.RAW}, scope=Scope.ALL)), "civil_affairs", "VER", COORD, Form.BAND, FIRST
+        policy(area, grant("rawall", {COORD: Form.RAW}, scope=Scope.ALL)),
+        "civil_affairs",
+        "VER",
+        COORD,
+        Form.BAND,
+        FIRST,
     )
     assert d.reason == "granted by area" and d.rule is not None and d.rule.scope is Scope.JURISDICTION
     # an expired ALL grant does not widen a current one

@@ -46,7 +46,9 @@ def test_rows(settings: Settings) -> None:
     ordered = sorted(catalog.values(), key=lambda e: (e.provider, e.coordinate))
     assert [(c, f) for c, f, _, _ in rows] == [(e.coordinate, e.form.value) for e in ordered]
     visible = [r for r in rows if r[2] == "VISIBLE"]
-    assert visible == [("Person.nameMasked", "masked", "VISIBLE", "grant only (public_security.toml:3), scope all, until 2099-12-31")]
+    assert visible == [
+        ("Person.nameMasked", "masked", "VISIBLE", "grant only (public_security.toml:3), scope all, until 2099-12-31")
+    ]
     denied = {c: why for c, _, v, why in rows if v == "denied"}
     assert len(denied) == len(rows) - 1
     assert denied["Person.name"] == "no grant of Person.name to utilities for purpose REF"

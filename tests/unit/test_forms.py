@@ -159,8 +159,20 @@ def test_area_band_boundaries(area: float, band: AreaBand) -> None:
 
 def test_band_labels() -> None:
     """The labels are the documented ones (docs/policies.md); clients may display them."""
-    assert [b.value for b in IncomeBand] == ["below 1x dibao standard", "1x to 1.5x", "1.5x to 2x", "2x to 3x", "3x or more"]
+    assert [b.value for b in IncomeBand] == [
+        "below 1x dibao standard",
+        "1x to 1.5x",
+        "1.5x to 2x",
+        "2x to 3x",
+        "3x or more",
+    ]
     assert [b.value for b in CostBand] == ["under 2,000", "2,000 to 10,000", "10,000 to 20,000", "20,000 or more"]
     assert [b.value for b in AmountBand] == ["0", "under 1,000", "1,000 to 3,000", "3,000 to 6,000", "6,000 or more"]
-    assert [b.value for b in BalanceBand] == ["0", "under 5,000", "5,000 to 20,000", "20,000 to 50,000", "50,000 or more"]
+    assert [b.value for b in BalanceBand] == [
+        "0",
+        "under 5,000",
+        "5,000 to 20,000",
+        "20,000 to 50,000",
+        "50,000 or more",
+    ]
     assert [b.value for b in AreaBand] == ["none", "under 60", "60 to 120", "120 or more"]

@@ -8,6 +8,7 @@ builders, and leaves the tree unchanged).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -82,7 +83,7 @@ def test_small_roots_by_hand() -> None:
 
 def test_generation_messages() -> None:
     tree = MerkleTree(LEAVES[:4])
-    cases = [
+    cases: list[tuple[Callable[[], object], str]] = [
         (lambda: inclusion_proof(LEAVES[:4], 4), "leaf index 4 is outside a tree of size 4"),
         (lambda: inclusion_proof(LEAVES[:4], -1), "leaf index -1 is outside a tree of size 4"),
         (lambda: consistency_proof(LEAVES[:4], 0), "old size 0 must be in 1..4"),
@@ -104,7 +105,7 @@ def test_verification_messages() -> None:
     tree = MerkleTree(LEAVES)
     root = tree.root()
     proof = tree.inclusion_proof(2)
-    cases = [
+    cases: list[tuple[Callable[[], object], str]] = [
         (lambda: verify_inclusion(LEAVES[2], 8, 8, proof, root), "leaf index 8 is outside a tree of size 8"),
         (lambda: verify_inclusion(LEAVES[2], -1, 8, proof, root), "leaf index -1 is outside a tree of size 8"),
         (lambda: verify_inclusion(LEAVES[2][:31], 2, 8, proof, root), "hash of 31 bytes, expected 32"),

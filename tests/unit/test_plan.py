@@ -69,7 +69,18 @@ def _policy() -> PolicySet:
     }
     grants = [
         Grant("mask", "x", ("medical_security",), ("REF",), masks, Scope.JURISDICTION, FROM, TO, "b", "x.toml"),
-        Grant("band", "x", ("medical_security",), ("REF",), {"MedicalRecord.band": Form.BAND}, Scope.ALL, FROM, TO, "b", "x.toml"),
+        Grant(
+            "band",
+            "x",
+            ("medical_security",),
+            ("REF",),
+            {"MedicalRecord.band": Form.BAND},
+            Scope.ALL,
+            FROM,
+            TO,
+            "b",
+            "x.toml",
+        ),
     ]
     p = PolicySet(purposes={}, grants=grants)
     compile_table(p)
@@ -91,24 +102,25 @@ def no_grant(coordinate: str) -> Decision:
     return Decision(False, coordinate, f"no grant of {coordinate} to medical_security for purpose REF")
 
 
+P = "{ person(idNumber: $id) { nameMasked "  # a granted field first, then the way to the ID number
 LEAKS = {
-    "alias": "{ person(idNumber: $id) { nameMasked secret: idNumber } }",
-    "inline-fragment-typed": "{ person(idNumber: $id) { nameMasked ... on Person { idNumber } } }",
-    "inline-fragment-untyped": "{ person(idNumber: $id) { nameMasked ... { idNumber } } }",
-    "inline-fragment-nested": "{ person(idNumber: $id) { nameMasked ... on Person { ... { ... on Person { idNumber } } } } }",
-    "inline-fragment-included": "{ person(idNumber: $id) { nameMasked ... on Person @include(if: $yes) { idNumber } } }",
-    "inline-fragment-skipped": "{ person(idNumber: $id) { nameMasked ... on Person @skip(if: $yes) { idNumber } } }",
-    "inline-fragment-on-interface": "{ person(idNumber: $id) { nameMasked ... on Named { ... on Person { idNumber } } } }",
-    "spread": "{ person(idNumber: $id) { nameMasked ...F } } fragment F on Person { idNumber }",
+    "alias": P + "secret: idNumber } }",
+    "inline-fragment-typed": P + "... on Person { idNumber } } }",
+    "inline-fragment-untyped": P + "... { idNumber } } }",
+    "inline-fragment-nested": P + "... on Person { ... { ... on Person { idNumber } } } } }",
+    "inline-fragment-included": P + "... on Person @include(if: $yes) { idNumber } } }",
+    "inline-fragment-skipped": P + "... on Person @skip(if: $yes) { idNumber } } }",
+    "inline-fragment-on-interface": P + "... on Named { ... on Person { idNumber } } } }",
+    "spread": P + "...F } } fragment F on Person { idNumber }",
     "spread-nested": "{ person(idNumber: $id) { ...A } } fragment A on Person { nameMasked ...B } "
     "fragment B on Person { idNumber }",
-    "spread-in-inline": "{ person(idNumber: $id) { nameMasked ... on Person { ...F } } } fragment F on Person { idNumber }",
-    "inline-in-spread": "{ person(idNumber: $id) { ...F } } fragment F on Person { nameMasked ... on Person { idNumber } }",
-    "spread-on-interface": "{ person(idNumber: $id) { nameMasked ...N } } fragment N on Named { ... on Person { idNumber } }",
-    "spread-cyclic": "{ person(idNumber: $id) { nameMasked ...A } } fragment A on Person { ...B } "
-    "fragment B on Person { idNumber ...A }",
-    "field-included": "{ person(idNumber: $id) { nameMasked idNumber @include(if: $no) } }",
-    "field-skipped": "{ person(idNumber: $id) { nameMasked idNumber @skip(if: $yes) } }",
+    "spread-in-inline": P + "... on Person { ...F } } } fragment F on Person { idNumber }",
+    "inline-in-spread": "{ person(idNumber: $id) { ...F } } "
+    "fragment F on Person { nameMasked ... on Person { idNumber } }",
+    "spread-on-interface": P + "...N } } fragment N on Named { ... on Person { idNumber } }",
+    "spread-cyclic": P + "...A } } fragment A on Person { ...B } fragment B on Person { idNumber ...A }",
+    "field-included": P + "idNumber @include(if: $no) } }",
+    "field-skipped": P + "idNumber @skip(if: $yes) } }",
     "list-root": "{ people(idNumbers: [$id]) { nameMasked ... on Person { idNumber } } }",
     "root-inline": "{ ... on Query { person(idNumber: $id) { nameMasked idNumber } } }",
     "root-spread": "{ ...Q } fragment Q on Query { person(idNumber: $id) { nameMasked idNumber } }",
@@ -127,8 +139,14 @@ def test_every_path_to_a_field_is_planned(query: str) -> None:
     assert p.denials == [no_grant("Person.idNumber")]
     assert not p.allowed
     assert p.disclosures == {"Person.nameMasked": Form.MASKED}
-    clean = plan(_with_vars(query.replace("secret: idNumber", "").replace("idNumber @", "nameMasked @")
-                            .replace("{ idNumber }", "{ nameMasked }").replace(" idNumber ", " nameMasked ")))
+    clean = plan(
+        _with_vars(
+            query.replace("secret: idNumber", "")
+            .replace("idNumber @", "nameMasked @")
+            .replace("{ idNumber }", "{ nameMasked }")
+            .replace(" idNumber ", " nameMasked ")
+        )
+    )
     assert clean.denials == [] and clean.allowed
     assert clean.disclosures == {"Person.nameMasked": Form.MASKED}
     assert clean.grants == {"mask"} and clean.scope is Scope.JURISDICTION
@@ -273,7 +291,9 @@ def test_role_coordinates() -> None:
     assert p.denials == [] and p.disclosures == {}
     # a role does not open resident data
     p = plan('{ person(idNumber: "x") { nameMasked } }', actor=OFFICER, purpose="AUDIT")
-    assert p.denials == [Decision(False, "Person.nameMasked", "no grant of Person.nameMasked to audit_office for purpose AUDIT")]
+    assert p.denials == [
+        Decision(False, "Person.nameMasked", "no grant of Person.nameMasked to audit_office for purpose AUDIT")
+    ]
 
 
 def test_unsupported_operation_type() -> None:
@@ -319,7 +339,8 @@ class TestPredicateThresholds:
         assert plan(q, {"t": 7}).predicate_args == {"MedicalRecord.atLeast": {"threshold": 7}}
 
     def test_same_threshold_twice_is_one(self) -> None:
-        q = 'query($t: Int!) { person(idNumber: "x") { medical { a: atLeast(threshold: 5) b: atLeast(threshold: $t) } } }'
+        q = 'query($t: Int!) { person(idNumber: "x") { medical { a: atLeast(threshold: 5) '
+        q += "b: atLeast(threshold: $t) } } }"
         p = plan(q, {"t": 5})
         assert p.denials == [] and p.predicate_args == {"MedicalRecord.atLeast": {"threshold": 5}}
 

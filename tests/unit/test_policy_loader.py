@@ -96,16 +96,40 @@ def test_valid_folder(tmp_path: Path) -> None:
     }
     assert p.grants == [
         Grant(
-            "c", "civil", ("tax",), ("VER",), {"Civil.tier": Form.RAW}, Scope.ALL,
-            date(2025, 1, 1), date(2025, 12, 31), "L", "civil.toml:3",
+            "c",
+            "civil",
+            ("tax",),
+            ("VER",),
+            {"Civil.tier": Form.RAW},
+            Scope.ALL,
+            date(2025, 1, 1),
+            date(2025, 12, 31),
+            "L",
+            "civil.toml:3",
         ),
         Grant(
-            "tax-ver", "tax", ("civil",), ("VER", "MON"), {"Tax.income": Form.RAW, "Tax.band": Form.BAND},
-            Scope.JURISDICTION, date(2024, 1, 1), date(2028, 12, 31), "Agreement 7", "tax.toml:3",
+            "tax-ver",
+            "tax",
+            ("civil",),
+            ("VER", "MON"),
+            {"Tax.income": Form.RAW, "Tax.band": Form.BAND},
+            Scope.JURISDICTION,
+            date(2024, 1, 1),
+            date(2028, 12, 31),
+            "Agreement 7",
+            "tax.toml:3",
         ),
         Grant(
-            "tax-all", "tax", ("civil", "utilities"), ("MON",), {"Tax.band": Form.BAND}, Scope.ALL,
-            date(2025, 1, 1), date(2025, 6, 1), "Agreement 8", "tax.toml:13",
+            "tax-all",
+            "tax",
+            ("civil", "utilities"),
+            ("MON",),
+            {"Tax.band": Form.BAND},
+            Scope.ALL,
+            date(2025, 1, 1),
+            date(2025, 6, 1),
+            "Agreement 8",
+            "tax.toml:13",
         ),
     ]
     assert sorted(p.table) == [("civil", "MON"), ("civil", "VER"), ("tax", "VER"), ("utilities", "MON")]
@@ -159,7 +183,9 @@ def test_purpose_refusals(tmp_path: Path, text: str, message: str) -> None:
 
 
 def test_retention_of_one_day_is_enough(tmp_path: Path) -> None:
-    p = load_purposes(folder(tmp_path, purposes=PURPOSES.replace("retention_days = 30", "retention_days = 1")) / "purposes.toml")
+    p = load_purposes(
+        folder(tmp_path, purposes=PURPOSES.replace("retention_days = 30", "retention_days = 1")) / "purposes.toml"
+    )
     assert p["MON"].retention_days == 1
 
 
@@ -171,35 +197,105 @@ def second(old: str, new: str) -> str:
 
 GRANT_CASES = {
     "provider-missing": (TAX.replace('provider = "tax"\n', ""), "tax.toml: provider: must be 'tax' (the file's name)"),
-    "provider-other": (TAX.replace('provider = "tax"', 'provider = "civil"'), "tax.toml:1: provider: must be 'tax' (the file's name)"),
+    "provider-other": (
+        TAX.replace('provider = "tax"', 'provider = "civil"'),
+        "tax.toml:1: provider: must be 'tax' (the file's name)",
+    ),
     "file-key": ("zeta = 1\n" + TAX, "tax.toml: file: unknown key zeta"),
     "grants-not-list": ('provider = "tax"\ngrants = 3\n', "tax.toml: grants: expected [[grants]] entries"),
     "grant-not-table": ('provider = "tax"\ngrants = [1]\n', "tax.toml:1: grants[0]: must be a table"),
     "missing": (second('legal_basis = "Agreement 8"\n', ""), "tax.toml:13: grant 'tax-all': missing legal_basis"),
-    "unknown-key": (second('scope = "all"', 'scope = "all"\nzeta = 1\nbeta = 2'), "tax.toml:19: grant 'tax-all': unknown key beta, zeta"),
+    "unknown-key": (
+        second('scope = "all"', 'scope = "all"\nzeta = 1\nbeta = 2'),
+        "tax.toml:19: grant 'tax-all': unknown key beta, zeta",
+    ),
     "id-empty": (TAX.replace('id = "tax-all"', 'id = ""'), "tax.toml:13: grant '': id must be a non-empty string"),
     "id-number": (TAX.replace('id = "tax-all"', "id = 7"), "tax.toml:13: grants[1]: id must be a non-empty string"),
-    "id-duplicate": (TAX.replace('id = "tax-all"', 'id = "tax-ver"'), "tax.toml:13: grant 'tax-ver': duplicate grant id 'tax-ver'"),
-    "consumers-empty": (second('consumers = ["civil", "utilities"]', "consumers = []"), "tax.toml:15: grant 'tax-all': consumers must be a non-empty list of department codes"),
-    "consumers-not-strings": (second('consumers = ["civil", "utilities"]', 'consumers = ["civil", 1]'), "tax.toml:15: grant 'tax-all': consumers must be a non-empty list of department codes"),
-    "consumers-string": (second('consumers = ["civil", "utilities"]', 'consumers = "civil"'), "tax.toml:15: grant 'tax-all': consumers must be a non-empty list of department codes"),
-    "consumer-unknown": (second('consumers = ["civil", "utilities"]', 'consumers = ["civil", "nobody"]'), "tax.toml:15: grant 'tax-all': unknown consumer department 'nobody'"),
-    "purposes-empty": (second('purposes = ["MON"]', "purposes = []"), "tax.toml:16: grant 'tax-all': purposes must be a non-empty list of purpose ids"),
-    "purpose-unknown": (second('purposes = ["MON"]', 'purposes = ["MON", "XYZ"]'), "tax.toml:16: grant 'tax-all': unknown purpose 'XYZ'"),
-    "scope": (second('scope = "all"', 'scope = "everywhere"'), "tax.toml:17: grant 'tax-all': unknown scope 'everywhere' (jurisdiction or all)"),
-    "from-not-date": (second("valid_from = 2025-01-01", 'valid_from = "2025-01-01"'), "tax.toml:18: grant 'tax-all': valid_from and valid_to must be dates (YYYY-MM-DD)"),
-    "to-not-date": (second("valid_to = 2025-06-01", "valid_to = 20250601"), "tax.toml:18: grant 'tax-all': valid_from and valid_to must be dates (YYYY-MM-DD)"),
-    "from-after-to": (second("valid_from = 2025-01-01", "valid_from = 2025-06-02"), "tax.toml:18: grant 'tax-all': valid_from 2025-06-02 is after valid_to 2025-06-01"),
-    "expired": (second("valid_to = 2025-06-01", "valid_to = 2025-05-31"), "tax.toml:19: grant 'tax-all': expired on 2025-05-31; remove it or renew it with a new validity"),
-    "legal-basis-blank": (second('legal_basis = "Agreement 8"', 'legal_basis = "  "'), "tax.toml:20: grant 'tax-all': legal_basis must name the law or agreement"),
-    "legal-basis-number": (second('legal_basis = "Agreement 8"', "legal_basis = 8"), "tax.toml:20: grant 'tax-all': legal_basis must name the law or agreement"),
-    "fields-empty": (second('fields = { "Tax.band" = "band" }', "fields = {}"), "tax.toml:21: grant 'tax-all': fields must map field coordinates to forms"),
-    "fields-list": (second('fields = { "Tax.band" = "band" }', 'fields = ["Tax.band"]'), "tax.toml:21: grant 'tax-all': fields must map field coordinates to forms"),
-    "form-unknown": (second('fields = { "Tax.band" = "band" }', 'fields = { "Tax.band" = "fuzzy" }'), "tax.toml:21: grant 'tax-all': unknown form 'fuzzy' for Tax.band (raw, masked, band, predicate, exists, aggregate)"),
-    "field-unknown": (second('fields = { "Tax.band" = "band" }', 'fields = { "Tax.nope" = "band" }'), "tax.toml:21: grant 'tax-all': unknown field 'Tax.nope'"),
-    "field-of-another-provider": (second('fields = { "Tax.band" = "band" }', 'fields = { "Civil.tier" = "raw" }'), "tax.toml:21: grant 'tax-all': Civil.tier is provided by civil, not tax"),
-    "form-mismatch": (second('fields = { "Tax.band" = "band" }', 'fields = { "Tax.band" = "raw" }'), "tax.toml:21: grant 'tax-all': Tax.band is disclosed as band, not raw"),
-    "needle-not-found": (second('scope = "all"', 'scope = "all"\n"a\\u0062" = 1'), "tax.toml:13: grant 'tax-all': unknown key ab"),
+    "id-duplicate": (
+        TAX.replace('id = "tax-all"', 'id = "tax-ver"'),
+        "tax.toml:13: grant 'tax-ver': duplicate grant id 'tax-ver'",
+    ),
+    "consumers-empty": (
+        second('consumers = ["civil", "utilities"]', "consumers = []"),
+        "tax.toml:15: grant 'tax-all': consumers must be a non-empty list of department codes",
+    ),
+    "consumers-not-strings": (
+        second('consumers = ["civil", "utilities"]', 'consumers = ["civil", 1]'),
+        "tax.toml:15: grant 'tax-all': consumers must be a non-empty list of department codes",
+    ),
+    "consumers-string": (
+        second('consumers = ["civil", "utilities"]', 'consumers = "civil"'),
+        "tax.toml:15: grant 'tax-all': consumers must be a non-empty list of department codes",
+    ),
+    "consumer-unknown": (
+        second('consumers = ["civil", "utilities"]', 'consumers = ["civil", "nobody"]'),
+        "tax.toml:15: grant 'tax-all': unknown consumer department 'nobody'",
+    ),
+    "purposes-empty": (
+        second('purposes = ["MON"]', "purposes = []"),
+        "tax.toml:16: grant 'tax-all': purposes must be a non-empty list of purpose ids",
+    ),
+    "purpose-unknown": (
+        second('purposes = ["MON"]', 'purposes = ["MON", "XYZ"]'),
+        "tax.toml:16: grant 'tax-all': unknown purpose 'XYZ'",
+    ),
+    "scope": (
+        second('scope = "all"', 'scope = "everywhere"'),
+        "tax.toml:17: grant 'tax-all': unknown scope 'everywhere' (jurisdiction or all)",
+    ),
+    "from-not-date": (
+        second("valid_from = 2025-01-01", 'valid_from = "2025-01-01"'),
+        "tax.toml:18: grant 'tax-all': valid_from and valid_to must be dates (YYYY-MM-DD)",
+    ),
+    "to-not-date": (
+        second("valid_to = 2025-06-01", "valid_to = 20250601"),
+        "tax.toml:18: grant 'tax-all': valid_from and valid_to must be dates (YYYY-MM-DD)",
+    ),
+    "from-after-to": (
+        second("valid_from = 2025-01-01", "valid_from = 2025-06-02"),
+        "tax.toml:18: grant 'tax-all': valid_from 2025-06-02 is after valid_to 2025-06-01",
+    ),
+    "expired": (
+        second("valid_to = 2025-06-01", "valid_to = 2025-05-31"),
+        "tax.toml:19: grant 'tax-all': expired on 2025-05-31; remove it or renew it with a new validity",
+    ),
+    "legal-basis-blank": (
+        second('legal_basis = "Agreement 8"', 'legal_basis = "  "'),
+        "tax.toml:20: grant 'tax-all': legal_basis must name the law or agreement",
+    ),
+    "legal-basis-number": (
+        second('legal_basis = "Agreement 8"', "legal_basis = 8"),
+        "tax.toml:20: grant 'tax-all': legal_basis must name the law or agreement",
+    ),
+    "fields-empty": (
+        second('fields = { "Tax.band" = "band" }', "fields = {}"),
+        "tax.toml:21: grant 'tax-all': fields must map field coordinates to forms",
+    ),
+    "fields-list": (
+        second('fields = { "Tax.band" = "band" }', 'fields = ["Tax.band"]'),
+        "tax.toml:21: grant 'tax-all': fields must map field coordinates to forms",
+    ),
+    "form-unknown": (
+        second('fields = { "Tax.band" = "band" }', 'fields = { "Tax.band" = "fuzzy" }'),
+        "tax.toml:21: grant 'tax-all': unknown form 'fuzzy' for Tax.band "
+        "(raw, masked, band, predicate, exists, aggregate)",
+    ),
+    "field-unknown": (
+        second('fields = { "Tax.band" = "band" }', 'fields = { "Tax.nope" = "band" }'),
+        "tax.toml:21: grant 'tax-all': unknown field 'Tax.nope'",
+    ),
+    "field-of-another-provider": (
+        second('fields = { "Tax.band" = "band" }', 'fields = { "Civil.tier" = "raw" }'),
+        "tax.toml:21: grant 'tax-all': Civil.tier is provided by civil, not tax",
+    ),
+    "form-mismatch": (
+        second('fields = { "Tax.band" = "band" }', 'fields = { "Tax.band" = "raw" }'),
+        "tax.toml:21: grant 'tax-all': Tax.band is disclosed as band, not raw",
+    ),
+    "needle-not-found": (
+        second('scope = "all"', 'scope = "all"\n"a\\u0062" = 1'),
+        "tax.toml:13: grant 'tax-all': unknown key ab",
+    ),
 }
 
 

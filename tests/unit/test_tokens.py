@@ -168,7 +168,10 @@ def test_purposes_as_a_string_is_refused(ring: KeyRing) -> None:
 
 def test_issuer_and_audience_must_be_exact(ring: KeyRing) -> None:
     assert fails(ring, sign(ring, claims(iss=ISS + "/"))) == ("TOKEN_WRONG_ISSUER", "token was issued by someone else")
-    assert fails(ring, sign(ring, claims(aud="other"))) == ("TOKEN_WRONG_AUDIENCE", "token is meant for another audience")
+    assert fails(ring, sign(ring, claims(aud="other"))) == (
+        "TOKEN_WRONG_AUDIENCE",
+        "token is meant for another audience",
+    )
 
 
 def test_leeway_on_expiry(ring: KeyRing) -> None:
