@@ -119,6 +119,18 @@ def test_verification_messages() -> None:
         (lambda: verify_consistency(2, 2, [root], root, root), "sizes are equal but the proof is not empty"),
         (lambda: verify_consistency(2, 2, [], tree.root(2), root), "sizes are equal but the roots differ"),
         (
+            lambda: verify_consistency(3, 8, tree.consistency_proof(3), tree.root(3)[:31], root),
+            "hash of 31 bytes, expected 32",
+        ),
+        (
+            lambda: verify_consistency(3, 8, tree.consistency_proof(3), tree.root(3), root + b"x"),
+            "hash of 33 bytes, expected 32",
+        ),
+        (
+            lambda: verify_consistency(3, 8, [*tree.consistency_proof(3)[:-1], b"x"], tree.root(3), root),
+            "hash of 1 bytes, expected 32",
+        ),
+        (
             lambda: verify_consistency(3, 8, tree.consistency_proof(3)[:-1], tree.root(3), root),
             "proof has 3 hashes, expected 4",
         ),

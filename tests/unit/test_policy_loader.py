@@ -326,6 +326,12 @@ def test_grants_written_inline_have_no_line(tmp_path: Path) -> None:
     assert refused(folder(tmp_path, tax=bad)) == "tax.toml:2: grant 'g': unknown scope 'none' (jurisdiction or all)"
 
 
+def test_a_one_day_grant(tmp_path: Path) -> None:
+    text = second("valid_from = 2025-01-01", "valid_from = 2025-06-01")
+    p = load_policies(folder(tmp_path, tax=text), DEPARTMENTS, CATALOG, TODAY)
+    assert [(g.id, g.valid_from, g.valid_to) for g in p.grants][1] == ("tax-all", date(2025, 6, 1), date(2025, 6, 1))
+
+
 def test_a_file_without_grants(tmp_path: Path) -> None:
     p = load_policies(folder(tmp_path, tax='provider = "tax"\n'), DEPARTMENTS, CATALOG, TODAY)
     assert p.grants == [] and p.table == {}
