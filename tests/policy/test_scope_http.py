@@ -17,7 +17,9 @@ from tests.conftest import POLICIES, Hub
 
 
 @pytest.fixture(scope="module")
-async def scoped(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hub]:
+async def scoped(
+    dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Hub]:
     root = tmp_path_factory.mktemp("scope")
     (root / "departments").symlink_to(dept_data[0] / "departments")
     policies = root / "policies"
