@@ -46,6 +46,17 @@ CLIENTS: dict[str, tuple[str, str, list[str], list[str]]] = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reverse", action="store_true", help="run the collected tests in reverse order (checks order independence)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
 @dataclass
 class Hub:
     app: Starlette

@@ -56,7 +56,8 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def _check_leaf_hashes(hashes: Iterable[bytes]) -> None:
-    if any(len(h) != HASH_SIZE for h in hashes):
+    # bytes only: a 32-character str has the right length but would corrupt the cached levels later
+    if any(not isinstance(h, bytes) or len(h) != HASH_SIZE for h in hashes):
         raise ValueError(f"every leaf hash must be {HASH_SIZE} bytes")
 
 

@@ -57,25 +57,37 @@ async def test_search_by_resident_case_and_field(hub: Hub, audit_tail: Any) -> N
     assert mine[0]["subjects"][0] == hub.app.state.hub.audit.pseudonym(hub.data.golden_id)
 
 
+async def _own_client(hub: Hub, client_id: str) -> str:
+    """A client registered for this test alone, so flags counted per client see no other test's requests."""
+    if client_id not in hub.secrets:
+        _, hub.secrets[client_id] = hub.app.state.hub.clients.add(
+            client_id, "civil_affairs", "330106", ["VER", "MON", "CASE"], []
+        )
+    return client_id
+
+
 async def test_flags(hub: Hub) -> None:
+    """Independent of test order: its own clients and officers, so earlier denials cannot add flags."""
+    denier = await _own_client(hub, "flags-denier")
+    away_client = await _own_client(hub, "flags-away")
     # MON needs no case: an allowed request touching a resident without a case reference is a lead
-    await hub.query(PERSON, purpose="MON", case=None, officer="monitor-1", variables={"id": hub.data.golden_id})
+    await hub.query(PERSON, purpose="MON", case=None, officer="flags-monitor", variables={"id": hub.data.golden_id})
     # three denials within ten minutes
     for _ in range(3):
         await hub.query(
-            '{ person(idNumber: "11010519491231002X") { idNumberMasked } }', client="xihu-ca", officer="nosy-1"
+            '{ person(idNumber: "11010519491231002X") { idNumberMasked } }', client=denier, officer="flags-nosy-1"
         )
-    # an out-of-area attempt: xihu asks for the golden man, who lives in 临平
-    await hub.query(PERSON, client="xihu-ca", officer="nosy-2", variables={"id": hub.data.golden_id})
-    mon = await officer(hub, SEARCH, {"f": {"officer": "monitor-1"}})
-    assert mon["auditEntries"]["entries"][0]["flags"] == ["NO_CASE_REFERENCE"]
-    denials = await officer(hub, SEARCH.replace("first: 2", "first: 5"), {"f": {"officer": "nosy-1"}})
+    # an out-of-area attempt: a 西湖 client asks for the golden man, who lives in 临平
+    await hub.query(PERSON, client=away_client, officer="flags-nosy-2", variables={"id": hub.data.golden_id})
+    mon = await officer(hub, SEARCH, {"f": {"officer": "flags-monitor"}})
+    assert [e["flags"] for e in mon["auditEntries"]["entries"]] == [["NO_CASE_REFERENCE"]]
+    denials = await officer(hub, SEARCH.replace("first: 2", "first: 5"), {"f": {"officer": "flags-nosy-1"}})
     assert [e["flags"] for e in denials["auditEntries"]["entries"]] == [[], [], ["REPEATED_DENIALS"]]
     assert denials["auditEntries"]["entries"][0]["reasons"] == [
         "Person.idNumberMasked: no grant of Person.idNumberMasked to civil_affairs for purpose CASE"
     ]
-    away = await officer(hub, SEARCH, {"f": {"officer": "nosy-2"}})
-    assert away["auditEntries"]["entries"][0]["flags"] == ["OUT_OF_AREA_ATTEMPT"]
+    away = await officer(hub, SEARCH, {"f": {"officer": "flags-nosy-2"}})
+    assert [e["flags"] for e in away["auditEntries"]["entries"]] == [["OUT_OF_AREA_ATTEMPT"]]
 
 
 async def test_resident_access_report(hub: Hub) -> None:

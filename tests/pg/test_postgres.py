@@ -142,6 +142,7 @@ async def test_department_down_gives_partial_results(pg_hub: Hub, dept_pg: tuple
 async def test_audit_database_down_fails_closed(pg_hub: Hub, hub_pg: PgServer) -> None:
     with pg_hub.app.state.hub.engine.connect() as conn:
         before = conn.execute(select(func.count()).select_from(audit_entries)).scalar_one()
+    await pg_hub.token("ca")  # issued while the database is up (token issue reads the clients table)
     hub_pg.kill()
     hub_pg.wait_down()
     try:

@@ -412,3 +412,38 @@ async def test_identity_rows_read_only_the_columns_selected(hub: Hub) -> None:
         assert seen_by_table["households"] == {"household_id", "address"}
     finally:
         event.remove(engine, "after_cursor_execute", seen)
+
+
+# Gap 1 of issue 19: each way of reaching Person.idNumber next to a granted field, over HTTP.
+ID_LEAKS = {
+    "inline-fragment": "person(idNumber: $id) { nameMasked ... on Person { idNumber } }",
+    "inline-fragment-untyped": "person(idNumber: $id) { nameMasked ... { idNumber } }",
+    "inline-fragment-nested": "person(idNumber: $id) { nameMasked ... on Person { ... { idNumber } } }",
+    "inline-fragment-included": "person(idNumber: $id) { nameMasked ... on Person @include(if: $yes) { idNumber } }",
+    "inline-fragment-skipped": "person(idNumber: $id) { nameMasked ... on Person @skip(if: $yes) { idNumber } }",
+    "spread": "person(idNumber: $id) { nameMasked ...F }",
+    "spread-in-inline": "person(idNumber: $id) { nameMasked ... on Person { ...F } }",
+    "alias": "person(idNumber: $id) { nameMasked id: idNumber }",
+    "field-skipped": "person(idNumber: $id) { nameMasked idNumber @skip(if: $yes) }",
+    "root-inline-fragment": "... on Query { person(idNumber: $id) { nameMasked idNumber } }",
+}
+
+
+@pytest.mark.parametrize("selection", ID_LEAKS.values(), ids=ID_LEAKS.keys())
+async def test_every_path_to_the_id_number_is_denied_by_name(hub: Hub, selection: str, audit_tail: Any) -> None:
+    frag = " fragment F on Person { idNumber }" if "...F" in selection else ""
+    yes = ", $yes: Boolean = true" if "$yes" in selection else ""
+    q = f"query($id: String!{yes}) {{ {selection} }}{frag}"
+    r = await hub.query(q, client="linping-med", purpose="REF", variables={"id": hub.data.golden_id})
+    assert r.status_code == 403, r.text
+    assert r.json()["data"] is None
+    assert r.json()["errors"][0]["extensions"]["denied"] == [
+        {"coordinate": "Person.idNumber", "reason": "no grant of Person.idNumber to medical_security for purpose REF"}
+    ]
+    assert hub.data.golden_id not in r.text
+    assert audit_tail()[-1]["requested_denied"] == ["Person.idNumber"]
+    # the same shape with the granted mask instead answers, so the denial is the ID number's alone
+    clean = q.replace("idNumber }", "nameMasked }").replace("idNumber @", "nameMasked @")
+    r = await hub.query(clean, client="linping-med", purpose="REF", variables={"id": hub.data.golden_id})
+    assert r.status_code == 200, r.text
+    assert "钱**" in r.text and hub.data.golden_id not in r.text
