@@ -53,8 +53,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`--reverse` runs the tests in reverse order; every test that needs PostgreSQL is marked, so
+    `pytest -m "not postgres"` runs the SQLite half alone (the PostgreSQL parameter of the shared fixtures, and the
+    tests under tests/pg/)."""
     if config.getoption("--reverse"):
         items.reverse()
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres" in params.values() or "/tests/pg/" in str(item.path):
+            item.add_marker(pytest.mark.postgres)
 
 
 @dataclass
@@ -223,15 +230,6 @@ def audit_tail(hub: Hub) -> Iterator[Any]:
             return [json.loads(r[0]) for r in rows]
 
     yield read
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs PostgreSQL, so `pytest -m "not postgres"` runs the SQLite half alone: the
-    PostgreSQL parameter of the shared fixtures, and the tests under tests/pg/."""
-    for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if "postgres" in params.values() or "/tests/pg/" in str(item.path):
-            item.add_marker(pytest.mark.postgres)
 
 
 def without_receipt(body: dict[str, Any]) -> dict[str, Any]:

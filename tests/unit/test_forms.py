@@ -50,7 +50,7 @@ def test_mask_address_markers_and_fallback() -> None:
 
 
 def test_mask_id_is_reexported() -> None:
-    assert forms.mask_id("33011319500101123X") == "330113********123X"
+    assert forms.mask_id("33011319500101123X") == "330113************"
 
 
 def test_dibao_standard() -> None:

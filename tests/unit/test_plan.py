@@ -279,6 +279,11 @@ def test_role_coordinates() -> None:
         "Query.auditTreeHead": "officer",
         "Query.auditInclusionProof": "officer",
         "Query.auditConsistencyProof": "officer",
+        "Query.alerts": "caseworker",
+        "Mutation.assignAlert": "caseworker",
+        "Mutation.recordVisit": "caseworker",
+        "Mutation.closeAlert": "caseworker",
+        "Subscription.alertCreated": "caseworker",
     }
     p = plan("{ auditEntries { coordinate } }")
     assert p.denials == [Decision(False, "Query.auditEntries", "requires the officer role")]
@@ -287,8 +292,11 @@ def test_role_coordinates() -> None:
     # with the role: allowed, and nothing beneath is looked up (the hub's own records)
     p = plan("{ auditEntries { coordinate } }", actor=OFFICER, purpose="AUDIT")
     assert p.denials == [] and p.disclosures == {}
-    p = plan('mutation { recordAuthorization(id: "h") { coordinate } }', actor=OFFICER, purpose="AUDIT")
+    p = plan('mutation { recordAuthorization(id: "h") { coordinate } }', actor=OFFICER, purpose="VER")
     assert p.denials == [] and p.disclosures == {}
+    # the role alone is not enough: each role's coordinates need their purpose too
+    p = plan('mutation { recordAuthorization(id: "h") { coordinate } }', actor=OFFICER, purpose="AUDIT")
+    assert p.denials == [Decision(False, "Mutation.recordAuthorization", "requires purpose VER")]
     # a role does not open resident data
     p = plan('{ person(idNumber: "x") { nameMasked } }', actor=OFFICER, purpose="AUDIT")
     assert p.denials == [
