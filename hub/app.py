@@ -23,6 +23,7 @@ from hub.auth.tokens import issue_token
 from hub.clock import Clock, system_clock
 from hub.errors import BodyTimeout, BodyTooLarge
 from hub.gateway import handle, read_body
+from hub.health import readiness
 from hub.settings import Settings
 from hub.state import HubState
 
@@ -122,6 +123,18 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "departments": sorted(state.sources), "grants": len(state.policy.grants)})
 
 
+async def livez(request: Request) -> Response:
+    """The process answers (docs/operations.md): nothing else is touched."""
+    return JSONResponse({"status": "alive"}, headers={"cache-control": "no-store"})
+
+
+async def readyz(request: Request) -> Response:
+    """The hub can serve now: its database answers, the audit log can take a write, policies are loaded
+    (503 otherwise). Departments are reported, never fatal (docs/operations.md)."""
+    ready, body = await readiness(request.app.state.hub)
+    return JSONResponse(body, status_code=200 if ready else 503, headers={"cache-control": "no-store"})
+
+
 GRAPHIQL = """<!doctype html><html><head><title>hub · GraphiQL</title>
 <link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css"/></head>
 <body style="margin:0"><div id="g" style="height:100vh"></div>
@@ -187,6 +200,8 @@ def create_app(
             Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
             Route("/.well-known/audit-key.pem", audit_key_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/livez", livez, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             Route("/audit/checkpoint", checkpoint_endpoint, methods=["GET"]),
             Route("/audit/receipt", receipt_endpoint, methods=["GET"]),
         ],
