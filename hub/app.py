@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, unquote
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -24,6 +25,8 @@ from hub.clock import Clock, system_clock
 from hub.errors import BodyTimeout, BodyTooLarge
 from hub.gateway import handle, read_body
 from hub.health import readiness
+from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hub.metrics import MetricsMiddleware
 from hub.settings import Settings
 from hub.state import HubState
 
@@ -135,6 +138,12 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(body, status_code=200 if ready else 503, headers={"cache-control": "no-store"})
 
 
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus metrics, this hub's own registry (hub/metrics.py, docs/operations.md)."""
+    state: HubState = request.app.state.hub
+    return Response(await asyncio.to_thread(state.metrics.render), media_type=METRICS_CONTENT_TYPE)
+
+
 GRAPHIQL = """<!doctype html><html><head><title>hub · GraphiQL</title>
 <link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css"/></head>
 <body style="margin:0"><div id="g" style="height:100vh"></div>
@@ -193,18 +202,22 @@ def create_app(
                 await asyncio.to_thread(state.audit.sign_head)
             state.close()
 
+    routes = [
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/oauth/token", token_endpoint, methods=["POST"]),
+        Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
+        Route("/.well-known/audit-key.pem", audit_key_endpoint, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/audit/checkpoint", checkpoint_endpoint, methods=["GET"]),
+        Route("/audit/receipt", receipt_endpoint, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    paths = [r.path for r in routes]
     app = Starlette(
-        routes=[
-            Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-            Route("/oauth/token", token_endpoint, methods=["POST"]),
-            Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
-            Route("/.well-known/audit-key.pem", audit_key_endpoint, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/livez", livez, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/audit/checkpoint", checkpoint_endpoint, methods=["GET"]),
-            Route("/audit/receipt", receipt_endpoint, methods=["GET"]),
-        ],
+        routes=routes,
+        middleware=[Middleware(MetricsMiddleware, metrics=state.metrics, routes=paths)],
         lifespan=lifespan,
     )
     app.state.hub = state

@@ -480,13 +480,16 @@ async def handle(state: HubState, request: Request) -> Response:
         if not ex.named and ex.actor is not None and ex.raw is not None:  # refused before the body was read
             ex.named = named_in_body(ex.raw, settings.max_tokens)
         ex.refused |= ex.named - ex.subjects  # residents asked about in a refused request: on their report
+    appending = time.perf_counter()
     try:
         digests = audit_digests(state, ex, body)
         seq, leaf = await state.audit.append(audit_body(ex), sorted(state.audit.pseudonym(s) for s in ex.subjects))
     except AuditUnavailable as exc:
+        counted(state, ex, "failed", appending, exc.status)
         return JSONResponse(
             error_body(exc, ex.request_id), status_code=exc.status, headers={"x-request-id": ex.request_id}
         )
+    counted(state, ex, "committed", appending, ex.status)
     # the receipt: which entry records this request (its inclusion proof: GET /audit/receipt?seq=N), and the
     # keyed digests of the request and the answer that the entry holds
     extensions = body.setdefault("extensions", {})
@@ -496,6 +499,18 @@ async def handle(state: HubState, request: Request) -> Response:
     if ex.status == 401:
         headers["www-authenticate"] = 'Bearer error="invalid_token"'
     return JSONResponse(body, status_code=ex.status, headers=headers)
+
+
+def counted(state: HubState, ex: Exchange, append_outcome: str, appending: float, status: int) -> None:
+    """The request in the metrics (hub/metrics.py): the audit append's time, and the request by purpose,
+    consumer department, decision and status, with the coordinates the policy denied."""
+    now = time.perf_counter()
+    metrics = state.metrics
+    metrics.audit_append.labels(append_outcome).observe(now - appending)
+    denied = [d.coordinate for d in ex.plan.denials] if ex.plan is not None and not ex.plan.allowed else []
+    department = ex.actor.department if ex.actor is not None else ""
+    decision = ex.decision if append_outcome == "committed" else "error"
+    metrics.graphql_answered(ex.purpose, department, decision, status, now - ex.started, denied)
 
 
 def audit_digests(state: HubState, ex: Exchange, body: dict[str, Any]) -> dict[str, str]:

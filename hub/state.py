@@ -33,6 +33,7 @@ from hub.federation.remote import RemoteHubs
 from hub.gateway import Exchange, ValidDocuments, audit_body
 from hub.limits import Limits
 from hub.lookups import MissLedger
+from hub.metrics import Metrics
 from hub.monitor.alerts import AlertStore
 from hub.monitor.reader import Monitor
 from hub.monitor.rules import RuleSet, load_rules
@@ -122,6 +123,11 @@ class HubState:
         # Departments: SQL databases, or GraphQL subgraphs (http(s) URLs); remote regions' hubs (federation).
         self.sources = build_sources(settings, HopSigner(self.keys, settings.issuer))
         self.remotes = RemoteHubs.from_settings(settings)
+        # Prometheus metrics, this process's own registry (hub/metrics.py, docs/operations.md)
+        self.metrics = Metrics()
+        for code, source in self.sources.items():
+            source.breaker.observe = self.metrics.department_observer(code)
+        self.metrics.watch(lambda: self.sources, self.audit.size)
         # token endpoint: failed client authentications per client id and per address (hub/auth/attempts.py)
         self.failed_by_client = FailedAttempts(settings.token_failures_per_client, settings.token_failure_window)
         self.failed_by_address = FailedAttempts(settings.token_failures_per_address, settings.token_failure_window)
