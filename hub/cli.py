@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hub.clock import china_date, system_clock
 from hub.errors import HubError
+from hub.logs import configure_logging
 from hub.settings import Settings
 
 
@@ -26,8 +27,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.dev:
         settings = settings.replace(dev_mode=True)
+    configure_logging(settings.log_format)  # text or JSON lines, with the request id (docs/operations.md)
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", workers=1)
+    # uvicorn's loggers go through the root handler; the hub writes its own access lines (with the request id)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", workers=1, log_config=None, access_log=False)
     return 0
 
 
@@ -49,7 +52,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     subgraph, settings = start_demo_subgraph(settings, args.host, args.port)  # federation: education as a subgraph
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        configure_logging(settings.log_format)
+        app = create_app(settings)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None, access_log=False)
     finally:
         if subgraph is not None:
             subgraph.terminate()

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,6 +52,7 @@ from hub.federation.delegate import delegate_unresolved
 from hub.graphql_walk import with_defaults
 from hub.ids import is_valid_id
 from hub.limits import check_limits
+from hub.logs import new_request_id
 from hub.lookups import IdLookups
 from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
@@ -352,7 +352,7 @@ def format_error(err: GraphQLError, request_id: str) -> dict[str, Any]:
 
 async def handle(state: HubState, request: Request) -> Response:
     settings = state.settings
-    ex = Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())
+    ex = Exchange(request_id=new_request_id(), started=time.perf_counter())  # bound to the logs (hub/logs.py)
     body: dict[str, Any]
     try:
         raw = ex.raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)

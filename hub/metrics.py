@@ -7,6 +7,7 @@ No resident ID, officer name, case reference, client id or request id is ever a 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -16,8 +17,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hub.logs import REQUEST_ID
+
 if TYPE_CHECKING:
     from hub.sources import Source
+
+access = logging.getLogger("hub.access")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -131,7 +136,9 @@ class Metrics:
 
 class MetricsMiddleware:
     """Counts every HTTP request by route (the app's route paths; ``other`` for anything else), method and
-    status, and times it. Pure ASGI, so it runs in the request's own task and context."""
+    status, times it, and writes its access log line (``hub.access``, with the request id when the endpoint
+    bound one; the path is logged as its route, never with its query string). Pure ASGI, so it runs in the
+    request's own task and context."""
 
     METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 
@@ -153,8 +160,13 @@ class MetricsMiddleware:
             await send(message)
 
         started = time.perf_counter()
+        bound = REQUEST_ID.set("")  # the GraphQL endpoint binds its request id (hub/logs.py)
         try:
             await self.app(scope, receive, sending)
         finally:
+            elapsed = time.perf_counter() - started
             self.metrics.http_requests.labels(route, method, str(status)).inc()
-            self.metrics.http_latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.http_latency.labels(route).observe(elapsed)
+            http = {"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 1)}
+            access.info("%s %s %d", method, route, status, extra={"http": http})
+            REQUEST_ID.reset(bound)

@@ -49,6 +49,8 @@ HELP: dict[str, str] = {
     "external_issuer": "Optional: the issuer of the external identity provider.",
     "audit_origin": "Origin line (and key name) of the audit log's C2SP checkpoints, e.g. hub.example.gov.cn/audit.",
     "witnesses": "Witnesses asked to cosign every checkpoint, from HUB_WITNESSES='<witness vkey>=<url>,...'.",
+    "log_format": "Log line format of `hub serve`: `text` (readable) or `json` (one object per line); both carry the "
+    "request id (docs/operations.md).",
     # monitoring (docs/monitoring.md)
     "monitor": "Run the monitor in the background: read departments' change events and raise alerts. Off by "
     "default; `hub demo` turns it on.",
@@ -98,6 +100,7 @@ class Settings:
     external_issuer: str = ""
     audit_origin: str = "hub.local/audit"
     witnesses: str = ""
+    log_format: str = "text"  # text | json (hub/logs.py)
     monitor: bool = False
     monitor_interval: float = 2.0
     monitor_batch: int = 500
@@ -110,6 +113,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'hub.sqlite'}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"HUB_LOG_FORMAT: {self.log_format!r} is not one of text, json", code="BAD_SETTING")
 
     @property
     def key_dir(self) -> Path:
