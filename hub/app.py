@@ -116,6 +116,24 @@ async def jwks_endpoint(request: Request) -> Response:
     return JSONResponse(state.keys.jwks(), headers={"cache-control": "max-age=60"})
 
 
+async def authorization_server_metadata(request: Request) -> Response:
+    """OAuth 2.0 Authorization Server Metadata (RFC 8414) for the client credentials grant. The issuer is
+    ``HUB_ISSUER`` and the endpoints are under it, so it must be the hub's public base URL (docs/operations.md)."""
+    state: HubState = request.app.state.hub
+    issuer = state.settings.issuer
+    base = issuer.rstrip("/")
+    metadata = {
+        "issuer": issuer,
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": [],  # no authorization endpoint: client credentials only
+        "scopes_supported": sorted(state.policy.purposes),  # a token's scope is the purposes it may declare
+    }
+    return JSONResponse(metadata, headers={"cache-control": "max-age=300"})
+
+
 async def audit_key_endpoint(request: Request) -> Response:
     state: HubState = request.app.state.hub
     return PlainTextResponse(state.keys.audit_public_path.read_text(), media_type="application/x-pem-file")
@@ -206,6 +224,7 @@ def create_app(
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
         Route("/oauth/token", token_endpoint, methods=["POST"]),
         Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
+        Route("/.well-known/oauth-authorization-server", authorization_server_metadata, methods=["GET"]),
         Route("/.well-known/audit-key.pem", audit_key_endpoint, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/livez", livez, methods=["GET"]),

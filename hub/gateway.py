@@ -49,6 +49,7 @@ from hub.errors import (
 )
 from hub.federation.consumer import Asker, narrow_plan, on_behalf_of, origin_request_id
 from hub.federation.delegate import delegate_unresolved
+from hub.graphql_http import content_type, negotiate, shaped, status_for
 from hub.graphql_walk import with_defaults
 from hub.ids import is_valid_id
 from hub.limits import check_limits
@@ -97,6 +98,7 @@ class Exchange:
     origin_request_id: str = ""
     remote: list[dict[str, Any]] = field(default_factory=list)
     predicates_in_hub: list[str] = field(default_factory=list)  # subgraph departments whose predicates the hub ran
+    well_formed: bool = False  # past the headers and the JSON body: a well-formed GraphQL-over-HTTP request
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
@@ -363,6 +365,7 @@ async def handle(state: HubState, request: Request) -> Response:
             ex.actor = consumer.narrowed(ex.actor)
         purpose = request_context(state, request, ex.actor, ex)
         query, variables, op_name = parse_payload(raw)
+        ex.well_formed = True  # a GraphQL-over-HTTP request from here on (hub/graphql_http.py)
         ex.named = named_ids(None, variables)
         document = state.documents.get(query)
         validated = document is not None
@@ -475,6 +478,8 @@ async def handle(state: HubState, request: Request) -> Response:
         log.exception("unexpected error (request %s)", ex.request_id)
         ex.status, ex.decision, ex.reasons = 500, "error", ["INTERNAL_ERROR"]
         body = error_body(HubError("Unexpected error.", code="INTERNAL_ERROR"), ex.request_id)
+    media = negotiate(request.headers.get("accept"))  # the status and shape the client asked for
+    ex.status = status_for(media, ex.status, ex.well_formed)  # the entry records the status sent
     # Fail closed: the audit entry is committed before any byte of the response is sent.
     if ex.decision != "allow":
         if not ex.named and ex.actor is not None and ex.raw is not None:  # refused before the body was read
@@ -487,7 +492,10 @@ async def handle(state: HubState, request: Request) -> Response:
     except AuditUnavailable as exc:
         counted(state, ex, "failed", appending, exc.status)
         return JSONResponse(
-            error_body(exc, ex.request_id), status_code=exc.status, headers={"x-request-id": ex.request_id}
+            shaped(media, exc.status, error_body(exc, ex.request_id)),
+            status_code=exc.status,
+            headers={"x-request-id": ex.request_id},
+            media_type=content_type(media),
         )
     counted(state, ex, "committed", appending, ex.status)
     # the receipt: which entry records this request (its inclusion proof: GET /audit/receipt?seq=N), and the
@@ -498,7 +506,9 @@ async def handle(state: HubState, request: Request) -> Response:
     headers = {"x-request-id": ex.request_id}
     if ex.status == 401:
         headers["www-authenticate"] = 'Bearer error="invalid_token"'
-    return JSONResponse(body, status_code=ex.status, headers=headers)
+    return JSONResponse(
+        shaped(media, ex.status, body), status_code=ex.status, headers=headers, media_type=content_type(media)
+    )
 
 
 def counted(state: HubState, ex: Exchange, append_outcome: str, appending: float, status: int) -> None:
