@@ -290,6 +290,72 @@ def cmd_authz_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _desk(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The approved-operations desk of the configured hub: its database, policies, schema and audit log."""
+    import time
+    import uuid
+
+    from hub.audit.store import open_audit_log
+    from hub.gateway import Exchange, audit_body
+    from hub.operations import OperationDesk
+    from hub.policy.load import load_policy_set
+    from hub.schema import build_schema, catalog_of
+    from hub.store.clients import ClientStore
+    from hub.store.operations import OperationStore
+
+    s = _settings(args)
+    audit = open_audit_log(s)
+    schema = build_schema()
+    catalog = catalog_of(schema)
+    return OperationDesk(
+        OperationStore(audit.engine),
+        ClientStore(audit.engine),
+        schema._schema,
+        catalog,
+        load_policy_set(s, catalog),
+        record=lambda body: audit.write([(body, [])]),
+        blank_entry=lambda: audit_body(Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())),
+        today=lambda: china_date(system_clock()),
+    )
+
+
+def _operation_line(op) -> str:  # type: ignore[no-untyped-def]
+    decided = f"approved by {op.approved_by}" if op.approved_by else ""
+    if op.retired_by:
+        decided = f"retired by {op.retired_by}"
+    return f"{op.document_id} {op.client_id:24} {op.purpose:6} {op.status:9} {decided}".rstrip()
+
+
+def cmd_operations_submit(args: argparse.Namespace) -> int:
+    text = Path(args.file).read_text(encoding="utf-8") if args.file != "-" else sys.stdin.read()
+    op = _desk(args).submit(args.client, args.purpose, text, args.by)
+    print(_operation_line(op))
+    return 0
+
+
+def cmd_operations_list(args: argparse.Namespace) -> int:
+    desk = _desk(args)
+    for op in desk.store.list(args.client, args.status):
+        print(_operation_line(op))
+    return 0
+
+
+def cmd_operations_approve(args: argparse.Namespace) -> int:
+    print(_operation_line(_desk(args).approve(args.document_id, args.client, args.purpose, args.by)))
+    return 0
+
+
+def cmd_operations_retire(args: argparse.Namespace) -> int:
+    print(_operation_line(_desk(args).retire(args.document_id, args.client, args.purpose, args.by)))
+    return 0
+
+
+def cmd_operations_mode(args: argparse.Namespace) -> int:
+    _desk(args).set_mode(args.client, args.mode, args.by)
+    print(f"{args.client}: operations mode {args.mode}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hub", description="GraphQL data-sharing hub for social assistance")
     p.add_argument("--data-dir", help="override HUB_DATA_DIR")
@@ -390,6 +456,35 @@ def build_parser() -> argparse.ArgumentParser:
     ar = au.add_parser("revoke")
     ar.add_argument("id", type=int)
     ar.set_defaults(fn=cmd_authz_revoke)
+
+    op = sub.add_parser("operations", help="approved operations (persisted documents)").add_subparsers(
+        dest="sub", required=True
+    )
+    osub = op.add_parser("submit", help="submit a document a consumer needs (pending until approved)")
+    osub.add_argument("--client", required=True)
+    osub.add_argument("--purpose", required=True)
+    osub.add_argument("--file", required=True, help="the document's exact text ('-': standard input)")
+    osub.add_argument("--by", required=True, help="who submits it")
+    osub.set_defaults(fn=cmd_operations_submit)
+    olist = op.add_parser("list")
+    olist.add_argument("--client")
+    olist.add_argument("--status", choices=["pending", "approved", "retired"])
+    olist.set_defaults(fn=cmd_operations_list)
+    for name, fn, what in (
+        ("approve", cmd_operations_approve, "approve a pending document (refused if the policies would deny it)"),
+        ("retire", cmd_operations_retire, "retire a document: it no longer runs"),
+    ):
+        oa = op.add_parser(name, help=what)
+        oa.add_argument("document_id", help="sha256:<hex>")
+        oa.add_argument("--client", required=True)
+        oa.add_argument("--purpose", required=True)
+        oa.add_argument("--by", required=True, help="the privacy officer")
+        oa.set_defaults(fn=fn)
+    om = op.add_parser("mode", help="off: any document; log: log unapproved ones; require: approved ones only")
+    om.add_argument("client")
+    om.add_argument("mode", choices=["off", "log", "require"])
+    om.add_argument("--by", required=True)
+    om.set_defaults(fn=cmd_operations_mode)
 
     from hub.audit.cli import add_audit_commands
 

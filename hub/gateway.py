@@ -55,6 +55,7 @@ from hub.ids import is_valid_id
 from hub.limits import check_limits
 from hub.logs import new_request_id
 from hub.lookups import IdLookups
+from hub.operations import DocumentRef, document_for_request, document_ref
 from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
 from hub.schema.context import HubContext, count_out_of_area
@@ -241,14 +242,16 @@ def named_in_body(raw: bytes, max_tokens: int) -> set[str]:
     """The ID numbers a request body names, for a request refused before its body was parsed (an authenticated
     client only, so nobody unknown can put entries on a resident's report). Best effort: nothing on failure."""
     try:
-        query, variables, _ = parse_payload(raw)
+        query, variables, _, _ = parse_payload(raw)
         named = named_ids(None, variables)
-        return named | named_ids(parse(query, max_tokens=max_tokens, no_location=True), None)
+        return named | (named_ids(parse(query, max_tokens=max_tokens, no_location=True), None) if query else set())
     except Exception:  # noqa: BLE001 (whatever the body holds, the entry is still written)
         return set()
 
 
-def parse_payload(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
+def parse_payload(body: bytes) -> tuple[str | None, dict[str, Any] | None, str | None, DocumentRef | None]:
+    """``query``, ``variables``, ``operationName``, and the stored document named instead of (or as well as) the
+    query: ``documentId`` or Apollo's ``extensions.persistedQuery`` (hub/operations.py)."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -264,13 +267,16 @@ def parse_payload(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
     query = payload.get("query")
     variables = payload.get("variables")
     operation_name = payload.get("operationName")
-    if not isinstance(query, str) or not query.strip():
+    ref = document_ref(payload)
+    if ref is not None and query is None:
+        pass  # the stored document is the query
+    elif not isinstance(query, str) or not query.strip():
         raise RequestError("'query' must be a non-empty string", code="BAD_REQUEST")
     if variables is not None and not isinstance(variables, dict):
         raise RequestError("'variables' must be an object", code="BAD_REQUEST")
     if operation_name is not None and not isinstance(operation_name, str):
         raise RequestError("'operationName' must be a string", code="BAD_REQUEST")
-    return query, variables, operation_name
+    return query, variables, operation_name, ref
 
 
 def parse_document(query: str, max_tokens: int) -> DocumentNode:
@@ -364,8 +370,9 @@ async def handle(state: HubState, request: Request) -> Response:
         if consumer is not None:
             ex.actor = consumer.narrowed(ex.actor)
         purpose = request_context(state, request, ex.actor, ex)
-        query, variables, op_name = parse_payload(raw)
+        sent, variables, op_name, ref = parse_payload(raw)
         ex.well_formed = True  # a GraphQL-over-HTTP request from here on (hub/graphql_http.py)
+        query = await document_for_request(state, ex.actor, purpose.id, sent, ref)  # approved operations
         ex.named = named_ids(None, variables)
         document = state.documents.get(query)
         validated = document is not None

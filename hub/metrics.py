@@ -109,6 +109,14 @@ class Metrics:
             registry=r,
         )
 
+        self.unapproved = Counter(
+            "hub_unapproved_documents",
+            "Documents sent as text that are not approved for the client and purpose, by the client's mode "
+            "(log: run and logged; require: refused)",
+            ["department", "purpose", "mode"],
+            registry=r,
+        )
+
     def watch(self, sources: Callable[[], dict[str, Source]], tree_size: Callable[[], int]) -> None:
         self.registry.register(_Live(sources, tree_size))
 

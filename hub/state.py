@@ -45,6 +45,7 @@ from hub.sources.sql import SqlSource
 from hub.sources.subgraph import SubgraphSource, check_subgraphs, is_subgraph_url
 from hub.store.authorizations import AuthorizationStore
 from hub.store.clients import ClientStore
+from hub.store.operations import OperationStore
 from hub.upstream.breaker import CircuitBreaker
 
 log = logging.getLogger("hub")
@@ -103,6 +104,7 @@ class HubState:
         self.engine = open_hub_db(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine, clock)
         self.authorizations = AuthorizationStore(self.engine, clock)
+        self.operations = OperationStore(self.engine, clock)  # approved operations (hub/operations.py)
         audit_key = self.keys.audit_private_key()
         self.audit = AuditLog(
             self.engine,
