@@ -116,6 +116,40 @@ def cmd_schema_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema_diff(args: argparse.Namespace) -> int:
+    """Breaking and dangerous changes from OLD to NEW (SDL files); exit status 1 if any is breaking."""
+    from hub.schema_versions import diff, load_sdl
+
+    changes = diff(load_sdl(Path(args.old)), load_sdl(Path(args.new)))
+    for change in changes:
+        print(change)
+    if not changes:
+        print("no breaking or dangerous changes")
+    return 1 if any(c.breaking for c in changes) else 0
+
+
+def cmd_schema_check(args: argparse.Namespace) -> int:
+    """CI gate: a breaking change since the last release needs a new major version and a CHANGELOG section."""
+    import tomllib
+
+    from hub.schema_versions import check
+
+    version = args.version
+    if version is None:
+        version = tomllib.loads(Path(args.pyproject).read_text(encoding="utf-8"))["project"]["version"]
+    changes, problems = check(Path(args.schema), Path(args.history), Path(args.changelog), version)
+    for change in changes:
+        print(change)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print(
+            f"schema {version}: ok ({sum(c.breaking for c in changes)} breaking, "
+            f"{sum(not c.breaking for c in changes)} dangerous change(s) since the last release)"
+        )
+    return 1 if problems else 0
+
+
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from hub.monitor.rules import load_rules
     from hub.policy.load import load_policy_set
@@ -395,6 +429,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", default="-")
     e.set_defaults(fn=cmd_schema_export)
 
+    dif = sc.add_parser("diff", help="breaking and dangerous changes between two SDL files (exit 1 if breaking)")
+    dif.add_argument("old")
+    dif.add_argument("new")
+    dif.set_defaults(fn=cmd_schema_diff)
+    chk = sc.add_parser("check", help="CI: breaking changes since the last release need a version and CHANGELOG")
+    chk.add_argument("--schema", default="schema.graphql")
+    chk.add_argument("--history", default="schema-history", help="folder of released schemas, <version>.graphql")
+    chk.add_argument("--changelog", default="CHANGELOG.md")
+    chk.add_argument("--pyproject", default="pyproject.toml", help="where the version is read from")
+    chk.add_argument("--version", help="the version being built (default: pyproject's)")
+    chk.set_defaults(fn=cmd_schema_check)
     po = sub.add_parser("policy", help="policy commands").add_subparsers(dest="sub", required=True)
     po.add_parser("check", help="validate policies/").set_defaults(fn=cmd_policy_check)
     ex = po.add_parser("explain", help="every field and why it is or is not visible")
