@@ -27,6 +27,7 @@ from hub.gateway import handle, read_body
 from hub.health import readiness
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import MetricsMiddleware
+from hub.ratelimit import RateLimited
 from hub.settings import Settings
 from hub.state import HubState
 
@@ -38,6 +39,13 @@ def _oauth_error(error: str, description: str, status: int = 400) -> JSONRespons
     if status == 401:
         headers["www-authenticate"] = 'Basic realm="hub"'
     return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
+
+
+async def _token_rate_limited(state: HubState, client_id: str, address: str, exc: RateLimited) -> Response:
+    await state.record_token_failure(client_id, address, "RATE_LIMITED", 429)
+    response = _oauth_error("temporarily_unavailable", exc.message, 429)
+    response.headers["retry-after"] = str(exc.retry_after)
+    return response
 
 
 async def token_endpoint(request: Request) -> Response:
@@ -72,6 +80,10 @@ async def token_endpoint(request: Request) -> Response:
     if not client_id or secret is None:
         return _oauth_error("invalid_client", "client authentication is required", 401)
     address = request.client.host if request.client else ""
+    try:  # per caller, before anything is checked (docs/operations.md, rate limits)
+        await state.token_limit.check(f"token:{address}", "this address")
+    except RateLimited as exc:
+        return await _token_rate_limited(state, client_id or "", address, exc)
     wait = max(state.failed_by_client.retry_after(client_id), state.failed_by_address.retry_after(address))
     if wait > 0:  # refused before the secret is even checked: guessing costs the attacker, not the hub
         await state.record_token_failure(client_id, address, "TOKEN_ATTEMPTS_LIMITED", 429)
@@ -86,6 +98,10 @@ async def token_endpoint(request: Request) -> Response:
         return _oauth_error("invalid_client", "unknown client or wrong secret", 401)
     if not client.active:
         return _oauth_error("invalid_client", "client is disabled", 401)
+    try:
+        await state.token_limit.check(f"token-client:{client.client_id}", f"client {client.client_id}")
+    except RateLimited as exc:
+        return await _token_rate_limited(state, client.client_id, address, exc)
     requested = str(form.get("scope", "")).split()
     purposes = list(client.purposes)
     if requested:

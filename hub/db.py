@@ -14,6 +14,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Engine,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -147,6 +148,16 @@ operation_modes = Table(
     Column("client_id", String(64), primary_key=True),
     Column("mode", String(10), nullable=False),  # off | log | require (no row: off)
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# rate limits (hub/ratelimit.py): one token bucket per key, shared by every hub process on this database
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(120), primary_key=True),  # "graphql:<client id>", "token:<address>", "token-client:<id>"
+    Column("tokens", Float, nullable=False),
+    Column("updated", Float, nullable=False),  # seconds since the epoch, by the hub's clock
+    Column("allowed", Boolean, nullable=False),  # whether the last request taken from it was let through
 )
 
 monitor_cursors = Table(

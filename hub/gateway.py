@@ -100,6 +100,7 @@ class Exchange:
     remote: list[dict[str, Any]] = field(default_factory=list)
     predicates_in_hub: list[str] = field(default_factory=list)  # subgraph departments whose predicates the hub ran
     well_formed: bool = False  # past the headers and the JSON body: a well-formed GraphQL-over-HTTP request
+    retry_after: int = 0  # seconds, for a 429 (hub/ratelimit.py)
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
@@ -365,6 +366,7 @@ async def handle(state: HubState, request: Request) -> Response:
     try:
         raw = ex.raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
         ex.actor = await authenticate(state, request)
+        await state.graphql_limit.check(f"graphql:{ex.actor.client_id}", f"client {ex.actor.client_id}")
         ex.origin_request_id = origin_request_id(request.headers, ex.actor)  # federation: kept for role "hub" only
         consumer = on_behalf_of(request.headers, ex.origin_request_id)  # federation: the calling hub's consumer
         if consumer is not None:
@@ -476,7 +478,7 @@ async def handle(state: HubState, request: Request) -> Response:
             client_errors = ("GRAPHQL_ERROR", "BAD_VARIABLES")
             ex.status = 400 if any(e["extensions"]["code"] in client_errors for e in body.get("errors", [])) else 200
     except HubError as exc:
-        ex.status = exc.status
+        ex.status, ex.retry_after = exc.status, getattr(exc, "retry_after", 0)
         if not ex.reasons:
             ex.reasons = [exc.code]
         ex.decision = "deny" if isinstance(exc, AuthenticationError | ForbiddenError | RequestError) else "error"
@@ -513,6 +515,8 @@ async def handle(state: HubState, request: Request) -> Response:
     headers = {"x-request-id": ex.request_id}
     if ex.status == 401:
         headers["www-authenticate"] = 'Bearer error="invalid_token"'
+    if ex.retry_after:
+        headers["retry-after"] = str(ex.retry_after)
     return JSONResponse(
         shaped(media, ex.status, body), status_code=ex.status, headers=headers, media_type=content_type(media)
     )

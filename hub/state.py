@@ -38,6 +38,7 @@ from hub.monitor.alerts import AlertStore
 from hub.monitor.reader import Monitor
 from hub.monitor.rules import RuleSet, load_rules
 from hub.policy.load import load_policy_set
+from hub.ratelimit import RateLimiter
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
 from hub.sources import Source
@@ -105,6 +106,10 @@ class HubState:
         self.clients = ClientStore(self.engine, clock)
         self.authorizations = AuthorizationStore(self.engine, clock)
         self.operations = OperationStore(self.engine, clock)  # approved operations (hub/operations.py)
+        # rate limits shared by every process on this database (hub/ratelimit.py): /graphql per client, and the
+        # token endpoint per address and per client
+        self.graphql_limit = RateLimiter(self.engine, settings.rate_limit, settings.rate_burst, clock)
+        self.token_limit = RateLimiter(self.engine, settings.token_rate_limit, settings.rate_burst, clock)
         audit_key = self.keys.audit_private_key()
         self.audit = AuditLog(
             self.engine,
