@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, unquote
 
+from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -203,10 +204,15 @@ async def graphql_endpoint(request: Request) -> Response:
 
 
 def create_app(
-    settings: Settings | None = None, *, sign_interval: float = 10.0, clock: Clock = system_clock
+    settings: Settings | None = None,
+    *,
+    sign_interval: float = 10.0,
+    clock: Clock = system_clock,
+    span_exporter: SpanExporter | None = None,
 ) -> Starlette:
+    """The hub's ASGI app. ``span_exporter``: where trace spans go instead of ``HUB_OTLP_ENDPOINT`` (tests)."""
     settings = settings or Settings.from_env()
-    state = HubState(settings, clock)  # everything the routes share (hub/state.py)
+    state = HubState(settings, clock, span_exporter)  # everything the routes share (hub/state.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -235,6 +241,7 @@ def create_app(
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(state.audit.sign_head)
             state.close()
+            state.tracing.shutdown()
 
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
@@ -256,4 +263,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.hub = state
+    state.tracing.instrument_app(app)  # OpenTelemetry, when configured (hub/tracing.py)
     return app

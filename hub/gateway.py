@@ -101,6 +101,10 @@ class Exchange:
     predicates_in_hub: list[str] = field(default_factory=list)  # subgraph departments whose predicates the hub ran
     well_formed: bool = False  # past the headers and the JSON body: a well-formed GraphQL-over-HTTP request
     retry_after: int = 0  # seconds, for a 429 (hub/ratelimit.py)
+    marks: list[tuple[str, int]] = field(default_factory=lambda: [("start", time.time_ns())])  # step, its end (ns)
+
+    def mark(self, step: str) -> None:
+        self.marks.append((step, time.time_ns()))
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
@@ -365,16 +369,20 @@ async def handle(state: HubState, request: Request) -> Response:
     body: dict[str, Any]
     try:
         raw = ex.raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+        ex.mark("read_body")  # each step's end, for its trace span (hub/tracing.py)
         ex.actor = await authenticate(state, request)
+        ex.mark("authenticate")
         await state.graphql_limit.check(f"graphql:{ex.actor.client_id}", f"client {ex.actor.client_id}")
         ex.origin_request_id = origin_request_id(request.headers, ex.actor)  # federation: kept for role "hub" only
         consumer = on_behalf_of(request.headers, ex.origin_request_id)  # federation: the calling hub's consumer
         if consumer is not None:
             ex.actor = consumer.narrowed(ex.actor)
         purpose = request_context(state, request, ex.actor, ex)
+        ex.mark("headers")
         sent, variables, op_name, ref = parse_payload(raw)
         ex.well_formed = True  # a GraphQL-over-HTTP request from here on (hub/graphql_http.py)
         query = await document_for_request(state, ex.actor, purpose.id, sent, ref)  # approved operations
+        ex.mark("payload")
         ex.named = named_ids(None, variables)
         document = state.documents.get(query)
         validated = document is not None
@@ -384,7 +392,9 @@ async def handle(state: HubState, request: Request) -> Response:
         operation = pick_operation(document, op_name)
         ex.operation_name = recordable_name(operation)
         coerced, variables_problem = coerce_variables(state, operation, variables)
+        ex.mark("parse")
         check_limits(document, operation, state.limits, coerced)
+        ex.mark("limits")
         if not validated:
             errors = validate(
                 state.graphql_schema,
@@ -417,6 +427,7 @@ async def handle(state: HubState, request: Request) -> Response:
             ex.plan = narrow_plan(
                 ex.plan, plan_operation(state.graphql_schema, document, operation, *args) if replan else None, consumer
             )
+        ex.mark("validate_and_plan")
         if not ex.plan.allowed:
             denied = [{"coordinate": d.coordinate, "reason": d.reason} for d in ex.plan.denials]
             ex.reasons = [f"{d['coordinate']}: {d['reason']}" for d in denied]
@@ -465,6 +476,7 @@ async def handle(state: HubState, request: Request) -> Response:
         ex.out_of_area = await count_out_of_area(context) + found.out_of_area
         ex.refused = set(context.out_of_area_ids)
         ex.upstream_failures = context.upstream_failures | found.failures
+        ex.mark("execute")
         if lookups:
             await state.misses.after(ex.actor.client_id, spent, *lookups.outcome(result))
         body = {"data": result.data}
@@ -532,6 +544,9 @@ def counted(state: HubState, ex: Exchange, append_outcome: str, appending: float
     department = ex.actor.department if ex.actor is not None else ""
     decision = ex.decision if append_outcome == "committed" else "error"
     metrics.graphql_answered(ex.purpose, department, decision, status, now - ex.started, denied)
+    ex.mark("audit")
+    attributes = {"hub.purpose": ex.purpose, "hub.department": department, "hub.decision": decision}
+    state.tracing.record(ex.marks, {**attributes, "hub.status": status})
 
 
 def audit_digests(state: HubState, ex: Exchange, body: dict[str, Any]) -> dict[str, str]:

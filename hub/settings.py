@@ -55,6 +55,8 @@ HELP: dict[str, str] = {
     "0: no limit.",
     "rate_burst": "The most requests a client (or token endpoint caller) may make at once before the rate limit "
     "spaces them out (the bucket's size).",
+    "otlp_endpoint": "OTLP/HTTP endpoint traces are exported to (e.g. http://collector:4318/v1/traces); empty: no "
+    "tracing.",
     "log_format": "Log line format of `hub serve`: `text` (readable) or `json` (one object per line); both carry the "
     "request id (docs/operations.md).",
     # monitoring (docs/monitoring.md)
@@ -107,6 +109,7 @@ class Settings:
     audit_origin: str = "hub.local/audit"
     witnesses: str = ""
     log_format: str = "text"  # text | json (hub/logs.py)
+    otlp_endpoint: str = ""  # OpenTelemetry traces (hub/tracing.py)
     rate_limit: float = 0.0  # per minute, per client (hub/ratelimit.py)
     token_rate_limit: float = 0.0
     rate_burst: int = 20

@@ -14,6 +14,7 @@ from graphql import GraphQLSchema, specified_rules
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from joserfc import jws
 from joserfc.errors import JoseError
+from opentelemetry.sdk.trace.export import SpanExporter
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.audit.archive import archived_leaves
@@ -47,6 +48,7 @@ from hub.sources.subgraph import SubgraphSource, check_subgraphs, is_subgraph_ur
 from hub.store.authorizations import AuthorizationStore
 from hub.store.clients import ClientStore
 from hub.store.operations import OperationStore
+from hub.tracing import Tracing
 from hub.upstream.breaker import CircuitBreaker
 
 log = logging.getLogger("hub")
@@ -78,7 +80,9 @@ def build_sources(settings: Settings, signer: HopSigner) -> dict[str, Source]:
 class HubState:
     """Everything one hub process shares between requests. Built at start-up; refuses to start if invalid."""
 
-    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock = system_clock, span_exporter: SpanExporter | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.schema = build_schema()
@@ -135,6 +139,10 @@ class HubState:
         for code, source in self.sources.items():
             source.breaker.observe = self.metrics.department_observer(code)
         self.metrics.watch(lambda: self.sources, self.audit.size)
+        # OpenTelemetry traces, this app's own provider (hub/tracing.py): the hub database and SQL departments
+        self.tracing = Tracing(settings.otlp_endpoint, span_exporter)
+        sql = [s.engine for s in self.sources.values() if isinstance(s, SqlSource)]
+        self.tracing.instrument_engines([self.engine, *sql])
         # token endpoint: failed client authentications per client id and per address (hub/auth/attempts.py)
         self.failed_by_client = FailedAttempts(settings.token_failures_per_client, settings.token_failure_window)
         self.failed_by_address = FailedAttempts(settings.token_failures_per_address, settings.token_failure_window)

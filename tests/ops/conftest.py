@@ -24,8 +24,9 @@ def own_hub(dept_data: tuple[Path, GenerateResult], tmp_path: Path) -> OwnHub:
 
     @asynccontextmanager
     async def make(**overrides: Any) -> AsyncIterator[Hub]:
+        exporter = overrides.pop("span_exporter", None)  # traces to a test's exporter (hub/tracing.py)
         settings = make_settings(tmp_path, **overrides)
-        app = create_app(settings, sign_interval=3600, clock=working_clock())
+        app = create_app(settings, sign_interval=3600, clock=working_clock(), span_exporter=exporter)
         secrets = {}
         for cid, (dept, area, purposes, roles) in CLIENTS.items():
             _, secrets[cid] = app.state.hub.clients.add(cid, dept, area, purposes, roles)
