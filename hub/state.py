@@ -208,6 +208,8 @@ class HubState:
     def close(self) -> None:
         for source in self.sources.values():
             source.close()
+        self.graphql_limit.close()
+        self.token_limit.close()
         self.engine.dispose()
 
 
