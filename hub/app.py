@@ -13,10 +13,12 @@ import time
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, unquote
 
+from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from hub.audit.receipts import checkpoint_endpoint, receipt_endpoint
 from hub.auth.tokens import issue_token
@@ -24,7 +26,11 @@ from hub.clock import Clock, system_clock
 from hub.console import console_app
 from hub.errors import BodyTimeout, BodyTooLarge
 from hub.gateway import handle, read_body
+from hub.health import readiness
+from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hub.metrics import MetricsMiddleware
 from hub.monitor.ws import alert_socket
+from hub.ratelimit import RateLimited
 from hub.settings import Settings
 from hub.state import HubState
 
@@ -36,6 +42,13 @@ def _oauth_error(error: str, description: str, status: int = 400) -> JSONRespons
     if status == 401:
         headers["www-authenticate"] = 'Basic realm="hub"'
     return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
+
+
+async def _token_rate_limited(state: HubState, client_id: str, address: str, exc: RateLimited) -> Response:
+    await state.record_token_failure(client_id, address, "RATE_LIMITED", 429)
+    response = _oauth_error("temporarily_unavailable", exc.message, 429)
+    response.headers["retry-after"] = str(exc.retry_after)
+    return response
 
 
 async def token_endpoint(request: Request) -> Response:
@@ -70,6 +83,10 @@ async def token_endpoint(request: Request) -> Response:
     if not client_id or secret is None:
         return _oauth_error("invalid_client", "client authentication is required", 401)
     address = request.client.host if request.client else ""
+    try:  # per caller, before anything is checked (docs/operations.md, rate limits)
+        await state.token_limit.check(f"token:{address}", "this address")
+    except RateLimited as exc:
+        return await _token_rate_limited(state, client_id or "", address, exc)
     wait = max(state.failed_by_client.retry_after(client_id), state.failed_by_address.retry_after(address))
     if wait > 0:  # refused before the secret is even checked: guessing costs the attacker, not the hub
         await state.record_token_failure(client_id, address, "TOKEN_ATTEMPTS_LIMITED", 429)
@@ -84,6 +101,10 @@ async def token_endpoint(request: Request) -> Response:
         return _oauth_error("invalid_client", "unknown client or wrong secret", 401)
     if not client.active:
         return _oauth_error("invalid_client", "client is disabled", 401)
+    try:
+        await state.token_limit.check(f"token-client:{client.client_id}", f"client {client.client_id}")
+    except RateLimited as exc:
+        return await _token_rate_limited(state, client.client_id, address, exc)
     requested = str(form.get("scope", "")).split()
     purposes = list(client.purposes)
     if requested:
@@ -114,6 +135,24 @@ async def jwks_endpoint(request: Request) -> Response:
     return JSONResponse(state.keys.jwks(), headers={"cache-control": "max-age=60"})
 
 
+async def authorization_server_metadata(request: Request) -> Response:
+    """OAuth 2.0 Authorization Server Metadata (RFC 8414) for the client credentials grant. The issuer is
+    ``HUB_ISSUER`` and the endpoints are under it, so it must be the hub's public base URL (docs/operations.md)."""
+    state: HubState = request.app.state.hub
+    issuer = state.settings.issuer
+    base = issuer.rstrip("/")
+    metadata = {
+        "issuer": issuer,
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": [],  # no authorization endpoint: client credentials only
+        "scopes_supported": sorted(state.policy.purposes),  # a token's scope is the purposes it may declare
+    }
+    return JSONResponse(metadata, headers={"cache-control": "max-age=300"})
+
+
 async def audit_key_endpoint(request: Request) -> Response:
     state: HubState = request.app.state.hub
     return PlainTextResponse(state.keys.audit_public_path.read_text(), media_type="application/x-pem-file")
@@ -122,6 +161,24 @@ async def audit_key_endpoint(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     state: HubState = request.app.state.hub
     return JSONResponse({"status": "ok", "departments": sorted(state.sources), "grants": len(state.policy.grants)})
+
+
+async def livez(request: Request) -> Response:
+    """The process answers (docs/operations.md): nothing else is touched."""
+    return JSONResponse({"status": "alive"}, headers={"cache-control": "no-store"})
+
+
+async def readyz(request: Request) -> Response:
+    """The hub can serve now: its database answers, the audit log can take a write, policies are loaded
+    (503 otherwise). Departments are reported, never fatal (docs/operations.md)."""
+    ready, body = await readiness(request.app.state.hub)
+    return JSONResponse(body, status_code=200 if ready else 503, headers={"cache-control": "no-store"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus metrics, this hub's own registry (hub/metrics.py, docs/operations.md)."""
+    state: HubState = request.app.state.hub
+    return Response(await asyncio.to_thread(state.metrics.render), media_type=METRICS_CONTENT_TYPE)
 
 
 GRAPHIQL = """<!doctype html><html><head><title>hub · GraphiQL</title>
@@ -149,10 +206,15 @@ async def graphql_endpoint(request: Request) -> Response:
 
 
 def create_app(
-    settings: Settings | None = None, *, sign_interval: float = 10.0, clock: Clock = system_clock
+    settings: Settings | None = None,
+    *,
+    sign_interval: float = 10.0,
+    clock: Clock = system_clock,
+    span_exporter: SpanExporter | None = None,
 ) -> Starlette:
+    """The hub's ASGI app. ``span_exporter``: where trace spans go instead of ``HUB_OTLP_ENDPOINT`` (tests)."""
     settings = settings or Settings.from_env()
-    state = HubState(settings, clock)  # everything the routes share (hub/state.py)
+    state = HubState(settings, clock, span_exporter)  # everything the routes share (hub/state.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -181,20 +243,29 @@ def create_app(
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(state.audit.sign_head)
             state.close()
+            state.tracing.shutdown()
 
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/oauth/token", token_endpoint, methods=["POST"]),
+        Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
+        Route("/.well-known/oauth-authorization-server", authorization_server_metadata, methods=["GET"]),
+        Route("/.well-known/audit-key.pem", audit_key_endpoint, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/audit/checkpoint", checkpoint_endpoint, methods=["GET"]),
+        Route("/audit/receipt", receipt_endpoint, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        WebSocketRoute("/graphql", alert_socket),  # the alert subscription, graphql-transport-ws only
+        Mount("/console", console_app(state)),  # the privacy officers' console (docs/console.md)
+    ]
+    paths = [r.path for r in routes if isinstance(r, Route | WebSocketRoute | Mount)]
     app = Starlette(
-        routes=[
-            Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", alert_socket),  # the alert subscription, graphql-transport-ws only
-            Route("/oauth/token", token_endpoint, methods=["POST"]),
-            Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
-            Route("/.well-known/audit-key.pem", audit_key_endpoint, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/audit/checkpoint", checkpoint_endpoint, methods=["GET"]),
-            Route("/audit/receipt", receipt_endpoint, methods=["GET"]),
-            Mount("/console", console_app(state)),  # the privacy officers' console (docs/console.md)
-        ],
+        routes=routes,
+        middleware=[Middleware(MetricsMiddleware, metrics=state.metrics, routes=paths)],
         lifespan=lifespan,
     )
     app.state.hub = state
+    state.tracing.instrument_app(app)  # OpenTelemetry, when configured (hub/tracing.py)
     return app

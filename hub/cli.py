@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hub.clock import china_date, system_clock
 from hub.errors import HubError
+from hub.logs import configure_logging
 from hub.settings import Settings
 
 
@@ -26,8 +27,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.dev:
         settings = settings.replace(dev_mode=True)
+    configure_logging(settings.log_format)  # text or JSON lines, with the request id (docs/operations.md)
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", workers=1)
+    # uvicorn's loggers go through the root handler; the hub writes its own access lines (with the request id)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", workers=1, log_config=None, access_log=False)
     return 0
 
 
@@ -49,7 +52,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     subgraph, settings = start_demo_subgraph(settings, args.host, args.port)  # federation: education as a subgraph
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        configure_logging(settings.log_format)
+        app = create_app(settings)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None, access_log=False)
     finally:
         if subgraph is not None:
             subgraph.terminate()
@@ -116,6 +121,40 @@ def cmd_schema_export(args: argparse.Namespace) -> int:
         Path(args.output).write_text(sdl, encoding="utf-8")
         print(f"wrote {args.output}")
     return 0
+
+
+def cmd_schema_diff(args: argparse.Namespace) -> int:
+    """Breaking and dangerous changes from OLD to NEW (SDL files); exit status 1 if any is breaking."""
+    from hub.schema_versions import diff, load_sdl
+
+    changes = diff(load_sdl(Path(args.old)), load_sdl(Path(args.new)))
+    for change in changes:
+        print(change)
+    if not changes:
+        print("no breaking or dangerous changes")
+    return 1 if any(c.breaking for c in changes) else 0
+
+
+def cmd_schema_check(args: argparse.Namespace) -> int:
+    """CI gate: a breaking change since the last release needs a new major version and a CHANGELOG section."""
+    import tomllib
+
+    from hub.schema_versions import check
+
+    version = args.version
+    if version is None:
+        version = tomllib.loads(Path(args.pyproject).read_text(encoding="utf-8"))["project"]["version"]
+    changes, problems = check(Path(args.schema), Path(args.history), Path(args.changelog), version)
+    for change in changes:
+        print(change)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print(
+            f"schema {version}: ok ({sum(c.breaking for c in changes)} breaking, "
+            f"{sum(not c.breaking for c in changes)} dangerous change(s) since the last release)"
+        )
+    return 1 if problems else 0
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
@@ -292,6 +331,72 @@ def cmd_authz_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _desk(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The approved-operations desk of the configured hub: its database, policies, schema and audit log."""
+    import time
+    import uuid
+
+    from hub.audit.store import open_audit_log
+    from hub.gateway import Exchange, audit_body
+    from hub.operations import OperationDesk
+    from hub.policy.load import load_policy_set
+    from hub.schema import build_schema, catalog_of
+    from hub.store.clients import ClientStore
+    from hub.store.operations import OperationStore
+
+    s = _settings(args)
+    audit = open_audit_log(s)
+    schema = build_schema()
+    catalog = catalog_of(schema)
+    return OperationDesk(
+        OperationStore(audit.engine),
+        ClientStore(audit.engine),
+        schema._schema,
+        catalog,
+        load_policy_set(s, catalog),
+        record=lambda body: audit.write([(body, [])]),
+        blank_entry=lambda: audit_body(Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())),
+        today=lambda: china_date(system_clock()),
+    )
+
+
+def _operation_line(op) -> str:  # type: ignore[no-untyped-def]
+    decided = f"approved by {op.approved_by}" if op.approved_by else ""
+    if op.retired_by:
+        decided = f"retired by {op.retired_by}"
+    return f"{op.document_id} {op.client_id:24} {op.purpose:6} {op.status:9} {decided}".rstrip()
+
+
+def cmd_operations_submit(args: argparse.Namespace) -> int:
+    text = Path(args.file).read_text(encoding="utf-8") if args.file != "-" else sys.stdin.read()
+    op = _desk(args).submit(args.client, args.purpose, text, args.by)
+    print(_operation_line(op))
+    return 0
+
+
+def cmd_operations_list(args: argparse.Namespace) -> int:
+    desk = _desk(args)
+    for op in desk.store.list(args.client, args.status):
+        print(_operation_line(op))
+    return 0
+
+
+def cmd_operations_approve(args: argparse.Namespace) -> int:
+    print(_operation_line(_desk(args).approve(args.document_id, args.client, args.purpose, args.by)))
+    return 0
+
+
+def cmd_operations_retire(args: argparse.Namespace) -> int:
+    print(_operation_line(_desk(args).retire(args.document_id, args.client, args.purpose, args.by)))
+    return 0
+
+
+def cmd_operations_mode(args: argparse.Namespace) -> int:
+    _desk(args).set_mode(args.client, args.mode, args.by)
+    print(f"{args.client}: operations mode {args.mode}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hub", description="GraphQL data-sharing hub for social assistance")
     p.add_argument("--data-dir", help="override HUB_DATA_DIR")
@@ -331,6 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", default="-")
     e.set_defaults(fn=cmd_schema_export)
 
+    dif = sc.add_parser("diff", help="breaking and dangerous changes between two SDL files (exit 1 if breaking)")
+    dif.add_argument("old")
+    dif.add_argument("new")
+    dif.set_defaults(fn=cmd_schema_diff)
+    chk = sc.add_parser("check", help="CI: breaking changes since the last release need a version and CHANGELOG")
+    chk.add_argument("--schema", default="schema.graphql")
+    chk.add_argument("--history", default="schema-history", help="folder of released schemas, <version>.graphql")
+    chk.add_argument("--changelog", default="CHANGELOG.md")
+    chk.add_argument("--pyproject", default="pyproject.toml", help="where the version is read from")
+    chk.add_argument("--version", help="the version being built (default: pyproject's)")
+    chk.set_defaults(fn=cmd_schema_check)
     po = sub.add_parser("policy", help="policy commands").add_subparsers(dest="sub", required=True)
     po.add_parser("check", help="validate policies/").set_defaults(fn=cmd_policy_check)
     ex = po.add_parser("explain", help="every field and why it is or is not visible")
@@ -392,6 +508,35 @@ def build_parser() -> argparse.ArgumentParser:
     ar = au.add_parser("revoke")
     ar.add_argument("id", type=int)
     ar.set_defaults(fn=cmd_authz_revoke)
+
+    op = sub.add_parser("operations", help="approved operations (persisted documents)").add_subparsers(
+        dest="sub", required=True
+    )
+    osub = op.add_parser("submit", help="submit a document a consumer needs (pending until approved)")
+    osub.add_argument("--client", required=True)
+    osub.add_argument("--purpose", required=True)
+    osub.add_argument("--file", required=True, help="the document's exact text ('-': standard input)")
+    osub.add_argument("--by", required=True, help="who submits it")
+    osub.set_defaults(fn=cmd_operations_submit)
+    olist = op.add_parser("list")
+    olist.add_argument("--client")
+    olist.add_argument("--status", choices=["pending", "approved", "retired"])
+    olist.set_defaults(fn=cmd_operations_list)
+    for name, fn, what in (
+        ("approve", cmd_operations_approve, "approve a pending document (refused if the policies would deny it)"),
+        ("retire", cmd_operations_retire, "retire a document: it no longer runs"),
+    ):
+        oa = op.add_parser(name, help=what)
+        oa.add_argument("document_id", help="sha256:<hex>")
+        oa.add_argument("--client", required=True)
+        oa.add_argument("--purpose", required=True)
+        oa.add_argument("--by", required=True, help="the privacy officer")
+        oa.set_defaults(fn=fn)
+    om = op.add_parser("mode", help="off: any document; log: log unapproved ones; require: approved ones only")
+    om.add_argument("client")
+    om.add_argument("mode", choices=["off", "log", "require"])
+    om.add_argument("--by", required=True)
+    om.set_defaults(fn=cmd_operations_mode)
 
     from hub.audit.cli import add_audit_commands
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Engine,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -121,6 +122,44 @@ archives = Table(
 )
 
 # Monitoring (docs/monitoring.md): the cursor per department outbox, what became of each event, alerts.
+# approved operations (persisted documents, docs/operations.md): a consumer submits the documents it needs, a
+# privacy officer approves them, and clients switched to "require" run only approved ones
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("document_id", String(71), nullable=False),  # "sha256:<hex>" of the exact text
+    Column("client_id", String(64), nullable=False),
+    Column("purpose", String(20), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("status", String(10), nullable=False),  # pending | approved | retired
+    Column("submitted_by", String(80), nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("approved_by", String(80), nullable=False),  # "" until approved
+    Column("approved_at", DateTime(timezone=True)),
+    Column("retired_by", String(80), nullable=False),  # "" until retired
+    Column("retired_at", DateTime(timezone=True)),
+    Index("uq_operations_document_client_purpose", "document_id", "client_id", "purpose", unique=True),
+)
+
+operation_modes = Table(
+    "operation_modes",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("mode", String(10), nullable=False),  # off | log | require (no row: off)
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# rate limits (hub/ratelimit.py): one token bucket per key, shared by every hub process on this database
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(120), primary_key=True),  # "graphql:<client id>", "token:<address>", "token-client:<id>"
+    Column("tokens", Float, nullable=False),
+    Column("updated", Float, nullable=False),  # seconds since the epoch, by the hub's clock
+    Column("allowed", Boolean, nullable=False),  # whether the last request taken from it was let through
+)
+
 monitor_cursors = Table(
     "monitor_cursors",
     metadata,

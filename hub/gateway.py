@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,10 +50,13 @@ from hub.errors import (
 )
 from hub.federation.consumer import Asker, narrow_plan, on_behalf_of, origin_request_id
 from hub.federation.delegate import delegate_unresolved
+from hub.graphql_http import content_type, negotiate, shaped, status_for
 from hub.graphql_walk import with_defaults
 from hub.ids import is_valid_id
 from hub.limits import check_limits
+from hub.logs import new_request_id
 from hub.lookups import IdLookups
+from hub.operations import DocumentRef, document_for_request, document_ref
 from hub.policy.model import Purpose, Scope
 from hub.policy.plan import Plan, plan_operation
 from hub.schema.context import HubContext, count_out_of_area
@@ -98,6 +100,12 @@ class Exchange:
     origin_request_id: str = ""
     remote: list[dict[str, Any]] = field(default_factory=list)
     predicates_in_hub: list[str] = field(default_factory=list)  # subgraph departments whose predicates the hub ran
+    well_formed: bool = False  # past the headers and the JSON body: a well-formed GraphQL-over-HTTP request
+    retry_after: int = 0  # seconds, for a 429 (hub/ratelimit.py)
+    marks: list[tuple[str, int]] = field(default_factory=lambda: [("start", time.time_ns())])  # step, its end (ns)
+
+    def mark(self, step: str) -> None:
+        self.marks.append((step, time.time_ns()))
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
@@ -240,14 +248,16 @@ def named_in_body(raw: bytes, max_tokens: int) -> set[str]:
     """The ID numbers a request body names, for a request refused before its body was parsed (an authenticated
     client only, so nobody unknown can put entries on a resident's report). Best effort: nothing on failure."""
     try:
-        query, variables, _ = parse_payload(raw)
+        query, variables, _, _ = parse_payload(raw)
         named = named_ids(None, variables)
-        return named | named_ids(parse(query, max_tokens=max_tokens, no_location=True), None)
+        return named | (named_ids(parse(query, max_tokens=max_tokens, no_location=True), None) if query else set())
     except Exception:  # noqa: BLE001 (whatever the body holds, the entry is still written)
         return set()
 
 
-def parse_payload(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
+def parse_payload(body: bytes) -> tuple[str | None, dict[str, Any] | None, str | None, DocumentRef | None]:
+    """``query``, ``variables``, ``operationName``, and the stored document named instead of (or as well as) the
+    query: ``documentId`` or Apollo's ``extensions.persistedQuery`` (hub/operations.py)."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -263,13 +273,16 @@ def parse_payload(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
     query = payload.get("query")
     variables = payload.get("variables")
     operation_name = payload.get("operationName")
-    if not isinstance(query, str) or not query.strip():
+    ref = document_ref(payload)
+    if ref is not None and query is None:
+        pass  # the stored document is the query
+    elif not isinstance(query, str) or not query.strip():
         raise RequestError("'query' must be a non-empty string", code="BAD_REQUEST")
     if variables is not None and not isinstance(variables, dict):
         raise RequestError("'variables' must be an object", code="BAD_REQUEST")
     if operation_name is not None and not isinstance(operation_name, str):
         raise RequestError("'operationName' must be a string", code="BAD_REQUEST")
-    return query, variables, operation_name
+    return query, variables, operation_name, ref
 
 
 def parse_document(query: str, max_tokens: int) -> DocumentNode:
@@ -353,17 +366,24 @@ def format_error(err: GraphQLError, request_id: str) -> dict[str, Any]:
 
 async def handle(state: HubState, request: Request) -> Response:
     settings = state.settings
-    ex = Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())
+    ex = Exchange(request_id=new_request_id(), started=time.perf_counter())  # bound to the logs (hub/logs.py)
     body: dict[str, Any]
     try:
         raw = ex.raw = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+        ex.mark("read_body")  # each step's end, for its trace span (hub/tracing.py)
         ex.actor = await authenticate(state, request)
+        ex.mark("authenticate")
+        await state.graphql_limit.check(f"graphql:{ex.actor.client_id}", f"client {ex.actor.client_id}")
         ex.origin_request_id = origin_request_id(request.headers, ex.actor)  # federation: kept for role "hub" only
         consumer = on_behalf_of(request.headers, ex.origin_request_id)  # federation: the calling hub's consumer
         if consumer is not None:
             ex.actor = consumer.narrowed(ex.actor)
         purpose = request_context(state, request, ex.actor, ex)
-        query, variables, op_name = parse_payload(raw)
+        ex.mark("headers")
+        sent, variables, op_name, ref = parse_payload(raw)
+        ex.well_formed = True  # a GraphQL-over-HTTP request from here on (hub/graphql_http.py)
+        query = await document_for_request(state, ex.actor, purpose.id, sent, ref)  # approved operations
+        ex.mark("payload")
         ex.named = named_ids(None, variables)
         document = state.documents.get(query)
         validated = document is not None
@@ -375,7 +395,9 @@ async def handle(state: HubState, request: Request) -> Response:
         if operation.operation is OperationType.SUBSCRIPTION:  # hub/monitor/ws.py
             raise RequestError("subscriptions are served over WebSocket (graphql-transport-ws) at /graphql")
         coerced, variables_problem = coerce_variables(state, operation, variables)
+        ex.mark("parse")
         check_limits(document, operation, state.limits, coerced)
+        ex.mark("limits")
         if not validated:
             errors = validate(
                 state.graphql_schema,
@@ -408,6 +430,7 @@ async def handle(state: HubState, request: Request) -> Response:
             ex.plan = narrow_plan(
                 ex.plan, plan_operation(state.graphql_schema, document, operation, *args) if replan else None, consumer
             )
+        ex.mark("validate_and_plan")
         if not ex.plan.allowed:
             denied = [{"coordinate": d.coordinate, "reason": d.reason} for d in ex.plan.denials]
             ex.reasons = [f"{d['coordinate']}: {d['reason']}" for d in denied]
@@ -456,6 +479,7 @@ async def handle(state: HubState, request: Request) -> Response:
         ex.out_of_area = await count_out_of_area(context) + found.out_of_area
         ex.refused = set(context.out_of_area_ids)
         ex.upstream_failures = context.upstream_failures | found.failures
+        ex.mark("execute")
         if lookups:
             await state.misses.after(ex.actor.client_id, spent, *lookups.outcome(result))
         body = {"data": result.data}
@@ -469,7 +493,7 @@ async def handle(state: HubState, request: Request) -> Response:
             client_errors = ("GRAPHQL_ERROR", "BAD_VARIABLES")
             ex.status = 400 if any(e["extensions"]["code"] in client_errors for e in body.get("errors", [])) else 200
     except HubError as exc:
-        ex.status = exc.status
+        ex.status, ex.retry_after = exc.status, getattr(exc, "retry_after", 0)
         if not ex.reasons:
             ex.reasons = [exc.code]
         ex.decision = "deny" if isinstance(exc, AuthenticationError | ForbiddenError | RequestError) else "error"
@@ -478,18 +502,26 @@ async def handle(state: HubState, request: Request) -> Response:
         log.exception("unexpected error (request %s)", ex.request_id)
         ex.status, ex.decision, ex.reasons = 500, "error", ["INTERNAL_ERROR"]
         body = error_body(HubError("Unexpected error.", code="INTERNAL_ERROR"), ex.request_id)
+    media = negotiate(request.headers.get("accept"))  # the status and shape the client asked for
+    ex.status = status_for(media, ex.status, ex.well_formed)  # the entry records the status sent
     # Fail closed: the audit entry is committed before any byte of the response is sent.
     if ex.decision != "allow":
         if not ex.named and ex.actor is not None and ex.raw is not None:  # refused before the body was read
             ex.named = named_in_body(ex.raw, settings.max_tokens)
         ex.refused |= ex.named - ex.subjects  # residents asked about in a refused request: on their report
+    appending = time.perf_counter()
     try:
         digests = audit_digests(state, ex, body)
         seq, leaf = await state.audit.append(audit_body(ex), sorted(state.audit.pseudonym(s) for s in ex.subjects))
     except AuditUnavailable as exc:
+        counted(state, ex, "failed", appending, exc.status)
         return JSONResponse(
-            error_body(exc, ex.request_id), status_code=exc.status, headers={"x-request-id": ex.request_id}
+            shaped(media, exc.status, error_body(exc, ex.request_id)),
+            status_code=exc.status,
+            headers={"x-request-id": ex.request_id},
+            media_type=content_type(media),
         )
+    counted(state, ex, "committed", appending, ex.status)
     # the receipt: which entry records this request (its inclusion proof: GET /audit/receipt?seq=N), and the
     # keyed digests of the request and the answer that the entry holds
     extensions = body.setdefault("extensions", {})
@@ -498,7 +530,26 @@ async def handle(state: HubState, request: Request) -> Response:
     headers = {"x-request-id": ex.request_id}
     if ex.status == 401:
         headers["www-authenticate"] = 'Bearer error="invalid_token"'
-    return JSONResponse(body, status_code=ex.status, headers=headers)
+    if ex.retry_after:
+        headers["retry-after"] = str(ex.retry_after)
+    return JSONResponse(
+        shaped(media, ex.status, body), status_code=ex.status, headers=headers, media_type=content_type(media)
+    )
+
+
+def counted(state: HubState, ex: Exchange, append_outcome: str, appending: float, status: int) -> None:
+    """The request in the metrics (hub/metrics.py): the audit append's time, and the request by purpose,
+    consumer department, decision and status, with the coordinates the policy denied."""
+    now = time.perf_counter()
+    metrics = state.metrics
+    metrics.audit_append.labels(append_outcome).observe(now - appending)
+    denied = [d.coordinate for d in ex.plan.denials] if ex.plan is not None and not ex.plan.allowed else []
+    department = ex.actor.department if ex.actor is not None else ""
+    decision = ex.decision if append_outcome == "committed" else "error"
+    metrics.graphql_answered(ex.purpose, department, decision, status, now - ex.started, denied)
+    ex.mark("audit")
+    attributes = {"hub.purpose": ex.purpose, "hub.department": department, "hub.decision": decision}
+    state.tracing.record(ex.marks, {**attributes, "hub.status": status})
 
 
 def audit_digests(state: HubState, ex: Exchange, body: dict[str, Any]) -> dict[str, str]:

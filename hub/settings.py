@@ -51,6 +51,16 @@ HELP: dict[str, str] = {
     "external_issuer": "Optional: the issuer of the external identity provider.",
     "audit_origin": "Origin line (and key name) of the audit log's C2SP checkpoints, e.g. hub.example.gov.cn/audit.",
     "witnesses": "Witnesses asked to cosign every checkpoint, from HUB_WITNESSES='<witness vkey>=<url>,...'.",
+    "rate_limit": "Requests per minute each client may make to /graphql, shared by all hub processes on one hub "
+    "database (a token bucket of HUB_RATE_BURST); 0: no limit.",
+    "token_rate_limit": "Requests per minute to the token endpoint from one network address, and for one client; "
+    "0: no limit.",
+    "rate_burst": "The most requests a client (or token endpoint caller) may make at once before the rate limit "
+    "spaces them out (the bucket's size).",
+    "otlp_endpoint": "OTLP/HTTP endpoint traces are exported to (e.g. http://collector:4318/v1/traces); empty: no "
+    "tracing.",
+    "log_format": "Log line format of `hub serve`: `text` (readable) or `json` (one object per line); both carry the "
+    "request id (docs/operations.md).",
     # monitoring (docs/monitoring.md)
     "monitor": "Run the monitor in the background: read departments' change events and raise alerts. Off by "
     "default; `hub demo` turns it on.",
@@ -104,6 +114,11 @@ class Settings:
     external_issuer: str = ""
     audit_origin: str = "hub.local/audit"
     witnesses: str = ""
+    log_format: str = "text"  # text | json (hub/logs.py)
+    otlp_endpoint: str = ""  # OpenTelemetry traces (hub/tracing.py)
+    rate_limit: float = 0.0  # per minute, per client (hub/ratelimit.py)
+    token_rate_limit: float = 0.0
+    rate_burst: int = 20
     monitor: bool = False
     monitor_interval: float = 2.0
     monitor_batch: int = 500
@@ -121,6 +136,8 @@ class Settings:
         n = self.client_secret_scrypt_n
         if n < 2 or n & (n - 1):
             raise ConfigError(f"HUB_CLIENT_SECRET_SCRYPT_N: {n} is not a power of two", code="BAD_SETTING")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"HUB_LOG_FORMAT: {self.log_format!r} is not one of text, json", code="BAD_SETTING")
 
     @property
     def key_dir(self) -> Path:

@@ -14,6 +14,7 @@ from graphql import GraphQLSchema, specified_rules
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from joserfc import jws
 from joserfc.errors import JoseError
+from opentelemetry.sdk.trace.export import SpanExporter
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.audit.archive import archived_leaves
@@ -33,11 +34,13 @@ from hub.federation.remote import RemoteHubs
 from hub.gateway import Exchange, ValidDocuments, audit_body
 from hub.limits import Limits
 from hub.lookups import MissLedger
+from hub.metrics import Metrics
 from hub.monitor.alerts import AlertStore
 from hub.monitor.feed import AlertFeed
 from hub.monitor.reader import Monitor
 from hub.monitor.rules import RuleSet, load_rules
 from hub.policy.load import load_policy_set
+from hub.ratelimit import RateLimiter
 from hub.schema import build_schema, catalog_of
 from hub.settings import Settings
 from hub.sources import Source
@@ -46,6 +49,8 @@ from hub.sources.sql import SqlSource
 from hub.sources.subgraph import SubgraphSource, check_subgraphs
 from hub.store.authorizations import AuthorizationStore
 from hub.store.clients import ClientStore
+from hub.store.operations import OperationStore
+from hub.tracing import Tracing
 from hub.upstream.breaker import CircuitBreaker
 
 log = logging.getLogger("hub")
@@ -77,7 +82,9 @@ def build_sources(settings: Settings, signer: HopSigner) -> dict[str, Source]:
 class HubState:
     """Everything one hub process shares between requests. Built at start-up; refuses to start if invalid."""
 
-    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock = system_clock, span_exporter: SpanExporter | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.schema = build_schema()
@@ -104,6 +111,11 @@ class HubState:
         self.engine = open_hub_db(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine, clock, settings.client_secret_scrypt_n)
         self.authorizations = AuthorizationStore(self.engine, clock)
+        self.operations = OperationStore(self.engine, clock)  # approved operations (hub/operations.py)
+        # rate limits shared by every process on this database (hub/ratelimit.py): /graphql per client, and the
+        # token endpoint per address and per client
+        self.graphql_limit = RateLimiter(self.engine, settings.rate_limit, settings.rate_burst, clock)
+        self.token_limit = RateLimiter(self.engine, settings.token_rate_limit, settings.rate_burst, clock)
         audit_key = self.keys.audit_private_key()
         self.audit = AuditLog(
             self.engine,
@@ -126,6 +138,15 @@ class HubState:
         # Departments: SQL databases, or GraphQL subgraphs (http(s) URLs); remote regions' hubs (federation).
         self.sources = build_sources(settings, HopSigner(self.keys, settings.issuer))
         self.remotes = RemoteHubs.from_settings(settings)
+        # Prometheus metrics, this process's own registry (hub/metrics.py, docs/operations.md)
+        self.metrics = Metrics()
+        for code, source in self.sources.items():
+            source.breaker.observe = self.metrics.department_observer(code)
+        self.metrics.watch(lambda: self.sources, self.audit.size)
+        # OpenTelemetry traces, this app's own provider (hub/tracing.py): the hub database and SQL departments
+        self.tracing = Tracing(settings.otlp_endpoint, span_exporter)
+        sql = [s.engine for s in self.sources.values() if isinstance(s, SqlSource)]
+        self.tracing.instrument_engines([self.engine, *sql])
         # token endpoint: failed client authentications per client id and per address (hub/auth/attempts.py)
         self.failed_by_client = FailedAttempts(settings.token_failures_per_client, settings.token_failure_window)
         self.failed_by_address = FailedAttempts(settings.token_failures_per_address, settings.token_failure_window)
@@ -191,6 +212,8 @@ class HubState:
     def close(self) -> None:
         for source in self.sources.values():
             source.close()
+        self.graphql_limit.close()
+        self.token_limit.close()
         self.engine.dispose()
 
 

@@ -48,6 +48,7 @@ from hub.gateway import (
 )
 from hub.limits import check_limits
 from hub.monitor.alerts import Alert
+from hub.operations import document_for_request
 from hub.policy.model import Purpose
 from hub.policy.plan import plan_operation
 from hub.schema.alerts import ROLE
@@ -240,7 +241,9 @@ class Connection:
         state, settings = self.state, self.state.settings
         ex = self.exchange(json.dumps(payload, ensure_ascii=False).encode())
         try:
-            query, variables, op_name = parse_payload(ex.raw or b"")
+            sent, variables, op_name, ref = parse_payload(ex.raw or b"")
+            # approved operations (hub/operations.py) apply here as on POST /graphql
+            query = await document_for_request(state, self.actor, self.purpose.id, sent, ref)
             document = parse_document(query, settings.max_tokens)
             operation = pick_operation(document, op_name)
             ex.operation_name = recordable_name(operation)

@@ -21,6 +21,8 @@ class CircuitBreaker:
         self.failures = 0
         self.opened_at: float | None = None
         self.trial_in_flight = False
+        # told the outcome ("ok", "failed", "timeout", "circuit_open") and duration of each guarded call
+        self.observe: Callable[[str, float], None] | None = None
 
     @property
     def state(self) -> str:

@@ -17,6 +17,7 @@ hub's own: whatever a department's database, a subgraph or another region's hub 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -44,16 +45,20 @@ async def guarded(
 ) -> AsyncIterator[None]:
     """Admit the call through ``breaker``, bound it by ``timeout`` seconds and map its failures (above).
     ``detail=False`` logs only the error's class (a database error's text can hold a statement's parameters)."""
+    started = time.perf_counter()
     if not await breaker.admit(timeout):
+        _observe(breaker, "circuit_open", started)
         raise UpstreamUnavailable(f"{who} is unavailable (circuit open)")
     try:
         with anyio.fail_after(timeout):  # the whole call, not each read
             yield
     except TimeoutError:
         breaker.failure()
+        _observe(breaker, "timeout", started)
         raise UpstreamUnavailable(f"{who} did not answer within {timeout}s") from None
     except failures as exc:
         breaker.failure()
+        _observe(breaker, "failed", started)
         if detail:
             log.warning("%s failed: %s: %s", who, exc.__class__.__name__, exc)
         else:
@@ -63,3 +68,10 @@ async def guarded(
         breaker.abandoned()
         raise
     breaker.success()
+    _observe(breaker, "ok", started)
+
+
+def _observe(breaker: CircuitBreaker, outcome: str, started: float) -> None:
+    """The call's outcome and duration to whoever watches the breaker (the metrics, hub/metrics.py)."""
+    if breaker.observe is not None:
+        breaker.observe(outcome, time.perf_counter() - started)
