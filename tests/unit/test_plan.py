@@ -392,3 +392,122 @@ def test_issue_query_on_the_real_schema() -> None:
         p = plan_operation(schema._schema, doc, op, catalog, policy, actor, "REF", TODAY, {"id": "x"})
         assert p.denials == [no_grant("Person.idNumber")]
         assert p.disclosures == {"Person.nameMasked": Form.MASKED}
+
+
+# -- thresholds fixed by the grant (issue 11 part 2): a predicate answers only the law's own figures ----------------
+def _threshold_setup() -> tuple[dict[str, CatalogEntry], PolicySet]:
+    catalog = dict(CATALOG)
+    catalog["MedicalRecord.atLeast"] = CatalogEntry("MedicalRecord.atLeast", "x", Form.PREDICATE, "", ("threshold",))
+    grants = [
+        Grant(
+            "fixed",
+            "x",
+            ("medical_security",),
+            ("REF",),
+            {"MedicalRecord.atLeast": Form.PREDICATE},
+            Scope.JURISDICTION,
+            FROM,
+            TO,
+            "b",
+            "x.toml",
+            {"MedicalRecord.atLeast": (20000, 5000)},
+        ),
+        Grant(  # a second current grant adds its figures; an expired one adds none
+            "more",
+            "x",
+            ("medical_security",),
+            ("REF",),
+            {"MedicalRecord.atLeast": Form.PREDICATE},
+            Scope.JURISDICTION,
+            FROM,
+            TO,
+            "b",
+            "x.toml",
+            {"MedicalRecord.atLeast": (1300,)},
+        ),
+        Grant(
+            "old",
+            "x",
+            ("medical_security",),
+            ("REF",),
+            {"MedicalRecord.atLeast": Form.PREDICATE},
+            Scope.JURISDICTION,
+            date(2020, 1, 1),
+            date(2020, 12, 31),
+            "b",
+            "x.toml",
+            {"MedicalRecord.atLeast": (7,)},
+        ),
+    ]
+    p = PolicySet(purposes={}, grants=grants)
+    compile_table(p)
+    return catalog, p
+
+
+def plan_fixed(query: str, variables: dict[str, Any] | None = None) -> Plan:
+    catalog, policy = _threshold_setup()
+    doc = parse(query)
+    op = next(d for d in doc.definitions if isinstance(d, OperationDefinitionNode))
+    return plan_operation(SCHEMA, doc, op, catalog, policy, ACTOR, "REF", TODAY, variables)
+
+
+ASK_T = 'query($t: Int) { person(idNumber: "x") { medical { atLeast(threshold: $t) } } }'
+
+
+@pytest.mark.parametrize("t", [1300, 5000, 20000])
+def test_listed_thresholds_answer(t: int) -> None:
+    p = plan_fixed(ASK_T, {"t": t})
+    assert p.denials == [] and p.disclosures == {"MedicalRecord.atLeast": Form.PREDICATE}
+    assert p.predicate_args == {"MedicalRecord.atLeast": {"threshold": t}}
+
+
+@pytest.mark.parametrize(
+    ("t", "shown"),
+    [
+        (20001, "20,001"),
+        (19999, "19,999"),
+        (7, "7"),  # listed only by a grant that is no longer valid
+        (0, "0"),
+        (-20000, "-20,000"),
+        (True, "(not a number)"),  # a bool is not the integer 1
+        (None, "(not a number)"),  # a variable given no value
+        ("20000", "(not a number)"),
+    ],
+)
+def test_other_thresholds_are_refused_by_name(t: object, shown: str) -> None:
+    p = plan_fixed(ASK_T, {"t": t})
+    assert p.denials == [
+        Decision(
+            False,
+            "MedicalRecord.atLeast",
+            f"threshold {shown} is not one the grant allows for MedicalRecord.atLeast (allowed: 1,300, 5,000, 20,000)",
+        )
+    ]
+    assert p.disclosures == {}
+
+
+def test_a_default_is_the_threshold_asked() -> None:
+    q = 'query($t: Int = 23000) { person(idNumber: "x") { medical { atLeast(threshold: $t) } } }'
+    [d] = plan_fixed(q, {}).denials
+    assert d.reason.startswith("threshold 23,000 is not one")
+    assert plan_fixed(q, {"t": 20000}).denials == []
+
+
+def test_no_list_means_none_allowed() -> None:
+    catalog, _ = _threshold_setup()
+    policy = _policy()  # the predicate is granted, but no grant lists a threshold for it
+    doc = parse('{ person(idNumber: "x") { medical { atLeast(threshold: 20000) } } }')
+    op = next(d for d in doc.definitions if isinstance(d, OperationDefinitionNode))
+    p = plan_operation(SCHEMA, doc, op, catalog, policy, ACTOR, "REF", TODAY, None)
+    assert p.denials == [
+        Decision(
+            False,
+            "MedicalRecord.atLeast",
+            "threshold 20,000 is not one the grant allows for MedicalRecord.atLeast (allowed: none)",
+        )
+    ]
+
+
+def test_officer_needs_the_audit_purpose() -> None:
+    p = plan("{ auditEntries { coordinate } }", actor=OFFICER, purpose="VER")
+    assert p.denials == [Decision(False, "Query.auditEntries", "requires purpose AUDIT")]
