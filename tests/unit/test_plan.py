@@ -511,3 +511,11 @@ def test_no_list_means_none_allowed() -> None:
 def test_officer_needs_the_audit_purpose() -> None:
     p = plan("{ auditEntries { coordinate } }", actor=OFFICER, purpose="VER")
     assert p.denials == [Decision(False, "Query.auditEntries", "requires purpose AUDIT")]
+
+
+def test_a_variable_given_no_value_is_recorded_as_none() -> None:
+    """graphql-core's ``Undefined`` must never reach the plan (the audit entry is built from it)."""
+    q = 'query($t: Int) { person(idNumber: "x") { medical { atLeast(threshold: $t) } } }'
+    p = plan(q, {})
+    assert p.predicate_args == {"MedicalRecord.atLeast": {"threshold": None}}
+    assert plan_fixed(q, {}).predicate_args == {"MedicalRecord.atLeast": {"threshold": None}}
