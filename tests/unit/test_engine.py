@@ -146,3 +146,21 @@ def test_decision_defaults() -> None:
     assert Decision(False, "a.b", "r").rule is None
     assert [f.value for f in Form] == ["raw", "masked", "band", "predicate", "exists", "aggregate"]
     assert [s.value for s in Scope] == ["jurisdiction", "all"]
+
+
+def test_thresholds_only_from_grants_current_on_the_day() -> None:
+    from dataclasses import replace
+
+    from hub.policy.engine import allowed_thresholds
+
+    pred = "TaxRecord.incomeAtLeast"
+    g = replace(grant("t", {pred: Form.PREDICATE}), thresholds={pred: (20000, 1300)})
+    p = policy(g)
+    for day, expected in (
+        (date(2025, 2, 28), ()),
+        (FIRST, (1300, 20000)),
+        (LAST, (1300, 20000)),
+        (date(2025, 4, 1), ()),
+    ):
+        assert allowed_thresholds(p, "civil_affairs", "VER", pred, Form.PREDICATE, day) == expected, day
+    assert allowed_thresholds(p, "civil_affairs", "VER", pred, Form.BAND, FIRST) == ()  # another form: none

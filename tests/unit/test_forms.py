@@ -176,3 +176,9 @@ def test_band_labels() -> None:
         "50,000 or more",
     ]
     assert [b.value for b in AreaBand] == ["none", "under 60", "60 to 120", "120 or more"]
+
+
+def test_mask_cert_keeps_only_the_area_code() -> None:
+    # ID number (18) + category + grade: the tail would tell the disability category and grade
+    assert forms.mask_cert("33011319520318017642") == "330113" + "*" * 14
+    assert forms.mask_cert("3301131952031801764") == "330113" + "*" * 13

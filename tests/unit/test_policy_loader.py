@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from hub.errors import ConfigError
-from hub.policy.loader import GRANT_KEYS, PURPOSE_KEYS, CatalogEntry, load_grants, load_policies, load_purposes
+from hub.policy.loader import (
+    GRANT_KEYS,
+    OPTIONAL_GRANT_KEYS,
+    PURPOSE_KEYS,
+    CatalogEntry,
+    load_grants,
+    load_policies,
+    load_purposes,
+)
 from hub.policy.model import Form, Grant, Purpose, Scope
 
 TODAY = date(2025, 6, 1)
@@ -84,6 +92,7 @@ def test_keys() -> None:
         "retention_days",
     }
     assert GRANT_KEYS == {"id", "consumers", "purposes", "fields", "scope", "valid_from", "valid_to", "legal_basis"}
+    assert OPTIONAL_GRANT_KEYS == {"thresholds"}
 
 
 def test_valid_folder(tmp_path: Path) -> None:
