@@ -344,3 +344,94 @@ def test_a_one_day_grant(tmp_path: Path) -> None:
 def test_a_file_without_grants(tmp_path: Path) -> None:
     p = load_policies(folder(tmp_path, tax='provider = "tax"\n'), DEPARTMENTS, CATALOG, TODAY)
     assert p.grants == [] and p.table == {}
+
+
+# -- [grants.thresholds]: a threshold predicate is granted only with the law's fixed figures (issue 11 part 2) --------
+MED_CATALOG = {
+    "Med.atLeast": CatalogEntry("Med.atLeast", "med", Form.PREDICATE, "", ("threshold",)),
+    "Med.chronic": CatalogEntry("Med.chronic", "med", Form.PREDICATE, ""),
+    "Med.band": CatalogEntry("Med.band", "med", Form.BAND, ""),
+}
+MED = """provider = "med"
+
+[[grants]]
+id = "m"
+consumers = ["civil"]
+purposes = ["MON"]
+scope = "jurisdiction"
+valid_from = 2024-01-01
+valid_to = 2028-12-31
+legal_basis = "L"
+[grants.fields]
+"Med.atLeast" = "predicate"
+"Med.chronic" = "predicate"
+[grants.thresholds]
+"Med.atLeast" = [20000, 1300, 20000]
+"""
+
+
+def med_grants(tmp_path: Path, text: str) -> list[Grant]:
+    path = tmp_path / "med.toml"
+    path.write_text(text, encoding="utf-8")
+    purposes = load_purposes(folder(tmp_path) / "purposes.toml")
+    return load_grants(path, purposes, {"med": object(), "civil": object()}, MED_CATALOG, TODAY)
+
+
+def med_refused(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as exc:
+        med_grants(tmp_path, text)
+    return str(exc.value.message)
+
+
+def test_thresholds_are_read_sorted_and_once(tmp_path: Path) -> None:
+    [g] = med_grants(tmp_path, MED)
+    assert g.thresholds == {"Med.atLeast": (1300, 20000)}
+    assert g.fields == {"Med.atLeast": Form.PREDICATE, "Med.chronic": Form.PREDICATE}
+
+
+THRESHOLD_CASES = {
+    "not-a-table": (
+        MED.replace('[grants.thresholds]\n"Med.atLeast" = [20000, 1300, 20000]\n', "").replace(
+            'legal_basis = "L"\n', 'legal_basis = "L"\nthresholds = [20000]\n'
+        ),
+        "thresholds must map predicate coordinates to lists of whole numbers",
+    ),
+    "missing": (
+        MED.replace('[grants.thresholds]\n"Med.atLeast" = [20000, 1300, 20000]\n', ""),
+        "Med.atLeast takes a threshold (threshold): list the allowed values under [grants.thresholds]",
+    ),
+    "not-granted": (
+        MED + '"Med.band" = [1]\n',
+        "thresholds for Med.band, which this grant does not list in fields",
+    ),
+    "unknown": (
+        MED + '"Med.nope" = [1]\n',
+        "thresholds for Med.nope, which this grant does not list in fields",
+    ),
+    "takes-none": (
+        MED + '"Med.chronic" = [1]\n',
+        "Med.chronic takes no threshold",
+    ),
+    "empty": (
+        MED.replace("[20000, 1300, 20000]", "[]"),
+        "thresholds for Med.atLeast must be a non-empty list of whole numbers",
+    ),
+    "not-a-list": (
+        MED.replace("[20000, 1300, 20000]", "20000"),
+        "thresholds for Med.atLeast must be a non-empty list of whole numbers",
+    ),
+    "a-bool": (
+        MED.replace("[20000, 1300, 20000]", "[20000, true]"),
+        "thresholds for Med.atLeast must be a non-empty list of whole numbers",
+    ),
+    "a-float": (
+        MED.replace("[20000, 1300, 20000]", "[20000.5]"),
+        "thresholds for Med.atLeast must be a non-empty list of whole numbers",
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "reason"), THRESHOLD_CASES.values(), ids=THRESHOLD_CASES.keys())
+def test_threshold_refusals(tmp_path: Path, text: str, reason: str) -> None:
+    message = med_refused(tmp_path, text)
+    assert message.startswith("med.toml:") and message.endswith(f"grant 'm': {reason}"), message
