@@ -85,3 +85,24 @@ def test_unknown_consumer_and_purpose(settings: Settings) -> None:
     with pytest.raises(RequestError) as info:
         explain_rows(settings, "utilities", "NOPE", DAY)
     assert (info.value.code, info.value.message) == ("BAD_ARGUMENT", "unknown purpose 'NOPE'")
+
+
+def test_a_threshold_predicate_shows_its_allowed_figures(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    shutil.copy(REPO / "policies" / "purposes.toml", tmp_path / "policies" / "purposes.toml")
+    (tmp_path / "policies" / "medical_security.toml").write_text(
+        GRANT.replace('provider = "public_security"', 'provider = "medical_security"').replace(
+            'fields = { "Person.nameMasked" = "masked" }',
+            '[grants.fields]\n"MedicalRecord.outOfPocket12mAtLeast" = "predicate"\n'
+            '[grants.thresholds]\n"MedicalRecord.outOfPocket12mAtLeast" = [20000, 1300]\n',
+        ),
+        encoding="utf-8",
+    )
+    settings = Settings(data_dir=tmp_path, policy_dir=tmp_path / "policies")
+    rows = {r[0]: r for r in explain_rows(settings, "utilities", "REF", DAY)}
+    assert rows["MedicalRecord.outOfPocket12mAtLeast"] == (
+        "MedicalRecord.outOfPocket12mAtLeast",
+        "predicate",
+        "VISIBLE",
+        "grant only (medical_security.toml:3), scope all, until 2099-12-31, threshold only 1,300, 20,000",
+    )
