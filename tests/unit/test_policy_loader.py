@@ -435,3 +435,10 @@ THRESHOLD_CASES = {
 def test_threshold_refusals(tmp_path: Path, text: str, reason: str) -> None:
     message = med_refused(tmp_path, text)
     assert message.startswith("med.toml:") and message.endswith(f"grant 'm': {reason}"), message
+
+
+def test_threshold_refusal_names_the_line(tmp_path: Path) -> None:
+    text, reason = THRESHOLD_CASES["not-a-table"]
+    assert med_refused(tmp_path, text) == f"med.toml:11: grant 'm': {reason}"  # the `thresholds = ...` line
+    text, reason = THRESHOLD_CASES["takes-none"]
+    assert med_refused(tmp_path, text) == f"med.toml:13: grant 'm': {reason}"  # where the grant first names it
