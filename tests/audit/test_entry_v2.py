@@ -288,6 +288,8 @@ def test_denied_and_out_of_area_attempts_are_on_the_residents_report(
     own: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
     golden = own.data.golden_id
+    # an allowed look at the same resident, made here so the test does not rely on an earlier one
+    assert own.post(README_SHAPE.format(id=golden)).status_code == 200
     before = own.last_seq()
     denied = own.post(PREDICATE_SHAPE.format(id=golden), client="linping-med", purpose="REF")
     denied_by_variable = own.post(
