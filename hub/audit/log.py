@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import anyio
@@ -158,18 +159,23 @@ class AuditLog:
         """Append records (entry body, subject pseudonyms) in one durable transaction; return their seqs."""
         return [seq for seq, _ in self.write_receipts(records)]
 
-    def write_receipts(self, records: Sequence[tuple[dict[str, Any], list[str]]]) -> list[tuple[int, bytes]]:
-        """As ``write``, returning each entry's (seq, leaf hash): the receipt a response carries."""
+    def write_receipts(
+        self, records: Sequence[tuple[dict[str, Any], list[str]]], *, sound: bool = False
+    ) -> list[tuple[int, bytes]]:
+        """As ``write``, returning each entry's (seq, leaf hash): the receipt a response carries. ``sound``: the
+        records were already made sound (``append`` does that before the group commit), so not again."""
         for attempt in range(5):
             try:
-                return self._write_once(records)
+                return self._write_once(records, sound)
             except IntegrityError:  # another process took the same seq: retry after its commit
                 if attempt == 4:
                     raise
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _write_once(self, records: Sequence[tuple[dict[str, Any], list[str]]]) -> list[tuple[int, bytes]]:
+    def _write_once(
+        self, records: Sequence[tuple[dict[str, Any], list[str]]], sound: bool = False
+    ) -> list[tuple[int, bytes]]:
         with self.engine.begin() as conn:
             self._lock(conn)
             last = conn.execute(
@@ -181,7 +187,10 @@ class AuditLog:
             subject_rows: list[dict[str, Any]] = []
             seqs: list[tuple[int, bytes]] = []
             for raw_body, raw_subjects in records:
-                body, subjects, _ = sound_record(raw_body, raw_subjects)
+                if sound:
+                    body, subjects = dict(raw_body), list(raw_subjects)
+                else:
+                    body, subjects, _ = sound_record(raw_body, raw_subjects)
                 if "refused_subjects" in body:  # v2: residents named in a refused request, indexed for their report
                     body["refused_subjects"] = [
                         s for s in _subject_list(_as_list(body["refused_subjects"])) if s not in set(subjects)
@@ -235,7 +244,9 @@ class AuditLog:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    seqs = await anyio.to_thread.run_sync(self.write_receipts, [(b, s) for b, s, _ in batch])
+                    seqs = await anyio.to_thread.run_sync(
+                        partial(self.write_receipts, sound=True), [(b, s) for b, s, _ in batch]
+                    )
                 except Exception:
                     if len(batch) == 1:
                         log.exception("audit append failed; 1 response withheld")
@@ -245,7 +256,9 @@ class AuditLog:
                     log.exception("audit group commit of %d entries failed; writing them one by one", len(batch))
                     for one in batch:
                         try:
-                            (seq,) = await anyio.to_thread.run_sync(self.write_receipts, [(one[0], one[1])])
+                            (seq,) = await anyio.to_thread.run_sync(
+                                partial(self.write_receipts, sound=True), [(one[0], one[1])]
+                            )
                         except Exception:
                             log.exception("audit append failed; 1 response withheld")
                             self._fail([one])
