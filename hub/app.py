@@ -263,7 +263,14 @@ def create_app(
     paths = [r.path for r in routes if isinstance(r, Route | WebSocketRoute | Mount)]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(MetricsMiddleware, metrics=state.metrics, routes=paths)],
+        middleware=[
+            Middleware(
+                MetricsMiddleware,
+                metrics=state.metrics,
+                routes=paths,
+                mounts=[r.path for r in routes if isinstance(r, Mount)],
+            )
+        ],
         lifespan=lifespan,
     )
     app.state.hub = state

@@ -143,21 +143,35 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Counts every HTTP request by route (the app's route paths; ``other`` for anything else), method and
-    status, times it, and writes its access log line (``hub.access``, with the request id when the endpoint
+    """Counts every HTTP request by route (the app's route paths; under a mounted app such as ``/console``, the
+    mount and the route template that answered, e.g. ``/console/entries/{seq}``; ``other`` for anything else),
+    method and status, times it, and writes its access log line (``hub.access``, with the request id when the endpoint
     bound one; the path is logged as its route, never with its query string). Pure ASGI, so it runs in the
     request's own task and context."""
 
     METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Iterable[str], mounts: Iterable[str] = ()) -> None:
         self.app, self.metrics, self.routes = app, metrics, frozenset(routes)
+        self.mounts = tuple(mounts)
+
+    def route_of(self, scope: Scope) -> str:
+        """The label for a request that has been answered: its route's path, never the path itself (a path may
+        carry an ID number; a route template does not)."""
+        path: str = scope["path"]
+        if path in self.routes:
+            return path
+        route = scope.get("route")  # the router sets the route that matched, the innermost one under a mount
+        template = getattr(route, "path", None)
+        for mount in self.mounts:
+            if path.startswith(mount + "/") and isinstance(template, str) and template:
+                return mount + template
+        return "other"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = scope["path"] if scope["path"] in self.routes else "other"
         method = scope["method"] if scope["method"] in self.METHODS else "other"
         status = 500  # unless the app starts a response
 
@@ -173,6 +187,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, sending)
         finally:
             elapsed = time.perf_counter() - started
+            route = self.route_of(scope)
             self.metrics.http_requests.labels(route, method, str(status)).inc()
             self.metrics.http_latency.labels(route).observe(elapsed)
             http = {"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 1)}

@@ -99,3 +99,35 @@ async def test_each_app_counts_apart(own_hub: OwnHub, hub: Hub) -> None:
         assert value(await scrape(other), "hub_http_requests_total", route="/livez", method="GET", status="200") == 1
         after = value(await scrape(hub), "hub_http_requests_total", route="/livez", method="GET", status="200")
         assert after == before
+
+
+async def test_console_requests_are_labelled_by_their_route_template(own_hub: OwnHub) -> None:
+    async with own_hub() as hub:
+        assert (await hub.client.get("/console/login")).status_code == 200
+        entry = await hub.client.get("/console/entry/5")  # not signed in: sent to the sign-in page
+        resident = await hub.client.get(f"/console/resident/{hub.data.golden_id}")
+        m = await scrape(hub)
+        assert value(m, "hub_http_requests_total", route="/console/login", method="GET", status="200") == 1
+        assert (
+            value(
+                m,
+                "hub_http_requests_total",
+                route="/console/entry/{seq:int}",
+                method="GET",
+                status=str(entry.status_code),
+            )
+            == 1
+        )
+        assert (
+            value(
+                m,
+                "hub_http_requests_total",
+                route="/console/resident/{subject:str}",
+                method="GET",
+                status=str(resident.status_code),
+            )
+            == 1
+        )
+        assert sum(v for (n, ls), v in m.items() if n == "hub_http_requests_total" and ("route", "other") in ls) == 0
+        labels = {v for (_, ls) in m for _, v in ls}
+        assert not any(hub.data.golden_id in v for v in labels)
