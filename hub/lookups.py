@@ -1,9 +1,10 @@
 """Lookups by ID number are not an existence oracle.
 
-``person(idNumber:)`` and ``people(idNumbers:)`` answer null for a resident who does not exist and for one outside
-the caller's jurisdiction alike, so the answer never says which. But null versus data still says whether a
-candidate ID number belongs to a resident in the area: a consumer holding a masked ID number (area code + last 4)
-recovered the full number in 2 requests, by asking for all ~3,500 candidates at once and seeing which one
+``person(idNumber:)``, ``people(idNumbers:)`` and ``household(householdId:)`` answer null for a resident (or
+household) who does not exist and for one outside the caller's jurisdiction alike, so the answer never says which.
+But null versus data still says whether a candidate ID number belongs to a resident in the area: a consumer holding
+a masked ID number (area code + last 4) recovered the full number in 2 requests, by asking for all ~3,500 candidates
+at once and seeing which one
 answered. Two rules close this (docs/policies.md, "Lookups by ID number"):
 
 * **Mostly misses.** A request whose ID numbers mostly come back null (at least ``MIN_MISSES`` and more than
@@ -41,6 +42,7 @@ from hub.db import lookup_misses
 from hub.errors import ForbiddenError
 from hub.graphql_walk import Walker, with_defaults
 
+SINGLE = {"person": "idNumber", "household": "householdId"}  # root fields that look up one resident or household
 MIN_MISSES = 2  # a single mistyped ID number is not refused; two or more misses out of a mostly-missing list are
 
 
@@ -55,7 +57,9 @@ class LookupBudgetExhausted(ForbiddenError):
 
 @dataclass
 class IdLookups:
-    """The ``person``/``people`` root fields of one operation: response key -> the ID numbers asked, in order."""
+    """The lookups by ID of one operation (root fields ``person``, ``people`` and ``household``): response key ->
+    (field, the ID numbers or household ids asked, in order). A household id missed counts as an ID number missed:
+    the same rules, the same budget."""
 
     fields: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
@@ -67,11 +71,11 @@ class IdLookups:
         out = cls()
         for key, nodes in Walker.of(document, values).response_keys(operation.selection_set).items():
             name = nodes[0].name.value
-            if name not in ("person", "people"):
+            if name not in SINGLE and name != "people":
                 continue
             args = {a.name.value: value_from_ast_untyped(a.value, values) for a in nodes[0].arguments or ()}
-            asked = args.get("idNumber") if name == "person" else args.get("idNumbers")
-            ids = [asked] if name == "person" else asked
+            asked = args.get(SINGLE[name]) if name in SINGLE else args.get("idNumbers")
+            ids = [asked] if name in SINGLE else asked
             if isinstance(ids, list) and all(isinstance(i, str) for i in ids):
                 out.fields[key] = (name, list(ids))
         return out
@@ -88,7 +92,7 @@ class IdLookups:
         for key, (name, ids) in self.fields.items():
             asked.update(ids)
             answer = data.get(key)
-            if name == "person":
+            if name in SINGLE:
                 if answer is None and (key,) not in failed:
                     missed.add(ids[0])
                 continue

@@ -245,3 +245,36 @@ async def test_the_miss_budget_is_shared_through_the_hub_database(hub: Hub, monk
     now[0] += timedelta(days=1, seconds=1)
     r = await hub.query(PERSON, variables={"id": inside}, **ask)
     assert r.status_code == 200 and r.json()["data"]["person"] == {"idNumberMasked": inside[:6] + "*" * 12}
+
+
+HOUSEHOLDS = """query { a: household(householdId: "%s") { addressMasked }
+  b: household(householdId: "%s") { addressMasked } c: household(householdId: "%s") { addressMasked } }"""
+
+
+async def test_household_ids_are_not_an_existence_oracle(hub: Hub, monkeypatch: Any, audit_tail: Any) -> None:
+    state = hub.app.state.hub
+    now = [datetime(2030, 2, 1, 2, 0, tzinfo=UTC)]
+    monkeypatch.setattr(state.misses, "budget", 4)
+    monkeypatch.setattr(state.misses, "clock", lambda: now[0])
+    client = "household-prober"
+    if client not in hub.secrets:
+        _, hub.secrets[client] = state.clients.add(client, "utilities", "3301", ["REF"])
+    ask = {"client": client, "purpose": "REF"}
+    real = hub.data.golden_household
+    # one unknown household id is answered null, like one mistyped ID number (and is a miss)
+    r = await hub.query(MASKED, variables={"h": "H99999999"}, **ask)
+    assert r.status_code == 200 and without_receipt(r.json()) == {"data": {"household": None}}
+    assert state.misses.spent(client) == 1
+    # guessing household ids around a real one: two of three missed, refused whole, the real one not shown
+    r = await hub.query(HOUSEHOLDS % (real, "H99999998", "H99999997"), **ask)
+    assert r.status_code == 403, r.text
+    assert r.json()["data"] is None and r.json()["errors"][0]["extensions"]["code"] == "LOOKUP_MOSTLY_MISSED"
+    assert r.json()["errors"][0]["message"].startswith("2 of the 3 ID numbers asked were not found")
+    [entry] = [e for e in audit_tail() if e["client_id"] == client and e["reasons"] == ["LOOKUP_MOSTLY_MISSED"]]
+    assert entry["decision"] == "deny"
+    # the budget (4) is now spent (1 + 2 misses, then one more): every household lookup is refused before execution
+    r = await hub.query(MASKED, variables={"h": "H99999996"}, **ask)
+    assert r.status_code == 200 and state.misses.spent(client) == 4
+    r = await hub.query(MASKED, variables={"h": real}, **ask)
+    assert r.status_code == 429 and r.json()["errors"][0]["extensions"]["code"] == "LOOKUP_BUDGET_EXHAUSTED"
+    assert r.json()["data"] is None
