@@ -4,8 +4,7 @@
 household) who does not exist and for one outside the caller's jurisdiction alike, so the answer never says which.
 But null versus data still says whether a candidate ID number belongs to a resident in the area: a consumer holding
 a masked ID number (area code + last 4) recovered the full number in 2 requests, by asking for all ~3,500 candidates
-at once and seeing which one
-answered. Two rules close this (docs/policies.md, "Lookups by ID number"):
+at once and seeing which one answered. Two rules close this (docs/policies.md, "Lookups by ID number"):
 
 * **Mostly misses.** A request whose ID numbers mostly come back null (at least ``MIN_MISSES`` and more than
   half of the distinct ID numbers asked) is refused whole with ``LOOKUP_MOSTLY_MISSED``: nothing is returned, not
