@@ -33,7 +33,7 @@ from hub.clock import china_date
 from hub.departments import OUTBOXES, assistance
 from hub.errors import HubError, UpstreamUnavailable
 from hub.gateway import Exchange, audit_body, handle
-from hub.monitor.alerts import AlertStore, Claim, NewAlert
+from hub.monitor.alerts import AlertStore, Claim, NewAlert, Verdict
 from hub.monitor.events import Event, check
 from hub.monitor.rules import Match, Rule, evaluate
 from hub.monitor.workdays import add_working_days
@@ -185,15 +185,20 @@ class Monitor:
         )
         await self.state.audit.append(body, [self.state.audit.pseudonym(alert.id_number)])
 
+    def _match(self, rule: Rule, id_number: str, kept: Mapping[str, Any] | None) -> Match | None:
+        if kept is None:
+            return None
+        return Match(rule=rule, id_number=id_number, **kept)
+
     async def _alerts(
-        self, found: Sequence[tuple[str, str, date, Match]], today: date
+        self, found: Sequence[tuple[str, str, date, Match]], today: date, planned: Mapping[int, str] | None = None
     ) -> tuple[list[NewAlert], list[tuple[str, str]]]:
         """New alerts for matches without an open alert of the same rule and resident; notes for the others."""
         keys = [f"{m.rule.id}:{m.id_number}" for _, _, _, m in found]
         open_ = await anyio.to_thread.run_sync(self.store.open_alerts, keys)
         created: list[NewAlert] = []
         again: list[tuple[str, str]] = []
-        for (source, kind, occurred, m), key in zip(found, keys, strict=True):
+        for i, ((source, kind, occurred, m), key) in enumerate(zip(found, keys, strict=True)):
             if key in open_:
                 again.append((open_[key], f"{source} ({kind}) matched {m.rule.id} again"))
                 continue
@@ -211,7 +216,7 @@ class Monitor:
                 estimated_monthly=m.estimated_monthly,
                 due_on=due,
                 due_basis=basis,
-                id=self.store.new_id(),
+                id=(planned or {}).get(i) or self.store.new_id(),  # the same id as an earlier attempt's
             )
             open_[key] = alert.id
             created.append(alert)
@@ -267,23 +272,38 @@ class Monitor:
             else:
                 events.append(checked)
         case_ref = f"EVT-{dept}-{rows[0][0]}-{rows[-1][0]}"
+        # verdicts kept from an earlier attempt at this batch (a crash before the cursor moved): not asked again
+        before = await anyio.to_thread.run_sync(self.store.verdicts, dept, [e.seq for e in events])
         wanted: dict[str, list[str]] = defaultdict(list)
         for e in events:
             for rule in self.rules.triggered_by(e.kind):
-                wanted[rule.id].append(e.id_number)
+                if (e.seq, rule.id) not in before:
+                    wanted[rule.id].append(e.id_number)
         answers = {rid: await self.answers(self.rules.rules[rid], ids, case_ref, stats) for rid, ids in wanted.items()}
         found: list[tuple[str, str, date, Match]] = []
+        fresh: dict[tuple[int, str], Match | None] = {}
+        planned: dict[int, str] = {}  # index in found -> the alert id an earlier attempt gave it
         for e in events:
             rules = self.rules.triggered_by(e.kind)
-            hits = []
+            hits, seen = [], False
             for rule in rules:
-                m = evaluate(rule, answers[rule.id].get(e.id_number), today)
+                kept = before.get((e.seq, rule.id))
+                if kept is not None:
+                    seen = seen or kept.found
+                    m = self._match(rule, e.id_number, kept.match)
+                    if m is not None and kept.alert_id:
+                        planned[len(found)] = kept.alert_id
+                else:
+                    person = answers[rule.id].get(e.id_number)
+                    seen = seen or person is not None
+                    m = evaluate(rule, person, today)
+                    fresh[(e.seq, rule.id)] = m
                 if m is not None:
                     found.append((f"{dept}:{e.seq}", e.kind, e.occurred_on, m))
                     hits.append(rule.id)
             if not rules:
                 reason = "no rule is triggered by this kind"
-            elif all(answers[r.id].get(e.id_number) is None for r in rules):
+            elif not seen:
                 reason = "resident not found in the monitor's jurisdiction"
             else:
                 reason = "matched " + ", ".join(hits) if hits else "no rule's conditions held"
@@ -297,9 +317,26 @@ class Monitor:
                     reason=reason,
                 )
             )
-        created, again = await self._alerts(found, today)
+        created, again = await self._alerts(found, today, planned)
+        # the new verdicts, with the alert each created, are kept before any alert entry is written
+        by_source = {(a.source, a.rule_id): a.id for a in created}
+        found_ids = {(e.seq, r.id) for e in events for r in self.rules.triggered_by(e.kind)
+                     if answers.get(r.id, {}).get(e.id_number) is not None}  # fmt: skip
+        verdicts = {
+            (seq, rid): Verdict(
+                found=(seq, rid) in found_ids,
+                match=None if m is None else _disclosed(m),
+                alert_id=by_source.get((f"{dept}:{seq}", rid), ""),
+                entry_written=False,
+            )
+            for (seq, rid), m in fresh.items()
+        }
+        await anyio.to_thread.run_sync(self.store.record_verdicts, dept, verdicts)
+        written = {v.alert_id for v in before.values() if v.entry_written}
         for alert in created:
-            await self._audit_created(alert, case_ref)  # before the commit: no alert without its entry
+            if alert.id not in written:
+                await self._audit_created(alert, case_ref)  # before the commit: no alert without its entry
+        await anyio.to_thread.run_sync(self.store.entries_written, dept, [a.id for a in created if a.id not in written])
         await anyio.to_thread.run_sync(self.store.finish, claim, int(rows[-1][0]), outcomes, created, again)
         stats.events += len(rows)
         stats.alerts += len(created)
@@ -385,6 +422,17 @@ class Monitor:
         }
         stats.statements = {k: v for k, v in stats.statements.items() if v}
         return stats
+
+
+def _disclosed(m: Match) -> dict[str, Any]:
+    """What a verdict keeps of a match: what an alert shows anyway, without the ID number (the event has it)."""
+    return dict(
+        area_code=m.area_code,
+        area_name=m.area_name,
+        matched=m.matched,
+        programmes=m.programmes,
+        estimated_monthly=m.estimated_monthly,
+    )
 
 
 def positions(store: AlertStore) -> Mapping[str, int]:
