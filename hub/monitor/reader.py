@@ -35,6 +35,7 @@ from hub.errors import HubError, UpstreamUnavailable
 from hub.gateway import Exchange, audit_body, handle
 from hub.monitor.alerts import AlertStore, Claim, NewAlert, Verdict
 from hub.monitor.events import Event, check
+from hub.monitor.notify import Listener, is_postgres
 from hub.monitor.rules import Match, Rule, evaluate
 from hub.monitor.workdays import add_working_days
 from hub.sources.sql import SqlSource
@@ -73,6 +74,8 @@ class Monitor:
         self.interval = s.monitor_interval
         self.locks = {d: asyncio.Lock() for d in OUTBOXES}
         self.wake = asyncio.Event()
+        self.hints = 0  # NOTIFYs received (hub/monitor/notify.py)
+        self.listeners_pg: dict[str, Listener] = {}
         self.listeners: list[Callable[[NewAlert], None]] = []  # told of each new alert (subscriptions, bench)
         self._token, self._token_until = "", 0.0
         self._client_ready = False
@@ -354,10 +357,36 @@ class Monitor:
         stats.seconds += time.perf_counter() - started
         return stats
 
+    def hint(self, department: str, seq: int) -> None:
+        """A department says its outbox has a new event (PostgreSQL NOTIFY): wake the reader. Only a hint; the
+        cursor decides what is read."""
+        self.hints += 1
+        self.wake.set()
+
+    def start_listeners(self) -> list[asyncio.Task[None]]:
+        """One LISTEN connection per department whose outbox is on PostgreSQL (hub/monitor/notify.py)."""
+        tasks = []
+        for dept in OUTBOXES:
+            source = self.state.sources.get(dept)
+            if isinstance(source, SqlSource) and is_postgres(source.url):
+                listener = self.listeners_pg[dept] = Listener(dept, source.url, self.hint)
+                tasks.append(asyncio.create_task(listener.run()))
+        return tasks
+
     async def run(self) -> None:
         """The background reader (``HUB_MONITOR=1``): poll every outbox, sleep ``HUB_MONITOR_INTERVAL`` when idle
         (a PostgreSQL NOTIFY or ``wake`` cuts the sleep short)."""
         await anyio.to_thread.run_sync(self.ensure_client)
+        listening = self.start_listeners()
+        try:
+            await self._loop()
+        finally:
+            for t in listening:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+    async def _loop(self) -> None:
         while True:
             busy = False
             for dept in OUTBOXES:
