@@ -28,6 +28,7 @@ import anyio
 from sqlalchemy import select
 from starlette.requests import Request
 
+from hub.auth.hop import HopIdentity
 from hub.auth.tokens import issue_token
 from hub.clock import china_date
 from hub.departments import OUTBOXES, assistance
@@ -38,7 +39,9 @@ from hub.monitor.events import Event, check
 from hub.monitor.notify import Listener, is_postgres
 from hub.monitor.rules import Match, Rule, evaluate
 from hub.monitor.workdays import add_working_days
+from hub.sources.contract import FEED_MAX
 from hub.sources.sql import SqlSource
+from hub.sources.subgraph import SubgraphSource
 
 if TYPE_CHECKING:
     from hub.state import HubState
@@ -236,8 +239,8 @@ class Monitor:
         """Handle the next batch of ``department``'s events; return how many were handled (0: none, or later)."""
         stats = stats or Stats()
         source = self.state.sources.get(department)
-        if not isinstance(source, SqlSource) or department not in OUTBOXES:
-            return 0  # subgraph departments publish their feed as a field (not read here yet)
+        if not isinstance(source, SqlSource | SubgraphSource) or department not in OUTBOXES:
+            return 0
         async with self.locks[department]:
             claim: Claim | None = await anyio.to_thread.run_sync(self.store.claim, department)
             if claim is None:
@@ -253,11 +256,28 @@ class Monitor:
                 if claim is not None:
                     await anyio.to_thread.run_sync(self.store.release, claim)
 
-    async def _handle(self, claim: Claim, source: SqlSource, stats: Stats) -> int:
-        dept, table = claim.department, OUTBOXES[claim.department]
+    async def _read(self, source: SqlSource | SubgraphSource, dept: str, after: int) -> list[tuple[Any, ...]]:
+        """The next batch of the department's outbox after ``after``: its ``change_events`` table (SQL), or its
+        ``changeEvents`` field (a subgraph, asked with a hop token naming the monitor), as the same rows."""
+        if isinstance(source, SubgraphSource):
+            hop = HopIdentity(
+                request_id=uuid.uuid4().hex,
+                client_id=self.client_id,
+                department="civil_affairs",
+                officer="monitor/feed",
+                area=self.area,
+                purpose="MON",
+                case=f"FEED-{dept}-{after}",
+            )
+            return await source.change_events(after, min(self.batch, FEED_MAX), hop)
+        table = OUTBOXES[dept]
         columns = (table.c.seq, table.c.id_number, table.c.kind, table.c.occurred_on, table.c.recorded_at)
-        stmt = select(*columns).where(table.c.seq > claim.position).order_by(table.c.seq).limit(self.batch)
-        rows = await source.aggregate(stmt)
+        stmt = select(*columns).where(table.c.seq > after).order_by(table.c.seq).limit(self.batch)
+        return await source.aggregate(stmt)
+
+    async def _handle(self, claim: Claim, source: SqlSource | SubgraphSource, stats: Stats) -> int:
+        dept = claim.department
+        rows = await self._read(source, dept, claim.position)
         if not rows:
             await anyio.to_thread.run_sync(self.store.release, claim)
             return 0
