@@ -242,20 +242,18 @@ class AlertStore:
                         updated_at=now,
                     )
                 )
-                detail = f"rule {a.rule_id} on {a.source} ({a.event_kind}); due {a.due_on} ({a.due_basis})"
-                conn.execute(
-                    insert(alert_history).values(
-                        alert_id=a.id, at=now, actor="monitor", action="created", detail=detail
-                    )
-                )
-            for alert_id, detail in again:
-                conn.execute(
-                    insert(alert_history).values(
-                        alert_id=alert_id, at=now, actor="monitor", action="matched_again", detail=detail
-                    )
-                )
-            for e in events:
-                conn.execute(insert(monitor_events).values(handled_at=now, **e))
+            history = [
+                dict(alert_id=a.id, at=now, actor="monitor", action="created",
+                     detail=f"rule {a.rule_id} on {a.source} ({a.event_kind}); due {a.due_on} ({a.due_basis})")
+                for a in created
+            ] + [
+                dict(alert_id=alert_id, at=now, actor="monitor", action="matched_again", detail=detail)
+                for alert_id, detail in again
+            ]  # fmt: skip
+            if history:
+                conn.execute(insert(alert_history), history)
+            if events:
+                conn.execute(insert(monitor_events), [dict(handled_at=now, **e) for e in events])
             if claim is not None:
                 conn.execute(
                     update(monitor_cursors)

@@ -356,9 +356,8 @@ class Monitor:
         }
         await anyio.to_thread.run_sync(self.store.record_verdicts, dept, verdicts)
         written = {v.alert_id for v in before.values() if v.entry_written}
-        for alert in created:
-            if alert.id not in written:
-                await self._audit_created(alert, case_ref)  # before the commit: no alert without its entry
+        # before the commit: no alert without its entry; together, so they share one group commit of the log
+        await asyncio.gather(*(self._audit_created(a, case_ref) for a in created if a.id not in written))
         await anyio.to_thread.run_sync(self.store.entries_written, dept, [a.id for a in created if a.id not in written])
         await anyio.to_thread.run_sync(self.store.finish, claim, int(rows[-1][0]), outcomes, created, again)
         stats.events += len(rows)
@@ -457,8 +456,7 @@ class Monitor:
                     if m is not None:
                         found.append(("sweep", "sweep", today, m))
             created, again = await self._alerts(found, today)
-            for alert in created:
-                await self._audit_created(alert, case_ref)
+            await asyncio.gather(*(self._audit_created(a, case_ref) for a in created))
             await anyio.to_thread.run_sync(self.store.finish, None, 0, [], created, again)
             stats.alerts += len(created)
             stats.again += len(again)
