@@ -99,14 +99,18 @@ class AlertStore:
     def __init__(self, engine: Engine, clock: Clock = system_clock) -> None:
         self.engine, self.clock = engine, clock
         self.postgres = engine.dialect.name == "postgresql"
+        self._cursors: set[str] = set()  # departments whose cursor row exists
 
     # ---- cursors --------------------------------------------------------------------------------------------
     def _ensure_cursor(self, department: str) -> None:
+        if department in self._cursors:
+            return
         values = {"department": department, "position": 0, "updated_at": self.clock()}
         dialect = postgresql if self.postgres else sqlite
         stmt = dialect.insert(monitor_cursors).values(**values).on_conflict_do_nothing()
         with self.engine.begin() as conn:
             conn.execute(stmt)
+        self._cursors.add(department)
 
     def claim(self, department: str) -> Claim | None:
         """The department's cursor, or None when another process is handling it right now."""

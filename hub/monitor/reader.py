@@ -76,6 +76,7 @@ class Monitor:
         self.batch = s.monitor_batch
         self.interval = s.monitor_interval
         self.locks = {d: asyncio.Lock() for d in OUTBOXES}
+        self.seen = dict.fromkeys(OUTBOXES, 0)  # each outbox's cursor as last read (never ahead of the truth)
         self.wake = asyncio.Event()
         self.hints = 0  # NOTIFYs received (hub/monitor/notify.py)
         self.listeners_pg: dict[str, Listener] = {}
@@ -242,6 +243,13 @@ class Monitor:
         if not isinstance(source, SqlSource | SubgraphSource) or department not in OUTBOXES:
             return 0
         async with self.locks[department]:
+            if isinstance(source, SqlSource):  # nothing after the last position seen (positions only grow): done
+                try:
+                    if not await self._read(source, department, self.seen[department], 1):
+                        return 0
+                except UpstreamUnavailable as exc:
+                    log.info("events of %s delayed: %s", department, exc)
+                    return 0
             claim: Claim | None = await anyio.to_thread.run_sync(self.store.claim, department)
             if claim is None:
                 return 0  # another hub process is handling this department's events right now
@@ -256,7 +264,9 @@ class Monitor:
                 if claim is not None:
                     await anyio.to_thread.run_sync(self.store.release, claim)
 
-    async def _read(self, source: SqlSource | SubgraphSource, dept: str, after: int) -> list[tuple[Any, ...]]:
+    async def _read(
+        self, source: SqlSource | SubgraphSource, dept: str, after: int, limit: int = 0
+    ) -> list[tuple[Any, ...]]:
         """The next batch of the department's outbox after ``after``: its ``change_events`` table (SQL), or its
         ``changeEvents`` field (a subgraph, asked with a hop token naming the monitor), as the same rows."""
         if isinstance(source, SubgraphSource):
@@ -272,11 +282,12 @@ class Monitor:
             return await source.change_events(after, min(self.batch, FEED_MAX), hop)
         table = OUTBOXES[dept]
         columns = (table.c.seq, table.c.id_number, table.c.kind, table.c.occurred_on, table.c.recorded_at)
-        stmt = select(*columns).where(table.c.seq > after).order_by(table.c.seq).limit(self.batch)
+        stmt = select(*columns).where(table.c.seq > after).order_by(table.c.seq).limit(limit or self.batch)
         return await source.aggregate(stmt)
 
     async def _handle(self, claim: Claim, source: SqlSource | SubgraphSource, stats: Stats) -> int:
         dept = claim.department
+        self.seen[dept] = max(self.seen[dept], claim.position)
         rows = await self._read(source, dept, claim.position)
         if not rows:
             await anyio.to_thread.run_sync(self.store.release, claim)
