@@ -203,7 +203,26 @@ alerts = Table(
     Column("disposition", String(20), nullable=False),  # enrolled | referred | no_need | false_positive
     Column("open_key", String(60)),  # "<rule>:<id number>" while open, NULL once closed: one open alert each
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # the cursor of ``alerts(after:)`` and the subscription: strictly increasing in commit order (assigned under a
+    # lock held to the commit, hub/monitor/alerts.py), unlike created_at, which two alerts can share
+    Column("seq", Integer, nullable=False),
     Index("uq_alerts_open_key", "open_key", unique=True),
+    Index("uq_alerts_seq", "seq", unique=True),
+)
+
+# One row per (department, event, rule) evaluated while that event's batch is in flight: a batch handled again
+# after a crash reuses these verdicts instead of asking the rule again (no second evaluation entry in the audit
+# log) and re-creates the same alert id. Removed when the cursor passes the event.
+monitor_evaluations = Table(
+    "monitor_evaluations",
+    metadata,
+    Column("department", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("rule_id", String(20), primary_key=True),
+    Column("verdict", Text, nullable=False),  # JSON: found, and the match as disclosed (no ID number)
+    Column("alert_id", String(32), nullable=False),  # the alert this verdict created ("": none)
+    Column("entry_written", Boolean, nullable=False),  # the alert's own audit entry is in the log
+    Column("evaluated_at", DateTime(timezone=True), nullable=False),
 )
 
 alert_history = Table(

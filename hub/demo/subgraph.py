@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,10 +43,12 @@ from starlette.routing import Route
 from strawberry.dataloader import DataLoader
 
 from hub.auth.hop import HopVerifier
-from hub.departments import DEPARTMENTS
+from hub.departments import DEPARTMENTS, OUTBOXES
 from hub.errors import AuthenticationError
 from hub.sources.contract import (
     ENTITY_KEYS,
+    FEED_FIELD,
+    FEED_MAX,
     camel,
     column_type,
     condition_from_json,
@@ -169,8 +172,43 @@ def build_schema(code: str, engine: Engine, drop: Sequence[str] = ()) -> strawbe
         return code
 
     described = strawberry.field(resolver=department, description="The department this subgraph serves.")
-    query = strawberry.type(type("Query", (), {"department": described}))
+    fields: dict[str, Any] = {"department": described}
+    if code in OUTBOXES:
+        fields["change_events"] = strawberry.field(
+            resolver=_feed_resolver(engine, OUTBOXES[code]),
+            name=FEED_FIELD,
+            description="This department's change events after a sequence number, oldest first (the outbox).",
+        )
+    query = strawberry.type(type("Query", (), fields))
     return strawberry.federation.Schema(query=query, types=entities)
+
+
+@strawberry.type(description="One change event: what changed for whom and when, never the data itself.")
+class ChangeEvent:
+    seq: int
+    id_number: str
+    kind: str
+    occurred_on: date
+    recorded_at: str
+
+
+def _feed_resolver(engine: Engine, outbox: Table) -> Any:
+    """``changeEvents(after:, first:)``: the outbox rows after ``after``, one SQL statement."""
+
+    async def resolve(info: strawberry.Info, after: int, first: int) -> list[ChangeEvent]:
+        if not 1 <= first <= FEED_MAX:
+            raise GraphQLError(f"first: from 1 to {FEED_MAX}")
+
+        def run() -> list[ChangeEvent]:
+            stmt = select(outbox).where(outbox.c.seq > after).order_by(outbox.c.seq).limit(first)
+            with engine.connect() as conn:
+                return [ChangeEvent(**dict(r._mapping)) for r in conn.execute(stmt)]
+
+        found = await anyio.to_thread.run_sync(run)
+        info.context["residents"] += len(found)
+        return found
+
+    return resolve
 
 
 # -- hop-token verification --------------------------------------------------------------------------------------
@@ -242,6 +280,12 @@ def _asked(document: Any) -> tuple[bool, bool, list[str]]:
     return "_entities" in names, service_only, fields
 
 
+def _asks_feed(document: Any) -> bool:
+    found = _Fields()
+    visit(document, found)
+    return any(f.name.value == FEED_FIELD for f in found.nodes)
+
+
 def create_subgraph_app(
     code: str,
     db: Path,
@@ -268,6 +312,7 @@ def create_subgraph_app(
         except (ValueError, KeyError, TypeError, GraphQLError):
             return _error("send a JSON body with a GraphQL query", "BAD_REQUEST", 400)
         entities, service_only, fields = _asked(document)
+        feed = _asks_feed(document)
         claims: dict[str, Any] = {}
         if not service_only:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -278,9 +323,10 @@ def create_subgraph_app(
             except AuthenticationError as exc:
                 return _error(exc.message, exc.code, exc.status)
             act = claims.get("act")
-            if entities and (not isinstance(act, dict) or not act.get("department") or not claims.get("purpose")):
+            named = isinstance(act, dict) and act.get("department") and claims.get("purpose")
+            if (entities or feed) and not named:
                 return _error("the hop token must name the original actor and purpose", "FORBIDDEN", 403)
-            if entities and purposes and claims.get("purpose") not in purposes:
+            if (entities or feed) and purposes and claims.get("purpose") not in purposes:
                 return _error(f"purpose {claims.get('purpose')} is not accepted here", "FORBIDDEN", 403)
         context: dict[str, Any] = {"claims": claims, "loaders": {}, "residents": 0}
         result = await schema.execute(
@@ -304,6 +350,21 @@ def create_subgraph_app(
                 "case": claims.get("case"),
                 "fields": fields,
                 "residents": context["residents"],
+                "errors": len(result.errors or []),
+            }
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        if feed:
+            act = claims.get("act") or {}
+            line = {
+                "event": "change_events",
+                "at": time.time(),
+                "requester": claims.get("client_id"),
+                "client_id": act.get("client_id"),
+                "officer": act.get("officer"),
+                "purpose": claims.get("purpose"),
+                "case": claims.get("case"),
+                "after": variables.get("after"),
+                "events": context["residents"],
                 "errors": len(result.errors or []),
             }
             print(json.dumps(line, ensure_ascii=False), flush=True)

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.clock import Clock, china_date, system_clock
-from hub.db import alert_history, alerts, monitor_cursors, monitor_events
+from hub.db import alert_history, alerts, monitor_cursors, monitor_evaluations, monitor_events
 from hub.errors import HubError, RequestError
 
 STATUSES = ("new", "assigned", "visited", "closed")
+ALERT_SEQ_LOCK = 0x6875625F616C7274  # "hub_alrt": PostgreSQL advisory lock serialising alert sequence numbers
 DISPOSITIONS = ("enrolled", "referred", "no_need", "false_positive")
 
 
@@ -46,6 +47,17 @@ class Alert:
     assigned_to: str
     disposition: str
     history: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's recorded verdict on one event (``monitor_evaluations``): whether the resident was found, the match
+    as disclosed (None: no match), and the alert it created."""
+
+    found: bool
+    match: dict[str, Any] | None
+    alert_id: str
+    entry_written: bool
 
 
 @dataclass
@@ -87,14 +99,18 @@ class AlertStore:
     def __init__(self, engine: Engine, clock: Clock = system_clock) -> None:
         self.engine, self.clock = engine, clock
         self.postgres = engine.dialect.name == "postgresql"
+        self._cursors: set[str] = set()  # departments whose cursor row exists
 
     # ---- cursors --------------------------------------------------------------------------------------------
     def _ensure_cursor(self, department: str) -> None:
+        if department in self._cursors:
+            return
         values = {"department": department, "position": 0, "updated_at": self.clock()}
         dialect = postgresql if self.postgres else sqlite
         stmt = dialect.insert(monitor_cursors).values(**values).on_conflict_do_nothing()
         with self.engine.begin() as conn:
             conn.execute(stmt)
+        self._cursors.add(department)
 
     def claim(self, department: str) -> Claim | None:
         """The department's cursor, or None when another process is handling it right now."""
@@ -138,6 +154,51 @@ class AlertStore:
             rows = conn.execute(select(alerts.c.open_key, alerts.c.id).where(alerts.c.open_key.in_(list(keys))))
             return {r[0]: r[1] for r in rows}
 
+    # ---- evaluations of in-flight batches ------------------------------------------------------------------------
+    def verdicts(self, department: str, seqs: Sequence[int]) -> dict[tuple[int, str], Verdict]:
+        """(event seq, rule id) -> the verdict recorded when this batch was handled before (a crash came between the
+        evaluation and the cursor moving)."""
+        if not seqs:
+            return {}
+        t = monitor_evaluations
+        stmt = select(t.c.seq, t.c.rule_id, t.c.verdict, t.c.alert_id, t.c.entry_written).where(
+            t.c.department == department, t.c.seq >= min(seqs), t.c.seq <= max(seqs)
+        )
+        with self.engine.connect() as conn:
+            out = {}
+            for seq, rule_id, verdict, alert_id, written in conn.execute(stmt):
+                v = json.loads(verdict)
+                out[(int(seq), str(rule_id))] = Verdict(bool(v["found"]), v["match"], str(alert_id), bool(written))
+            return out
+
+    def record_verdicts(self, department: str, verdicts: dict[tuple[int, str], Verdict]) -> None:
+        """Keep new verdicts (committed before any alert entry is written, so a retry asks nothing again)."""
+        if not verdicts:
+            return
+        now = self.clock()
+        rows = [
+            dict(
+                department=department,
+                seq=seq,
+                rule_id=rule_id,
+                verdict=json.dumps({"found": v.found, "match": v.match}, ensure_ascii=False),
+                alert_id=v.alert_id,
+                entry_written=v.entry_written,
+                evaluated_at=now,
+            )
+            for (seq, rule_id), v in verdicts.items()
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(monitor_evaluations), rows)
+
+    def entries_written(self, department: str, alert_ids: Sequence[str]) -> None:
+        if not alert_ids:
+            return
+        t = monitor_evaluations
+        with self.engine.begin() as conn:
+            which = and_(t.c.department == department, t.c.alert_id.in_(list(alert_ids)))
+            conn.execute(update(t).where(which).values(entry_written=True))
+
     def new_id(self) -> str:
         return f"AL{china_date(self.clock()):%Y%m%d}-{secrets.token_hex(4).upper()}"
 
@@ -156,9 +217,15 @@ class AlertStore:
         try:
             if not conn.in_transaction():
                 conn.begin()
+            if created and self.postgres:
+                # sequence numbers in commit order: held to the commit, so no reader's cursor can pass an alert
+                # that another process has numbered but not yet committed
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ALERT_SEQ_LOCK})
+            next_seq = select(func.coalesce(func.max(alerts.c.seq), 0) + 1).scalar_subquery()
             for a in created:
                 conn.execute(
                     insert(alerts).values(
+                        seq=next_seq,  # one statement: atomic on SQLite's single writer too
                         id=a.id,
                         rule_id=a.rule_id,
                         id_number=a.id_number,
@@ -179,26 +246,26 @@ class AlertStore:
                         updated_at=now,
                     )
                 )
-                detail = f"rule {a.rule_id} on {a.source} ({a.event_kind}); due {a.due_on} ({a.due_basis})"
-                conn.execute(
-                    insert(alert_history).values(
-                        alert_id=a.id, at=now, actor="monitor", action="created", detail=detail
-                    )
-                )
-            for alert_id, detail in again:
-                conn.execute(
-                    insert(alert_history).values(
-                        alert_id=alert_id, at=now, actor="monitor", action="matched_again", detail=detail
-                    )
-                )
-            for e in events:
-                conn.execute(insert(monitor_events).values(handled_at=now, **e))
+            history = [
+                dict(alert_id=a.id, at=now, actor="monitor", action="created",
+                     detail=f"rule {a.rule_id} on {a.source} ({a.event_kind}); due {a.due_on} ({a.due_basis})")
+                for a in created
+            ] + [
+                dict(alert_id=alert_id, at=now, actor="monitor", action="matched_again", detail=detail)
+                for alert_id, detail in again
+            ]  # fmt: skip
+            if history:
+                conn.execute(insert(alert_history), history)
+            if events:
+                conn.execute(insert(monitor_events), [dict(handled_at=now, **e) for e in events])
             if claim is not None:
                 conn.execute(
                     update(monitor_cursors)
                     .where(monitor_cursors.c.department == claim.department)
                     .values(position=position, updated_at=now)
                 )
+                t = monitor_evaluations
+                conn.execute(delete(t).where(t.c.department == claim.department, t.c.seq <= position))
             conn.commit()
         finally:
             conn.close()
@@ -247,7 +314,8 @@ class AlertStore:
         rule_id: str | None = None,
         id_number: str | None = None,
     ) -> tuple[list[Alert], bool]:
-        """Alerts in ``area_prefix``, oldest first, after the cursor ``after`` (an alert id): (page, has_more)."""
+        """Alerts in ``area_prefix`` in the order they were committed (``seq``), after the cursor ``after`` (an
+        alert id, standing for its sequence number): (page, has_more)."""
         cond = [alerts.c.area_code.startswith(area_prefix, autoescape=True)]  # as the row scope does
         if status:
             cond.append(alerts.c.status == status)
@@ -257,13 +325,11 @@ class AlertStore:
             cond.append(alerts.c.id_number == id_number)
         with self.engine.connect() as conn:
             if after:
-                ref = conn.execute(select(alerts.c.created_at, alerts.c.id).where(alerts.c.id == after)).first()
+                ref = conn.execute(select(alerts.c.seq).where(alerts.c.id == after)).scalar()
                 if ref is None:
                     raise RequestError("after: no such alert", code="BAD_ARGUMENT")
-                cond.append((alerts.c.created_at > ref[0]) | and_(alerts.c.created_at == ref[0], alerts.c.id > ref[1]))
-            rows = conn.execute(
-                select(alerts).where(and_(*cond)).order_by(alerts.c.created_at, alerts.c.id).limit(first + 1)
-            ).all()
+                cond.append(alerts.c.seq > ref)
+            rows = conn.execute(select(alerts).where(and_(*cond)).order_by(alerts.c.seq).limit(first + 1)).all()
             return [self._alert(conn, r) for r in rows[:first]], len(rows) > first
 
     def latest(self, area_prefix: str) -> str | None:
@@ -272,7 +338,7 @@ class AlertStore:
             found = conn.execute(
                 select(alerts.c.id)
                 .where(alerts.c.area_code.startswith(area_prefix, autoescape=True))
-                .order_by(alerts.c.created_at.desc(), alerts.c.id.desc())
+                .order_by(alerts.c.seq.desc())
                 .limit(1)
             ).scalar()
         return None if found is None else str(found)

@@ -28,16 +28,20 @@ import anyio
 from sqlalchemy import select
 from starlette.requests import Request
 
+from hub.auth.hop import HopIdentity
 from hub.auth.tokens import issue_token
 from hub.clock import china_date
 from hub.departments import OUTBOXES, assistance
 from hub.errors import HubError, UpstreamUnavailable
 from hub.gateway import Exchange, audit_body, handle
-from hub.monitor.alerts import AlertStore, Claim, NewAlert
+from hub.monitor.alerts import AlertStore, Claim, NewAlert, Verdict
 from hub.monitor.events import Event, check
+from hub.monitor.notify import Listener, is_postgres
 from hub.monitor.rules import Match, Rule, evaluate
 from hub.monitor.workdays import add_working_days
+from hub.sources.contract import FEED_MAX
 from hub.sources.sql import SqlSource
+from hub.sources.subgraph import SubgraphSource
 
 if TYPE_CHECKING:
     from hub.state import HubState
@@ -72,7 +76,10 @@ class Monitor:
         self.batch = s.monitor_batch
         self.interval = s.monitor_interval
         self.locks = {d: asyncio.Lock() for d in OUTBOXES}
+        self.seen = dict.fromkeys(OUTBOXES, 0)  # each outbox's cursor as last read (never ahead of the truth)
         self.wake = asyncio.Event()
+        self.hints = 0  # NOTIFYs received (hub/monitor/notify.py)
+        self.listeners_pg: dict[str, Listener] = {}
         self.listeners: list[Callable[[NewAlert], None]] = []  # told of each new alert (subscriptions, bench)
         self._token, self._token_until = "", 0.0
         self._client_ready = False
@@ -185,15 +192,20 @@ class Monitor:
         )
         await self.state.audit.append(body, [self.state.audit.pseudonym(alert.id_number)])
 
+    def _match(self, rule: Rule, id_number: str, kept: Mapping[str, Any] | None) -> Match | None:
+        if kept is None:
+            return None
+        return Match(rule=rule, id_number=id_number, **kept)
+
     async def _alerts(
-        self, found: Sequence[tuple[str, str, date, Match]], today: date
+        self, found: Sequence[tuple[str, str, date, Match]], today: date, planned: Mapping[int, str] | None = None
     ) -> tuple[list[NewAlert], list[tuple[str, str]]]:
         """New alerts for matches without an open alert of the same rule and resident; notes for the others."""
         keys = [f"{m.rule.id}:{m.id_number}" for _, _, _, m in found]
         open_ = await anyio.to_thread.run_sync(self.store.open_alerts, keys)
         created: list[NewAlert] = []
         again: list[tuple[str, str]] = []
-        for (source, kind, occurred, m), key in zip(found, keys, strict=True):
+        for i, ((source, kind, occurred, m), key) in enumerate(zip(found, keys, strict=True)):
             if key in open_:
                 again.append((open_[key], f"{source} ({kind}) matched {m.rule.id} again"))
                 continue
@@ -211,7 +223,7 @@ class Monitor:
                 estimated_monthly=m.estimated_monthly,
                 due_on=due,
                 due_basis=basis,
-                id=self.store.new_id(),
+                id=(planned or {}).get(i) or self.store.new_id(),  # the same id as an earlier attempt's
             )
             open_[key] = alert.id
             created.append(alert)
@@ -228,9 +240,16 @@ class Monitor:
         """Handle the next batch of ``department``'s events; return how many were handled (0: none, or later)."""
         stats = stats or Stats()
         source = self.state.sources.get(department)
-        if not isinstance(source, SqlSource) or department not in OUTBOXES:
-            return 0  # subgraph departments publish their feed as a field (not read here yet)
+        if not isinstance(source, SqlSource | SubgraphSource) or department not in OUTBOXES:
+            return 0
         async with self.locks[department]:
+            if isinstance(source, SqlSource):  # nothing after the last position seen (positions only grow): done
+                try:
+                    if not await self._read(source, department, self.seen[department], 1):
+                        return 0
+                except UpstreamUnavailable as exc:
+                    log.info("events of %s delayed: %s", department, exc)
+                    return 0
             claim: Claim | None = await anyio.to_thread.run_sync(self.store.claim, department)
             if claim is None:
                 return 0  # another hub process is handling this department's events right now
@@ -245,11 +264,31 @@ class Monitor:
                 if claim is not None:
                     await anyio.to_thread.run_sync(self.store.release, claim)
 
-    async def _handle(self, claim: Claim, source: SqlSource, stats: Stats) -> int:
-        dept, table = claim.department, OUTBOXES[claim.department]
+    async def _read(
+        self, source: SqlSource | SubgraphSource, dept: str, after: int, limit: int = 0
+    ) -> list[tuple[Any, ...]]:
+        """The next batch of the department's outbox after ``after``: its ``change_events`` table (SQL), or its
+        ``changeEvents`` field (a subgraph, asked with a hop token naming the monitor), as the same rows."""
+        if isinstance(source, SubgraphSource):
+            hop = HopIdentity(
+                request_id=uuid.uuid4().hex,
+                client_id=self.client_id,
+                department="civil_affairs",
+                officer="monitor/feed",
+                area=self.area,
+                purpose="MON",
+                case=f"FEED-{dept}-{after}",
+            )
+            return await source.change_events(after, min(self.batch, FEED_MAX), hop)
+        table = OUTBOXES[dept]
         columns = (table.c.seq, table.c.id_number, table.c.kind, table.c.occurred_on, table.c.recorded_at)
-        stmt = select(*columns).where(table.c.seq > claim.position).order_by(table.c.seq).limit(self.batch)
-        rows = await source.aggregate(stmt)
+        stmt = select(*columns).where(table.c.seq > after).order_by(table.c.seq).limit(limit or self.batch)
+        return await source.aggregate(stmt)
+
+    async def _handle(self, claim: Claim, source: SqlSource | SubgraphSource, stats: Stats) -> int:
+        dept = claim.department
+        self.seen[dept] = max(self.seen[dept], claim.position)
+        rows = await self._read(source, dept, claim.position)
         if not rows:
             await anyio.to_thread.run_sync(self.store.release, claim)
             return 0
@@ -267,23 +306,38 @@ class Monitor:
             else:
                 events.append(checked)
         case_ref = f"EVT-{dept}-{rows[0][0]}-{rows[-1][0]}"
+        # verdicts kept from an earlier attempt at this batch (a crash before the cursor moved): not asked again
+        before = await anyio.to_thread.run_sync(self.store.verdicts, dept, [e.seq for e in events])
         wanted: dict[str, list[str]] = defaultdict(list)
         for e in events:
             for rule in self.rules.triggered_by(e.kind):
-                wanted[rule.id].append(e.id_number)
+                if (e.seq, rule.id) not in before:
+                    wanted[rule.id].append(e.id_number)
         answers = {rid: await self.answers(self.rules.rules[rid], ids, case_ref, stats) for rid, ids in wanted.items()}
         found: list[tuple[str, str, date, Match]] = []
+        fresh: dict[tuple[int, str], Match | None] = {}
+        planned: dict[int, str] = {}  # index in found -> the alert id an earlier attempt gave it
         for e in events:
             rules = self.rules.triggered_by(e.kind)
-            hits = []
+            hits, seen = [], False
             for rule in rules:
-                m = evaluate(rule, answers[rule.id].get(e.id_number), today)
+                kept = before.get((e.seq, rule.id))
+                if kept is not None:
+                    seen = seen or kept.found
+                    m = self._match(rule, e.id_number, kept.match)
+                    if m is not None and kept.alert_id:
+                        planned[len(found)] = kept.alert_id
+                else:
+                    person = answers[rule.id].get(e.id_number)
+                    seen = seen or person is not None
+                    m = evaluate(rule, person, today)
+                    fresh[(e.seq, rule.id)] = m
                 if m is not None:
                     found.append((f"{dept}:{e.seq}", e.kind, e.occurred_on, m))
                     hits.append(rule.id)
             if not rules:
                 reason = "no rule is triggered by this kind"
-            elif all(answers[r.id].get(e.id_number) is None for r in rules):
+            elif not seen:
                 reason = "resident not found in the monitor's jurisdiction"
             else:
                 reason = "matched " + ", ".join(hits) if hits else "no rule's conditions held"
@@ -297,9 +351,25 @@ class Monitor:
                     reason=reason,
                 )
             )
-        created, again = await self._alerts(found, today)
-        for alert in created:
-            await self._audit_created(alert, case_ref)  # before the commit: no alert without its entry
+        created, again = await self._alerts(found, today, planned)
+        # the new verdicts, with the alert each created, are kept before any alert entry is written
+        by_source = {(a.source, a.rule_id): a.id for a in created}
+        found_ids = {(e.seq, r.id) for e in events for r in self.rules.triggered_by(e.kind)
+                     if answers.get(r.id, {}).get(e.id_number) is not None}  # fmt: skip
+        verdicts = {
+            (seq, rid): Verdict(
+                found=(seq, rid) in found_ids,
+                match=None if m is None else _disclosed(m),
+                alert_id=by_source.get((f"{dept}:{seq}", rid), ""),
+                entry_written=False,
+            )
+            for (seq, rid), m in fresh.items()
+        }
+        await anyio.to_thread.run_sync(self.store.record_verdicts, dept, verdicts)
+        written = {v.alert_id for v in before.values() if v.entry_written}
+        # before the commit: no alert without its entry; together, so they share one group commit of the log
+        await asyncio.gather(*(self._audit_created(a, case_ref) for a in created if a.id not in written))
+        await anyio.to_thread.run_sync(self.store.entries_written, dept, [a.id for a in created if a.id not in written])
         await anyio.to_thread.run_sync(self.store.finish, claim, int(rows[-1][0]), outcomes, created, again)
         stats.events += len(rows)
         stats.alerts += len(created)
@@ -317,10 +387,36 @@ class Monitor:
         stats.seconds += time.perf_counter() - started
         return stats
 
+    def hint(self, department: str, seq: int) -> None:
+        """A department says its outbox has a new event (PostgreSQL NOTIFY): wake the reader. Only a hint; the
+        cursor decides what is read."""
+        self.hints += 1
+        self.wake.set()
+
+    def start_listeners(self) -> list[asyncio.Task[None]]:
+        """One LISTEN connection per department whose outbox is on PostgreSQL (hub/monitor/notify.py)."""
+        tasks = []
+        for dept in OUTBOXES:
+            source = self.state.sources.get(dept)
+            if isinstance(source, SqlSource) and is_postgres(source.url):
+                listener = self.listeners_pg[dept] = Listener(dept, source.url, self.hint)
+                tasks.append(asyncio.create_task(listener.run()))
+        return tasks
+
     async def run(self) -> None:
         """The background reader (``HUB_MONITOR=1``): poll every outbox, sleep ``HUB_MONITOR_INTERVAL`` when idle
         (a PostgreSQL NOTIFY or ``wake`` cuts the sleep short)."""
         await anyio.to_thread.run_sync(self.ensure_client)
+        listening = self.start_listeners()
+        try:
+            await self._loop()
+        finally:
+            for t in listening:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+    async def _loop(self) -> None:
         while True:
             busy = False
             for dept in OUTBOXES:
@@ -371,8 +467,7 @@ class Monitor:
                     if m is not None:
                         found.append(("sweep", "sweep", today, m))
             created, again = await self._alerts(found, today)
-            for alert in created:
-                await self._audit_created(alert, case_ref)
+            await asyncio.gather(*(self._audit_created(a, case_ref) for a in created))
             await anyio.to_thread.run_sync(self.store.finish, None, 0, [], created, again)
             stats.alerts += len(created)
             stats.again += len(again)
@@ -385,6 +480,17 @@ class Monitor:
         }
         stats.statements = {k: v for k, v in stats.statements.items() if v}
         return stats
+
+
+def _disclosed(m: Match) -> dict[str, Any]:
+    """What a verdict keeps of a match: what an alert shows anyway, without the ID number (the event has it)."""
+    return dict(
+        area_code=m.area_code,
+        area_name=m.area_name,
+        matched=m.matched,
+        programmes=m.programmes,
+        estimated_monthly=m.estimated_monthly,
+    )
 
 
 def positions(store: AlertStore) -> Mapping[str, int]:

@@ -84,6 +84,51 @@ from hub.errors import ConfigError
 
 SDL_QUERY = "query HubServiceSdl { _service { sdl } }"
 
+# The change-event feed (docs/monitoring.md): a subgraph department publishes its outbox as a field, the same rows
+# as a SQL department's ``change_events`` table, oldest first after a sequence number. Optional in the contract:
+# a department that does not serve it simply has no events for the monitor (the reader logs why).
+FEED_FIELD = "changeEvents"
+FEED_MAX = 1000  # most events one feed call may ask for
+FEED_SDL = """type ChangeEvent {
+  seq: Int!
+  idNumber: String!
+  kind: String!
+  occurredOn: Date!
+  recordedAt: String!
+}
+
+extend type Query {
+  changeEvents(after: Int!, first: Int!): [ChangeEvent!]!
+}
+"""
+FEED_QUERY = (
+    "query HubChangeEvents($after: Int!, $first: Int!) "
+    "{ changeEvents(after: $after, first: $first) { seq idNumber kind occurredOn recordedAt } }"
+)
+
+
+def feed_rows(items: Any, after: int, first: int) -> list[tuple[int, str, str, str, str]]:
+    """The feed's answer as outbox rows ``(seq, id_number, kind, occurred_on, recorded_at)``; ``ValueError`` when
+    it breaks the contract (not a list, too long, a field missing or mistyped, sequence numbers not increasing
+    after ``after``): the call failed, the cursor stays. Whether each event makes sense is the reader's check."""
+    if not isinstance(items, list) or len(items) > first:
+        raise ValueError(f"{FEED_FIELD} is not a list of at most {first} events")
+    rows: list[tuple[int, str, str, str, str]] = []
+    last = after
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError("a ChangeEvent is not an object")
+        seq = item.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq <= last:
+            raise ValueError("ChangeEvent.seq must be an integer, increasing after the cursor")
+        fields = [item.get(k) for k in ("idNumber", "kind", "occurredOn", "recordedAt")]
+        if not all(isinstance(f, str) for f in fields):
+            raise ValueError("a ChangeEvent field is missing or not a string")
+        rows.append((seq, *fields))  # type: ignore[arg-type]
+        last = seq
+    return rows
+
+
 # key column -> (entity type, key field)
 ENTITY_KEYS: dict[str, tuple[str, str]] = {
     "id_number": ("Person", "idNumber"),

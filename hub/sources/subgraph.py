@@ -37,10 +37,13 @@ from hub.errors import ConfigError, UpstreamUnavailable
 from hub.sources import Source
 from hub.sources.contract import (
     ENTITY_KEYS,
+    FEED_FIELD,
+    FEED_QUERY,
     SDL_QUERY,
     camel,
     condition_json,
     entity_tables,
+    feed_rows,
     matches_field,
     row_type_name,
     schema_problems,
@@ -265,6 +268,14 @@ class SubgraphSource:
         raise UpstreamUnavailable(
             f"department {self.code} is served by a GraphQL subgraph; aggregates are computed only by SQL sources"
         )
+
+    async def change_events(self, after: int, first: int, hop: HopIdentity | None = None) -> list[tuple[Any, ...]]:
+        """The department's change events after sequence number ``after`` (at most ``first``), as outbox rows:
+        one POST of ``changeEvents`` through the guarded upstream call, with a hop token naming ``hop`` (the
+        monitor). ``UpstreamUnavailable`` when the department is down or answers outside the contract."""
+        async with guarded(self.breaker, self.timeout, f"department {self.code}", failures=HTTP_FAILURES):
+            payload = await self._post(self._client(), FEED_QUERY, {"after": after, "first": first}, hop)
+            return list(feed_rows(_data(payload, self.code).get(FEED_FIELD), after, first))
 
     # -- batching ------------------------------------------------------------------------------------------------
     async def _fetch(
