@@ -35,13 +35,14 @@ def time_bound(value: str, name: str, *, end: bool = False) -> datetime:
     try:
         if len(value) == 10:
             d = date.fromisoformat(value)
-            return datetime.combine(d, datetime.min.time(), CHINA) + (timedelta(days=1) if end else timedelta())
+            start = datetime.combine(d, datetime.min.time(), CHINA) + (timedelta(days=1) if end else timedelta())
+            return start.astimezone(UTC)
         at = datetime.fromisoformat(value)
     except ValueError:
         raise RequestError(
             f"{name}: {value!r} is not a date (YYYY-MM-DD, China time) or an ISO time", code="BAD_ARGUMENT"
         ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def check_flag(flag: str | None) -> str | None:
@@ -79,6 +80,8 @@ def search_page(
 
 def seq_range(engine: Engine, since: datetime | None, until: datetime | None) -> tuple[int, int] | None:
     """The first and last sequence numbers of the live entries written in [since, until), or None if none was."""
+    since = since.astimezone(UTC) if since else None  # SQLite compares wall times: bind UTC ones
+    until = until.astimezone(UTC) if until else None
     t = audit_entries
     stmt = select(func.min(t.c.seq), func.max(t.c.seq))
     if since is not None:
