@@ -111,7 +111,10 @@ async def token_endpoint(request: Request) -> Response:
     if requested:
         unknown = [p for p in requested if p not in client.purposes]
         if unknown:
-            return _oauth_error("invalid_scope", f"client is not registered for {', '.join(unknown)}")
+            registered = ", ".join(sorted(client.purposes)) or "none"
+            return _oauth_error(
+                "invalid_scope", f"client is not registered for {', '.join(unknown)} (registered: {registered})"
+            )
         purposes = requested
     s = state.settings
     token, claims = issue_token(
