@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from hub.audit.receipts import checkpoint_endpoint, receipt_endpoint
@@ -26,6 +26,7 @@ from hub.clock import Clock, system_clock
 from hub.console import console_app
 from hub.errors import BodyTimeout, BodyTooLarge
 from hub.gateway import handle, read_body
+from hub.graphiql import graphiql_asset, graphiql_page
 from hub.health import readiness
 from hub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hub.metrics import MetricsMiddleware
@@ -110,7 +111,10 @@ async def token_endpoint(request: Request) -> Response:
     if requested:
         unknown = [p for p in requested if p not in client.purposes]
         if unknown:
-            return _oauth_error("invalid_scope", f"client is not registered for {', '.join(unknown)}")
+            registered = ", ".join(sorted(client.purposes)) or "none"
+            return _oauth_error(
+                "invalid_scope", f"client is not registered for {', '.join(unknown)} (registered: {registered})"
+            )
         purposes = requested
     s = state.settings
     token, claims = issue_token(
@@ -181,23 +185,11 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(await asyncio.to_thread(state.metrics.render), media_type=METRICS_CONTENT_TYPE)
 
 
-GRAPHIQL = """<!doctype html><html><head><title>hub · GraphiQL</title>
-<link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css"/></head>
-<body style="margin:0"><div id="g" style="height:100vh"></div>
-<script src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
-<script src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
-<script src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
-<script>ReactDOM.createRoot(document.getElementById('g')).render(React.createElement(GraphiQL,{
-fetcher:GraphiQL.createFetcher({url:'/graphql'}),defaultEditorToolsVisibility:true,
-headers:'{"Authorization":"Bearer <token>","X-Hub-Purpose":"MON","X-Hub-Officer":"demo-officer"}'}));</script>
-</body></html>"""
-
-
 async def graphql_endpoint(request: Request) -> Response:
     state: HubState = request.app.state.hub
     if request.method == "GET":
         if state.settings.dev_mode:
-            return HTMLResponse(GRAPHIQL)
+            return await graphiql_page(request)  # shipped with the hub, offline (hub/graphiql.py)
         return JSONResponse(
             {"data": None, "errors": [{"message": "use POST", "extensions": {"code": "METHOD_NOT_ALLOWED"}}]},
             status_code=405,
@@ -247,6 +239,7 @@ def create_app(
 
     routes: list[BaseRoute] = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/graphiql/{name:str}", graphiql_asset, methods=["GET"]),  # GraphiQL's files (dev mode)
         Route("/oauth/token", token_endpoint, methods=["POST"]),
         Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server", authorization_server_metadata, methods=["GET"]),

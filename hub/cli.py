@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
 from hub.clock import china_date, system_clock
-from hub.errors import HubError
+from hub.errors import ConfigError, HubError
 from hub.logs import configure_logging
 from hub.settings import Settings
 
@@ -550,9 +551,72 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands that read what a hub already holds (its database, keys, officers): run where there is none, they say
+# so instead of printing nothing or creating an empty hub. Commands that set a hub up (serve, demo, db upgrade,
+# clients add, keys, authorizations add, console add-officer) may create it. None: every subcommand.
+READS_HUB_DATA: dict[str, frozenset[str] | None] = {
+    "audit": None,
+    "clients": frozenset({"list", "disable", "enable", "update", "rotate-secret"}),
+    "authorizations": frozenset({"list", "revoke"}),
+    "operations": None,
+    "monitor": None,
+    "console": frozenset({"list-officers", "disable-officer"}),
+}
+DEMO_DIR = Path(".hub-demo")  # where `hub demo` writes by default
+
+
+def check_hub_data(args: argparse.Namespace, env: dict[str, str] | None = None) -> None:
+    """``NO_HUB_DATA`` when the command reads a hub's data and its SQLite database is not there: the message
+    says where the CLI looked, why there, and how to point it at the demo's data."""
+    subs = READS_HUB_DATA.get(args.command, frozenset())
+    if subs is not None and getattr(args, "sub", None) not in subs:
+        return
+    if args.command == "audit" and getattr(args, "file", None):  # `hub audit verify --file`: offline
+        return
+    environ = os.environ if env is None else env
+    settings = _settings(args)
+    if not settings.database_url.startswith("sqlite:///"):
+        return  # another database (PostgreSQL): the command itself reports what is missing
+    db = Path(settings.database_url.removeprefix("sqlite:///"))
+    if db.is_file():
+        return
+    if getattr(args, "data_dir", None):
+        why = "given with --data-dir"
+    elif "HUB_DATA_DIR" in environ:
+        why = "from HUB_DATA_DIR"
+    else:
+        why = "the default: neither --data-dir nor HUB_DATA_DIR was given"
+    hint = (
+        f"the demo's data is in {DEMO_DIR}/: run `hub --data-dir {DEMO_DIR} {args.command} ...`"
+        if (DEMO_DIR / "hub.sqlite").is_file()
+        else f"for the demo, run `hub demo` (it writes {DEMO_DIR}/) and then `hub --data-dir {DEMO_DIR} "
+        f"{args.command} ...`"
+    )
+    raise ConfigError(
+        f"no hub data in {settings.data_dir.resolve()} ({why}; looked for {db.name} there). "
+        f"Point the command at a hub with `hub --data-dir DIR` or HUB_DATA_DIR=DIR; {hint}",
+        code="NO_HUB_DATA",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``hub`` entry point. Output piped into a reader that stops early (``| head``) ends the command
+    quietly with status 141 (as SIGPIPE would), as the Python documentation on SIGPIPE recommends."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at devnull so that flush cannot fail a second time
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_hub_data(args)
         return int(args.fn(args))
     except HubError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)

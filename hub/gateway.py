@@ -183,6 +183,13 @@ def request_context(state: HubState, request: Request, actor: Actor, ex: Exchang
         shown = claimed if len(claimed) <= 20 and claimed.isascii() and claimed.isalnum() else "(not shown)"
         raise RequestError(f"unknown purpose {shown!r} (known: {known})", code="UNKNOWN_PURPOSE")
     ex.purpose = purpose.id  # an unknown purpose is not kept: the entry says UNKNOWN_PURPOSE
+    if purpose.id in actor.outside_scope:  # registered, but the token was asked for with a narrower scope
+        raise ForbiddenError(
+            f"the token's scope ({' '.join(actor.purposes) or 'none'}) does not include purpose {purpose.id}, "
+            f"for which client {actor.client_id} is registered: request a token with scope {purpose.id}, "
+            "or without scope",
+            code="PURPOSE_NOT_REGISTERED",
+        )
     if purpose.id not in actor.purposes:
         raise ForbiddenError(
             f"client {actor.client_id} is not registered for purpose {purpose.id}", code="PURPOSE_NOT_REGISTERED"

@@ -182,6 +182,7 @@ class HubState:
             purposes=purposes,
             roles=client.roles,
             token_id=str(claims.get("jti", "")),
+            outside_scope=tuple(p for p in client.purposes if p not in purposes),
         )
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""``hub audit ...`` commands: verify, export, archive, subject, sign, prove.
+"""``hub audit ...`` commands: verify, search, export, archive, subject, sign, prove.
 
 Exit codes: 0 success; 1 verification failed (the problem names the first bad entry); 2 usage or
 configuration error (``error [CODE]: message`` on stderr).
@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.audit.search import DECISIONS, FLAGS
+from hub.clock import CHINA
 from hub.errors import ConfigError, RequestError
 from hub.settings import Settings
 
@@ -41,10 +43,38 @@ def add_audit_commands(sub: Any) -> None:
     cp.add_argument("--witnessed", action="store_true", help="list the cosignatures received from witnesses")
     cp.set_defaults(fn=cmd_checkpoint)
 
+    se = au.add_parser(
+        "search",
+        help="entries matching filters, oldest first, as a table (or JSON lines with --json)",
+        description="Dates are China dates (YYYY-MM-DD; --until includes its day) or ISO times. "
+        "Filters combine with AND. The same search as the console's search page.",
+    )
+    se.add_argument("--since", help="written on or after this date (YYYY-MM-DD, China time) or ISO time")
+    se.add_argument("--until", help="written up to this date (inclusive) or before this ISO time")
+    se.add_argument("--officer", help="the officer named in X-Hub-Officer")
+    se.add_argument("--consumer", help="the consumer's client id")
+    se.add_argument("--department", help="the consumer's department")
+    se.add_argument("--purpose", help="the declared purpose (e.g. CASE, AUDIT)")
+    se.add_argument("--case", help="the case reference (X-Hub-Case)")
+    se.add_argument("--field", help="a field coordinate disclosed, e.g. Person.name")
+    se.add_argument("--decision", choices=DECISIONS)
+    se.add_argument("--flag", choices=FLAGS, help="only entries with this anomaly flag")
+    se.add_argument(
+        "--resident",
+        metavar="ID_NUMBER",
+        help="entries naming this resident (turned into the pseudonym here; - reads it from stdin)",
+    )
+    se.add_argument("--limit", type=int, default=50, help="at most this many entries (default 50)")
+    se.add_argument("--after", type=int, help="only entries after this sequence number (the next page)")
+    se.add_argument("--json", action="store_true", help="one JSON object per line: seq, flags, entry")
+    se.set_defaults(fn=cmd_search)
+
     ex = au.add_parser("export", help="write a range of entries and the signed heads to a JSON-lines file")
     ex.add_argument("--output", "-o", required=True)
     ex.add_argument("--first", type=int, default=None, help="first sequence number (default: the oldest stored)")
     ex.add_argument("--last", type=int, default=None, help="last sequence number (default: the newest)")
+    ex.add_argument("--since", help="the entries written from this date (YYYY-MM-DD, China time) or ISO time")
+    ex.add_argument("--until", help="the entries written up to this date (inclusive) or before this ISO time")
     ex.set_defaults(fn=cmd_export)
 
     ar = au.add_parser("archive", help="move old entries into a verified archive file")
@@ -55,6 +85,8 @@ def add_audit_commands(sub: Any) -> None:
 
     su = au.add_parser("subject", help="every recorded access to one resident (by ID number)")
     su.add_argument("id_number", metavar="ID_NUMBER", help="the ID number, or - to read it from stdin")
+    su.add_argument("--since", help="accesses from this date (YYYY-MM-DD, China time) or ISO time")
+    su.add_argument("--until", help="accesses up to this date (inclusive) or before this ISO time")
     su.set_defaults(fn=cmd_subject)
 
     sign = au.add_parser("sign", help="sign a tree head now")
@@ -179,13 +211,23 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from hub.audit.search import seq_range, time_bound
     from hub.audit.store import export_range, open_audit_store
 
+    if (args.since or args.until) and (args.first is not None or args.last is not None):
+        raise RequestError("give --since/--until or --first/--last, not both", code="BAD_ARGUMENT")
+    since = time_bound(args.since, "--since") if args.since else None
+    until = time_bound(args.until, "--until", end=True) if args.until else None
     with open_audit_store(_settings(args)) as store:
-        first = args.first
+        first, last = args.first, args.last
+        if since or until:
+            found = seq_range(store.engine, since, until)
+            if found is None:
+                raise RequestError("no entry was written in that time range", code="NOT_FOUND")
+            first, last = found
         if first is None:
             first = store.oldest_stored() or 0
-        r = export_range(store, Path(args.output), first, args.last)
+        r = export_range(store, Path(args.output), first, last)
     print(
         f"exported entries {r.first_seq}–{r.last_seq} ({r.entries} entries, {r.heads} signed tree heads) "
         f"to {r.path}; sha256 {r.sha256}"
@@ -252,37 +294,118 @@ def _access_line(e: dict[str, Any], refused: bool = False) -> str:
 
 
 def cmd_subject(args: argparse.Namespace) -> int:
-    from hub.audit.entry import pseudonym
+    from hub.audit.search import time_bound
     from hub.audit.store import open_audit_store
-    from hub.ids import id_problem
 
     if args.id_number == "-":  # keeps the number out of shell history and the process list
         args.id_number = sys.stdin.readline().strip()
-    problem = id_problem(args.id_number)
-    if problem is not None:  # the message never repeats the number
-        raise RequestError(problem, code="BAD_ID_NUMBER")
+    since = time_bound(args.since, "--since") if args.since else None
+    until = time_bound(args.until, "--until", end=True) if args.until else None
     settings = _settings(args)
+    subject = _pseudonym_of(settings, args.id_number)
+    args.id_number = None  # nothing below needs the plain number
+    with open_audit_store(settings) as store:
+        return _print_accesses(store, subject, since, until)
+
+
+def _pseudonym_of(settings: Settings, id_number: str) -> str:
+    """The resident's pseudonym under this hub's key (the same HMAC as ``AuditLog.pseudonym``); the number is
+    checked first and never repeated in a message."""
+    from hub.audit.entry import pseudonym
+    from hub.ids import id_problem
+
+    problem = id_problem(id_number)
+    if problem is not None:
+        raise RequestError(problem, code="BAD_ID_NUMBER")
     key_file = settings.key_dir / "pseudonym.key"
     if not key_file.exists():  # a fresh key would silently find nobody
         raise ConfigError(f"no pseudonym key at {key_file}")
-    subject = pseudonym(key_file.read_bytes(), args.id_number)  # the same HMAC as AuditLog.pseudonym
-    args.id_number = None  # nothing below needs the plain number
-    with open_audit_store(settings) as store:
-        return _print_accesses(store, subject)
+    return pseudonym(key_file.read_bytes(), id_number)
 
 
-def _print_accesses(store: AuditStore, subject: str) -> int:
+def _print_accesses(
+    store: AuditStore, subject: str, since: datetime | None = None, until: datetime | None = None
+) -> int:
     """Every entry naming ``subject`` (a pseudonym), from the archive files and then the database, in order; a
     missing archive file is warned about (the officers' API refuses the report instead)."""
     from hub.audit.query import accesses
+    from hub.audit.search import written_between
 
     found, missing = accesses(store.engine, subject, store.settings.data_dir, missing_archives="skip")
+    found = [a for a in found if written_between(str(a.entry.get("at")), since, until)]
     for a in missing:
         print(f"warning: archive file {a.file.name} (entries {a.first_seq}–{a.last_seq}) is missing", file=sys.stderr)
     for access in found:
         print(_access_line(access.entry, access.refused))
-    print(f"{len(found)} recorded access{'es' if len(found) != 1 else ''} to this resident")
+    between = " in that time range" if since or until else ""
+    print(f"{len(found)} recorded access{'es' if len(found) != 1 else ''} to this resident{between}")
     return 0
+
+
+SEARCH_COLUMNS = ("seq", "at (China)", "decision", "consumer", "officer", "purpose", "case", "fields", "flags")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from hub.audit.query import AuditSearch
+    from hub.audit.search import search_page, time_bound
+    from hub.audit.store import open_audit_store
+
+    if args.limit < 1:
+        raise RequestError("--limit must be at least 1", code="BAD_ARGUMENT")
+    since = time_bound(args.since, "--since") if args.since else None
+    until = time_bound(args.until, "--until", end=True) if args.until else None
+    settings = _settings(args)
+    subject = None
+    if args.resident:
+        number = sys.stdin.readline().strip() if args.resident == "-" else args.resident
+        args.resident = None
+        subject = _pseudonym_of(settings, number)
+    s = AuditSearch(
+        department=args.department,
+        client_id=args.consumer,
+        officer=args.officer,
+        purpose=args.purpose,
+        case_ref=args.case,
+        subject=subject,
+        field=args.field,
+        decision=args.decision,
+        since=since,
+        until=until,
+    )
+    with open_audit_store(settings) as store:
+        found, cursor = search_page(store.engine, s, args.flag, args.after, args.limit)
+    if args.json:
+        for e in found:
+            print(json.dumps({"seq": e.seq, "flags": e.flags, "entry": e.entry}, ensure_ascii=False))
+    else:
+        rows = [SEARCH_COLUMNS] + [_search_row(e.entry, e.flags) for e in found]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(SEARCH_COLUMNS) - 1)]
+        for r in rows:
+            print("  ".join([c.ljust(w) for c, w in zip(r, widths, strict=False)] + [r[-1]]).rstrip())
+        print(f"{len(found)} entr{'ies' if len(found) != 1 else 'y'}", file=sys.stderr)
+    if cursor is not None:
+        print(f"more entries may match: add --after {cursor} for the next page", file=sys.stderr)
+    return 0
+
+
+def _search_row(e: dict[str, Any], flags: list[str]) -> tuple[str, ...]:
+    at = str(e.get("at") or "-")
+    try:
+        at = datetime.fromisoformat(at).astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        pass
+    values = (
+        e.get("seq"),
+        at,
+        e.get("decision"),
+        e.get("client_id"),
+        e.get("officer"),
+        e.get("purpose"),
+        e.get("case_ref"),
+        _fields(e),
+        ",".join(flags),
+    )
+    return tuple(printable(v if v not in (None, "") else "-") for v in values)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:

@@ -50,7 +50,9 @@ class FoundEntry:
 
 
 def _utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    """In UTC: SQLite keeps the wall time of a bound datetime and drops its offset, so a China time compared
+    as it is would be 8 hours off."""
+    return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def search(engine: Engine, s: AuditSearch, first: int, after: int | None) -> tuple[list[FoundEntry], bool]:

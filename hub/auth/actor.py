@@ -14,6 +14,8 @@ class Actor:
     roles: tuple[str, ...] = ()
     officer: str = ""
     token_id: str = ""
+    # registered for these purposes, but the token's scope left them out (the error says so, not "not registered")
+    outside_scope: tuple[str, ...] = ()
 
     def has_role(self, role: str) -> bool:
         return role in self.roles

@@ -40,6 +40,7 @@ from starlette.staticfiles import StaticFiles
 from hub.audit.head import SignedHead, key_fingerprint, load_public_key
 from hub.audit.merkle import ProofError, leaf_hash, verify_inclusion
 from hub.audit.query import AuditSearch, FoundEntry, access_report, flags_for, search
+from hub.audit.search import FLAGS, search_page
 from hub.auth.attempts import FailedAttempts
 from hub.clock import CHINA, china_date
 from hub.console.chart import DECISIONS, bars
@@ -55,15 +56,6 @@ from hub.state import HubState
 HERE = Path(__file__).parent
 COOKIE = "hub_console"
 PURPOSE = "AUDIT"
-FLAGS = (
-    "NO_CASE_REFERENCE",
-    "MANY_RESIDENTS_PER_HOUR",
-    "OUT_OF_AREA_ATTEMPT",
-    "REPEATED_DENIALS",
-    "NIGHT_TIME_BULK",
-    "THRESHOLD_PROBING",
-    "ID_PROBING",
-)
 FILTERS = ("subject", "officer", "consumer", "department", "purpose", "field", "decision", "flag", "since", "until")
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -356,21 +348,7 @@ class Console:
     def run_search(self, f: dict[str, str], after: int | None, size: int) -> tuple[list[FoundEntry], int | None]:
         """One page (``size`` entries) and the cursor of the next page (None: no more). A flag filter keeps
         reading pages of the search until the page is full or ``FLAG_SCAN_PAGES`` pages were read."""
-        s = self.to_search(f)
-        flag = f.get("flag")
-        found: list[FoundEntry] = []
-        cursor = after
-        for _ in range(FLAG_SCAN_PAGES if flag else 1):
-            page, more = search(self.state.engine, s, size, cursor)
-            for e in page:
-                if flag is None or flag in e.flags:
-                    found.append(e)
-                    if len(found) == size:
-                        return found, e.seq if (more or e is not page[-1]) else None
-            if not page or not more:
-                return found, None
-            cursor = page[-1].seq
-        return found, cursor
+        return search_page(self.state.engine, self.to_search(f), f.get("flag"), after, size, FLAG_SCAN_PAGES)
 
     async def search_view(self, request: Request, officer: Officer) -> Page:
         f = self.filters(request)
