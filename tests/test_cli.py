@@ -51,3 +51,23 @@ def test_clients_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture[str], m
     assert main([*d, "clients", "add", "x", "--department", "police", "--area", "33", "--purposes", "CASE"]) == 2
     assert "unknown department 'police'" in capsys.readouterr().err
     assert added["client_secret"] not in (tmp_path / "hub.sqlite").read_bytes().decode("latin-1")
+
+
+def test_authorizations_from_the_command_line_meet_the_same_validity_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's ``hub authorizations add`` is held to the one-year rule the GraphQL mutation applies."""
+    monkeypatch.setenv("HUB_POLICY_DIR", str(Path(__file__).resolve().parents[1] / "policies"))
+    d = ["--data-dir", str(tmp_path)]
+    add = [*d, "authorizations", "add", "H330113000173", "--signer", "户主", "--document-sha256", "ab" * 32]
+    add += ["--recorded-by", "operator-zhou", "--valid-from", "2028-02-29"]
+    assert main([*add, "--valid-to", "2029-03-01"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(
+        "error [AUTHORIZATION_TOO_LONG]: an authorization is valid for at most one year: "
+        "validTo may be 2029-02-28 at the latest\n"
+    )
+    assert main([*add, "--valid-to", "2028-02-28"]) == 2
+    assert capsys.readouterr().err.endswith("error [BAD_ARGUMENT]: validFrom is after validTo\n")
+    assert main([*add, "--valid-to", "2029-02-28"]) == 0
+    assert json.loads(capsys.readouterr().out)["valid_to"] == "2029-02-28"

@@ -17,7 +17,7 @@ from hub.departments import SOURCE_DEPARTMENTS
 from hub.errors import ForbiddenError, HubError, RequestError
 from hub.schema.alerts import AlertMutations
 from hub.schema.context import HubContext, ctx
-from hub.store.authorizations import Authorization
+from hub.store.authorizations import Authorization, check_validity
 
 CLERK = "authorization_clerk"
 PS = "public_security"  # household registration: where a household is registered, and who belongs to it
@@ -57,17 +57,6 @@ def _store(info: Info):  # type: ignore[no-untyped-def]
     if c.authorizations is None:
         raise HubError("no authorization store is configured", code="INTERNAL_ERROR")
     return c, c.authorizations
-
-
-MAX_VALIDITY = "one year"  # the longest a signed authorization (核对授权书) is accepted for; docs/policies.md
-
-
-def one_year_after(d: date) -> date:
-    """The same day a year later (28 February for 29 February)."""
-    try:
-        return d.replace(year=d.year + 1)
-    except ValueError:
-        return d.replace(year=d.year + 1, day=28)
 
 
 async def household_in_area(c: HubContext, household_id: str) -> None:
@@ -112,12 +101,7 @@ class Mutation(AlertMutations):  # alerts: docs/monitoring.md
         unknown = [d for d in scope if d != "*" and d not in SOURCE_DEPARTMENTS]
         if unknown:
             raise RequestError(f"scope: unknown provider department {unknown[0]!r}", code="BAD_ARGUMENT")
-        latest = one_year_after(valid_from)
-        if valid_to > latest:
-            raise RequestError(
-                f"an authorization is valid for at most {MAX_VALIDITY}: validTo may be {latest} at the latest",
-                code="AUTHORIZATION_TOO_LONG",
-            )
+        check_validity(valid_from, valid_to)
         await household_in_area(c, household_id)  # and its residents are named in the audit entry
         a = store.record(
             household_id,

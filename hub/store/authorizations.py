@@ -17,6 +17,28 @@ from hub.db import authorizations
 from hub.errors import RequestError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_VALIDITY = "one year"  # the longest a signed authorization (核对授权书) is accepted for; docs/policies.md
+
+
+def one_year_after(d: date) -> date:
+    """The same day a year later (28 February for 29 February)."""
+    try:
+        return d.replace(year=d.year + 1)
+    except ValueError:
+        return d.replace(year=d.year + 1, day=28)
+
+
+def check_validity(valid_from: date, valid_to: date) -> None:
+    """The validity rules every recorded authorization meets, however it is recorded (the GraphQL mutation or the
+    operator's ``hub authorizations add``)."""
+    if valid_from > valid_to:
+        raise RequestError("validFrom is after validTo", code="BAD_ARGUMENT")
+    latest = one_year_after(valid_from)
+    if valid_to > latest:
+        raise RequestError(
+            f"an authorization is valid for at most {MAX_VALIDITY}: validTo may be {latest} at the latest",
+            code="AUTHORIZATION_TOO_LONG",
+        )
 
 
 @dataclass(frozen=True)
@@ -67,8 +89,7 @@ class AuthorizationStore:
     ) -> Authorization:
         if not household_id or len(household_id) > 20 or not household_id.isalnum():
             raise RequestError("householdId: 1 to 20 letters or digits", code="BAD_ARGUMENT")
-        if valid_from > valid_to:
-            raise RequestError("validFrom is after validTo", code="BAD_ARGUMENT")
+        check_validity(valid_from, valid_to)
         if not _SHA256.match(document_sha256):
             raise RequestError("documentSha256 must be 64 lowercase hex digits", code="BAD_ARGUMENT")
         if not signer.strip():

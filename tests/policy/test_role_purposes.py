@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from hub.departments import households, residents
-from hub.schema.mutations import one_year_after
+from hub.store.authorizations import one_year_after
 from hub.store.clients import ClientStore
 from tests.conftest import Hub
 
