@@ -680,7 +680,7 @@ class Console:
         next_url = f"/console/alerts?{urlencode({**f, 'after': found[-1].id})}" if more and found else ""
         return Page(
             "alerts.html",
-            {"rows": rows, "status": status, "rule": rule, "statuses": STATUSES, "next_url": next_url},
+            {"rows": rows, "chosen": status, "rule": rule, "statuses": STATUSES, "next_url": next_url},
             details={"filters": f, "after": after, "alerts": len(rows)},
         )
 
@@ -703,7 +703,7 @@ class Console:
         )
         return Page(
             "operations.html",
-            {"ops": ops, "status": status, "consumer": consumer, "link": operation_link},
+            {"ops": ops, "chosen": status, "consumer": consumer, "link": operation_link},
             details={"filters": {"status": status, "consumer": consumer}, "operations": len(ops)},
         )
 
