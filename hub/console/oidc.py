@@ -71,7 +71,14 @@ class OidcLogin:
             request.session.clear()
             raise OidcRefusal("OIDC_BAD_STATE", "the state does not belong to a sign-in started in this browser")
         try:
-            token = await self.client.authorize_access_token(request)
+            metadata = await self.client.load_server_metadata()
+            # authlib checks the audience only through "azp" (a token for another client that names this one as
+            # authorized party would pass): the audience must contain this client, and the issuer be the provider
+            checks = {
+                "iss": {"essential": True, "values": [metadata.get("issuer") or self.settings.oidc_issuer]},
+                "aud": {"essential": True, "value": self.settings.oidc_client_id},
+            }
+            token = await self.client.authorize_access_token(request, claims_options=checks)
         except JoseError as e:
             raise OidcRefusal("OIDC_BAD_ID_TOKEN", f"{type(e).__name__}: {e}"[:300]) from None
         except (AuthlibBaseError, httpx.HTTPError, ValueError, KeyError) as e:
