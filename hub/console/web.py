@@ -149,6 +149,7 @@ class Console:
         self.env.globals["FLAGS"] = FLAGS
         self.env.globals["DECISIONS"] = DECISIONS
         self.env.globals["OIDC"] = self.oidc is not None
+        self.env.filters["cn"] = china_time
 
     # -- sessions ----------------------------------------------------------------------------------------
     def session(self, request: Request) -> dict[str, str]:
@@ -759,6 +760,13 @@ class Console:
             refusals = e.details.get("refusals", []) if isinstance(e.details, dict) else []
             return self.render(request, "error.html", e.status, code=e.code, message=e.message, refusals=refusals)
         return RedirectResponse(operation_link(doc, client, purpose), status_code=303)
+
+
+def china_time(at: datetime | None) -> str:
+    """An instant as China time, to the minute (SQLite gives naive UTC times)."""
+    if at is None:
+        return ""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
 
 
 def operation_link(doc: str, client: str, purpose: str) -> str:
