@@ -6,6 +6,7 @@ Nothing here is department data. The schema is created and changed only by alemb
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from sqlalchemy import (
@@ -284,7 +285,7 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
     root = Path(__file__).resolve().parent.parent
-    cfg = Config()
+    cfg = Config(stdout=sys.stdout)  # not alembic's default, bound to sys.stdout when alembic.config was imported
     cfg.set_main_option("script_location", str(root / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg

@@ -14,9 +14,9 @@ the GraphQL API and ``hub operations``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import hmac
 import io
-import hashlib
 import json
 import logging
 import secrets

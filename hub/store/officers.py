@@ -27,8 +27,8 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.clock import Clock, system_clock
-from hub.departments import DEPARTMENTS
 from hub.db import officers
+from hub.departments import DEPARTMENTS
 from hub.errors import RequestError
 from hub.store.clients import SCRYPT_N, check_secret, hash_secret
 
@@ -66,7 +66,7 @@ class Officer:
 
 
 def _totp(secret_b32: str) -> TOTP:
-    return TOTP(base64.b32decode(secret_b32), TOTP_DIGITS, SHA1(), TOTP_STEP)
+    return TOTP(base64.b32decode(secret_b32), TOTP_DIGITS, SHA1(), TOTP_STEP)  # noqa: S303 - RFC 6238 authenticator apps use HMAC-SHA-1
 
 
 def totp_code(secret_b32: str, at: datetime) -> str:

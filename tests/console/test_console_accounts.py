@@ -67,9 +67,10 @@ def test_hub_officers_commands_and_the_otpauth_uri_printed_once(cli: Any, tmp_pa
     )
     assert cli("officers", "disable", "officer-chen")[1] == "disabled officer-chen\n"
     assert cli("officers", "set-password", "officer-chen", "--password-stdin", stdin="another long password\n")[0] == 0
-    assert cli("console", "add-officer", "li-si", "--roles", "caseworker", "--password-stdin", stdin=PASSWORD + "\n")[
-        0
-    ] == 0  # the old name still works
+    assert (
+        cli("console", "add-officer", "li-si", "--roles", "caseworker", "--password-stdin", stdin=PASSWORD + "\n")[0]
+        == 0
+    )  # the old name still works
     _, out, _ = cli("officers", "list")
     assert [line.split()[:4] for line in out.splitlines()] == [
         ["li-si", "audit_office", "caseworker", "active"],
@@ -84,10 +85,18 @@ def test_an_old_officers_json_is_imported_into_the_hub_database_once(cli: Any, t
     legacy.write_text(
         json.dumps(
             {
-                "officer-old": {"hash": hash_secret(PASSWORD, 16), "department": "audit_office",
-                                "roles": ["officer"], "status": "active"},
-                "gone": {"hash": hash_secret(PASSWORD, 16), "department": "civil_affairs",
-                         "roles": ["officer"], "status": "disabled"},
+                "officer-old": {
+                    "hash": hash_secret(PASSWORD, 16),
+                    "department": "audit_office",
+                    "roles": ["officer"],
+                    "status": "active",
+                },
+                "gone": {
+                    "hash": hash_secret(PASSWORD, 16),
+                    "department": "civil_affairs",
+                    "roles": ["officer"],
+                    "status": "disabled",
+                },
             }  # fmt: skip
         )
     )
@@ -182,6 +191,10 @@ def test_the_login_audit_names_the_totp_failure_like_a_wrong_password(console_hu
     with client(console_hub) as c:
         sign_in(c, OFFICER, "a wrong password, long")
     (entry,) = tail(console_hub, before)
-    assert (entry["officer"], entry["decision"], entry["console"]) == (OFFICER, "deny", {"reason": "OFFICER_AUTH_FAILED"})
+    assert (entry["officer"], entry["decision"], entry["console"]) == (
+        OFFICER,
+        "deny",
+        {"reason": "OFFICER_AUTH_FAILED"},
+    )
     with httpx.Client(base_url=console_hub.url) as c:
         assert sign_in(c).status_code == 303

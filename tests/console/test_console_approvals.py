@@ -17,20 +17,31 @@ ALLOWED = "query Visit($id: String!) { person(idNumber: $id) { name civilAffairs
 DENIED = "query Tax($id: String!) { person(idNumber: $id) { name tax { incomeBand } } }"
 
 
-def make_alert(hub: ConsoleHub) -> Any:
+def make_alert(hub: ConsoleHub, rule: str = "M1") -> Any:
+    """An open alert of ``rule`` for the golden resident (one rule has one open alert per resident)."""
     alerts = hub.app.state.hub.alerts  # type: ignore[attr-defined]
     new = NewAlert(
-        rule_id="M1",
+        rule_id=rule,
         id_number=hub.golden_id,
         area_code="330113001",
         area_name="临平区运河街道",
         source="disabled_persons",
         event_kind="disability_changed",
         occurred_on=date(2026, 11, 30),
-        matched=[{"coordinate": "DisabilityRecord.grade", "form": "exact", "value": 2,
-                  "condition": "grade ≤ 2"}],  # fmt: skip
-        programmes=[{"id": "P01", "name_zh": "困难残疾人生活补贴", "name_en": "Living allowance", "legal_basis":
-                     "国发〔2015〕52号", "reason": "grade 2", "monthly_amount": 300, "amount_basis": "demo"}],  # fmt: skip
+        matched=[
+            {"coordinate": "DisabilityRecord.grade", "form": "exact", "value": 2, "condition": "grade ≤ 2"}
+        ],  # fmt: skip
+        programmes=[
+            {
+                "id": "P01",
+                "name_zh": "困难残疾人生活补贴",
+                "name_en": "Living allowance",
+                "legal_basis": "国发〔2015〕52号",
+                "reason": "grade 2",
+                "monthly_amount": 300,
+                "amount_basis": "demo",
+            }
+        ],  # fmt: skip
         estimated_monthly=300,
         due_on=date(2026, 12, 7),
         due_basis="5 working days",

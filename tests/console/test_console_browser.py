@@ -143,7 +143,7 @@ async def test_an_officer_reads_the_alerts_and_approves_a_pending_document(
     from tests.console.test_console_approvals import make_alert, submit
 
     hub = console_hub
-    alert = make_alert(hub)
+    alert = make_alert(hub, rule="M2")
     text = "query Household($id: String!) { person(idNumber: $id) { name civilAffairs { tier } household { size } } }"
     doc = submit(hub, text)
     ctx, page, requested = await new_page(browser, hub)
@@ -157,7 +157,7 @@ async def test_an_officer_reads_the_alerts_and_approves_a_pending_document(
     assert hub.golden_id not in await page.content()
     await page.screenshot(path=SHOTS / "alerts.png", full_page=True)
     await page.click(f"a[href='/console/alerts/{alert.id}']")
-    assert await page.inner_text("#alert-rule") == "M1"
+    assert await page.inner_text("#alert-rule") == "M2"
     await page.screenshot(path=SHOTS / "alert.png", full_page=True)
 
     await page.click("text=审批 Approvals")

@@ -136,9 +136,7 @@ def oidc_hub(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.Te
         provider.url = idp
         root = tmp_path_factory.mktemp("oidc")
         (root / "departments").symlink_to(dept_data[0] / "departments")
-        settings = make_settings(
-            root, oidc_issuer=idp, oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET
-        )
+        settings = make_settings(root, oidc_issuer=idp, oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET)
         app = create_app(settings, sign_interval=3600, clock=working_clock())
         state = app.state.hub
         officers = OfficerStore(state.engine, state.clock, settings.client_secret_scrypt_n)
