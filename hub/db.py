@@ -6,6 +6,7 @@ Nothing here is department data. The schema is created and changed only by alemb
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from sqlalchemy import (
@@ -248,6 +249,24 @@ lookup_misses = Table(
 )
 
 
+# officers who sign in to the console (hub/store/officers.py, docs/console.md): people, not department clients
+officers = Table(
+    "officers",
+    metadata,
+    Column("login", String(64), primary_key=True),
+    Column("display_name", String(120), nullable=False),
+    Column("department", String(40), nullable=False),
+    Column("roles", String(200), nullable=False),  # comma-separated: officer (privacy officer), caseworker
+    Column("password_hash", String(200), nullable=False),  # scrypt, as client secrets; "" for identity-provider only
+    Column("totp_secret", String(64), nullable=False),  # base32 RFC 6238 secret; "" when not enrolled
+    Column("totp_last_step", Integer, nullable=False),  # the last time step a code was accepted for (no replay)
+    Column("oidc_subject", String(255), unique=True),  # the identity provider's claim value mapped to this account
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def hub_engine(url: str, busy_timeout: float = 5.0) -> Engine:
     """The hub's own engine. SQLite runs in WAL mode with full fsync so a commit is durable."""
     u = make_url(url)
@@ -285,7 +304,7 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
     root = Path(__file__).resolve().parent.parent
-    cfg = Config()
+    cfg = Config(stdout=sys.stdout)  # not alembic's default, bound to sys.stdout when alembic.config was imported
     cfg.set_main_option("script_location", str(root / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg

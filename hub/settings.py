@@ -72,6 +72,16 @@ HELP: dict[str, str] = {
     # the privacy officers' console (docs/console.md)
     "console_session_ttl": "Seconds a console sign-in lasts; the officer signs in again after that.",
     "console_page_size": "Audit entries per page in the console's search (and most entries in one export).",
+    "oidc_issuer": "Issuer URL of the organisation's OpenID Connect provider; set: officers may sign in to the "
+    "console through it (authorization code with PKCE). Empty: local accounts only.",
+    "oidc_client_id": "The console's client id at the OpenID Connect provider.",
+    "oidc_client_secret": "The console's client secret at the OpenID Connect provider.",
+    "oidc_claim": "The id_token claim whose value names the officer account (matched to `hub officers add "
+    "--oidc-subject`).",
+    "oidc_create_officers": "Create an officer account (role officer) for an unknown identity at its first "
+    "sign-in; off: an unknown identity is refused.",
+    "oidc_redirect_url": "The console's callback URL registered at the provider; empty: derived from the request "
+    "(<scheme>://<host>/console/oidc/callback).",
     # federation (docs/federation.md)
     "remote_hubs": "Other regions' hubs asked for residents not found here, from HUB_REMOTE_HUBS='name=url,...'.",
     "remote_credentials": "This hub's client id and secret at each remote hub, from "
@@ -126,6 +136,12 @@ class Settings:
     monitor_area: str = "33"
     console_session_ttl: int = 28_800
     console_page_size: int = 50
+    oidc_issuer: str = ""  # OpenID Connect sign-in to the console (hub/console/oidc.py)
+    oidc_client_id: str = ""
+    oidc_client_secret: str = field(default="", repr=False)
+    oidc_claim: str = "sub"
+    oidc_create_officers: bool = False
+    oidc_redirect_url: str = ""
     # federation (docs/federation.md)
     remote_hubs: Mapping[str, str] = field(default_factory=dict)  # name -> base URL, asked in this order
     remote_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)

@@ -1,19 +1,24 @@
 """The console's routes (mounted at ``/console`` by ``hub.app``).
 
-Officers sign in as people (local accounts, ``hub.console.officers``); the session cookie is signed with the key
+Officers sign in as people: local accounts in the hub database (``hub.store.officers``: scrypt password, optional
+TOTP) or the organisation's OpenID Connect provider (``hub.console.oidc``); the session cookie is signed with the key
 ring's console key, ``HttpOnly`` and ``SameSite=Strict``; every form carries a CSRF token; every page carries a
 strict Content-Security-Policy (no script at all). Each page an officer opens is itself an audit entry (purpose
 AUDIT, the officer named, the residents looked up as pseudonyms), written before the page is sent: if the log
 cannot take it, the page is not shown. The data come from ``hub.audit.query`` and ``hub.audit.head``; nothing
-here searches or verifies the log a second way.
+here searches or verifies the log a second way. The alerts are read with ``hub.monitor.alerts.AlertStore`` and
+the approved operations are listed, approved and retired with ``hub.operations.OperationDesk``, the same calls as
+the GraphQL API and ``hub operations``.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import hmac
 import io
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -32,6 +37,7 @@ from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -44,14 +50,20 @@ from hub.audit.search import FLAGS, search_page
 from hub.auth.attempts import FailedAttempts
 from hub.clock import CHINA, china_date
 from hub.console.chart import DECISIONS, bars
-from hub.console.officers import Officer, OfficerStore
+from hub.console.oidc import STATE_COOKIE, STATE_PATH, STATE_TTL, OidcLogin, OidcRefusal, state_secret
 from hub.db import audit_entries, witnessed_checkpoints
 from hub.departments import DEPARTMENTS
 from hub.errors import AuditUnavailable, ForbiddenError, HubError, RequestError
 from hub.gateway import Exchange, audit_body
 from hub.ids import id_problem
+from hub.monitor.alerts import STATUSES, Alert
+from hub.operations import OperationDesk
 from hub.policy.explain import explain_rows
 from hub.state import HubState
+from hub.store.officers import OFFICER_ROLE, Officer, OfficerStore, check_login
+from hub.store.operations import DOCUMENT_ID, Operation
+
+log = logging.getLogger("hub.console")
 
 HERE = Path(__file__).parent
 COOKIE = "hub_console"
@@ -105,13 +117,31 @@ class Page:
 class Console:
     def __init__(self, state: HubState) -> None:
         self.state = state
-        self.officers = OfficerStore(state.settings.data_dir)
+        s = state.settings
+        self.officers = OfficerStore(state.engine, state.clock, s.client_secret_scrypt_n)
+        legacy = s.data_dir / "console" / "officers.json"
+        if legacy.exists():  # accounts of a hub before migration 0007: moved into the hub database once, at start
+            imported = self.officers.import_json(legacy)
+            log.warning("console officers imported from %s into the hub database: %s", legacy, ", ".join(imported))
+        self.oidc = OidcLogin(s) if s.oidc_issuer else None
+        self.desk = OperationDesk(
+            state.operations,
+            state.clients,
+            state.graphql_schema,
+            state.catalog,
+            state.policy,
+            record=lambda body: state.audit.write([(dict(body, console={"via": "console"}), [])]),
+            blank_entry=lambda: audit_body(Exchange(request_id=uuid.uuid4().hex, started=time.perf_counter())),
+            today=lambda: china_date(state.clock()),
+        )
         self.signer = URLSafeTimedSerializer(state.keys.console_session_key(), salt="hub-console-session")
         self.failures = FailedAttempts(state.settings.token_failures_per_client, state.settings.token_failure_window)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
         self.env.globals["DEPARTMENTS"] = DEPARTMENTS
         self.env.globals["FLAGS"] = FLAGS
         self.env.globals["DECISIONS"] = DECISIONS
+        self.env.globals["OIDC"] = self.oidc is not None
+        self.env.filters["cn"] = china_time
 
     # -- sessions ----------------------------------------------------------------------------------------
     def session(self, request: Request) -> dict[str, str]:
@@ -216,9 +246,10 @@ class Console:
         if not ok:
             return self.render(request, "login.html", status=403, error="expired")
         name, password = str(form.get("name", ""))[:64], str(form.get("password", ""))
+        code = str(form.get("code", ""))[:12]
         if self.failures.retry_after(name) > 0:
             return self.render(request, "login.html", status=429, error="locked")
-        officer = await anyio.to_thread.run_sync(self.officers.authenticate, name, password)
+        officer = await anyio.to_thread.run_sync(self.officers.authenticate, name, password, code)
         if officer is None or not officer.may_use_console:
             if officer is None:
                 self.failures.failed(name)
@@ -237,6 +268,62 @@ class Console:
         done = RedirectResponse("/console/", status_code=303)
         self.set_session(request, done, {"o": officer.name, "c": secrets.token_urlsafe(24)})
         return done
+
+    # -- sign-in through the organisation's identity provider ---------------------------------------------
+    async def oidc_login(self, request: Request) -> Response:
+        if self.oidc is None:
+            return self.render(request, "error.html", 404, code="NOT_FOUND", message="no identity provider configured")
+        try:
+            return await self.oidc.start(request)
+        except Exception:  # the provider's metadata cannot be read: say so, keep the local sign-in
+            log.exception("OIDC: the provider's metadata could not be read")
+            return self.render(
+                request, "error.html", 502, code="OIDC_PROVIDER_ERROR", message="the identity provider did not answer"
+            )
+
+    def oidc_officer(self, claims: dict[str, Any]) -> tuple[Officer | None, str]:
+        """The account the claims name (created when HUB_OIDC_CREATE_OFFICERS is on), and the claim's value."""
+        s = self.state.settings
+        value = claims.get(s.oidc_claim)
+        subject = str(value)[:255] if isinstance(value, str | int) and str(value) else ""
+        if not subject:
+            return None, ""
+        officer = self.officers.by_subject(subject)
+        if officer is None and s.oidc_create_officers:
+            wanted = str(claims.get("preferred_username", ""))
+            try:
+                login = check_login(wanted) if self.officers.get(wanted) is None else ""
+            except RequestError:
+                login = ""
+            login = login or "oidc-" + hashlib.sha256(subject.encode()).hexdigest()[:12]
+            name = str(claims.get("name", ""))[:120]
+            officer = self.officers.add(login, None, display_name=name, roles=(OFFICER_ROLE,), oidc_subject=subject)
+        return officer, subject
+
+    async def oidc_callback(self, request: Request) -> Response:
+        if self.oidc is None:
+            return self.render(request, "error.html", 404, code="NOT_FOUND", message="no identity provider configured")
+        try:
+            claims = await self.oidc.finish(request)
+        except OidcRefusal as e:
+            log.warning("OIDC sign-in refused: %s %s", e.reason, e.detail)
+            await self.record(request, "", "", "login", "deny", 401, reason=e.reason, detail=e.detail)
+            return self.render(request, "oidc_refused.html", 401, reason=e.reason, detail=e.detail, subject="")
+        officer, subject = await anyio.to_thread.run_sync(self.oidc_officer, claims)
+        if officer is None or not officer.may_use_console:
+            reason = "OIDC_UNKNOWN_IDENTITY" if officer is None else "NOT_AN_OFFICER"
+            await self.record(
+                request, officer.name if officer else "", officer.department if officer else "", "login", "deny",
+                403, reason=reason, via="oidc",
+            )  # fmt: skip
+            return self.render(request, "oidc_refused.html", 403, reason=reason, detail="", subject=subject)
+        await self.record(request, officer.name, officer.department, "login", "allow", 200, via="oidc")
+        session = {"o": officer.name, "c": secrets.token_urlsafe(24)}
+        # A page, not a redirect: the provider's redirect here is a cross-site navigation, and a SameSite=Strict
+        # cookie set now is only sent by the browser from the next, same-site, navigation (the refresh below).
+        response = self.render_with(request, "signed_in.html", session)
+        self.set_session(request, response, session)
+        return response
 
     def render_with(self, request: Request, template: str, session: dict[str, str], **values: Any) -> HTMLResponse:
         html = self.env.get_template(template).render(
@@ -552,6 +639,117 @@ class Console:
             details={"consumer": consumer, "purpose": purpose},
         )
 
+    # -- alerts (read-only; hub.monitor.alerts) ----------------------------------------------------------
+    def alert_values(self, a: Alert) -> dict[str, Any]:
+        """What the console shows of an alert: the resident as the audit log's pseudonym, never the ID number."""
+        return {"a": a, "pseudonym": str(self.state.audit.pseudonym(a.id_number))}
+
+    async def alerts_view(self, request: Request, officer: Officer) -> Page:
+        q = request.query_params
+        status, rule = q.get("status", ""), q.get("rule", "")[:20]
+        if status and status not in STATUSES:
+            raise RequestError(f"status: one of {', '.join(STATUSES)}", code="BAD_ARGUMENT")
+        after = q.get("after", "")[:40] or None
+        size = self.state.settings.console_page_size
+        found, more = await anyio.to_thread.run_sync(
+            lambda: self.state.alerts.page("", after=after, first=size, status=status or None, rule_id=rule or None)
+        )
+        rows = [self.alert_values(a) for a in found]
+        f = {k: v for k, v in (("status", status), ("rule", rule)) if v}
+        next_url = f"/console/alerts?{urlencode({**f, 'after': found[-1].id})}" if more and found else ""
+        return Page(
+            "alerts.html",
+            {"rows": rows, "chosen": status, "rule": rule, "statuses": STATUSES, "next_url": next_url},
+            details={"filters": f, "after": after, "alerts": len(rows)},
+        )
+
+    async def alert_view(self, request: Request, officer: Officer) -> Page:
+        alert_id = request.path_params["alert_id"][:40]
+        a = await anyio.to_thread.run_sync(self.state.alerts.get, alert_id)
+        if a is None:
+            raise EntryNotFound(f"no alert {alert_id}")
+        values = self.alert_values(a)
+        return Page("alert.html", values, subjects=[values["pseudonym"]], details={"alert": a.id})
+
+    # -- approved operations (hub.operations.OperationDesk, as `hub operations`) ---------------------------
+    async def operations_view(self, request: Request, officer: Officer) -> Page:
+        q = request.query_params
+        status, consumer = q.get("status", "pending"), q.get("consumer", "")[:64]
+        if status not in ("pending", "approved", "retired", "all"):
+            raise RequestError("status: pending, approved, retired or all", code="BAD_ARGUMENT")
+        ops = await anyio.to_thread.run_sync(
+            lambda: self.state.operations.list(consumer or None, None if status == "all" else status)
+        )
+        return Page(
+            "operations.html",
+            {"ops": ops, "chosen": status, "consumer": consumer, "link": operation_link},
+            details={"filters": {"status": status, "consumer": consumer}, "operations": len(ops)},
+        )
+
+    def operation_ref(self, q: Any) -> tuple[str, str, str]:
+        doc, client, purpose = str(q.get("document", "")), str(q.get("consumer", ""))[:64], str(q.get("purpose", ""))
+        if not DOCUMENT_ID.match(doc):
+            raise RequestError('document: "sha256:" and 64 lowercase hex digits', code="BAD_ARGUMENT")
+        return doc, client, purpose[:20]
+
+    async def operation_view(self, request: Request, officer: Officer) -> Page:
+        doc, client, purpose = self.operation_ref(request.query_params)
+        op = await anyio.to_thread.run_sync(self.state.operations.get, doc, client, purpose)
+        if op is None:
+            raise EntryNotFound(f"no operation {doc} submitted for client {client} and purpose {purpose}")
+        refusals: list[str] = []
+        if op.status == "pending":  # what approving would meet: the same check as the approval itself
+            refusals = await anyio.to_thread.run_sync(self.would_refuse, op)
+        return Page(
+            "operation.html",
+            {"op": op, "refusals": refusals, "error": ""},
+            details={"document_id": doc, "consumer": client, "purpose": purpose},
+        )
+
+    def would_refuse(self, op: Operation) -> list[str]:
+        from hub.operations import plan_refusals
+
+        client = self.state.clients.get(op.client_id)
+        if client is None:
+            return [f"no client {op.client_id}"]
+        actor = self.desk._actor(op.client_id)
+        return plan_refusals(
+            self.state.graphql_schema, self.state.catalog, self.state.policy, actor, op.purpose, op.text,
+            china_date(self.state.clock()),
+        )  # fmt: skip
+
+    async def operation_action(self, request: Request) -> Response:
+        """POST /console/operations/approve|retire: the desk's approve or retire, by the signed-in officer. The desk
+        writes the audit entry (route ``operations``, the officer named); a refusal is shown and audited too."""
+        officer = self.officer(request)
+        if officer is None:
+            return RedirectResponse("/console/login", status_code=303)
+        ok, form = await self.csrf_ok(request)
+        if not ok:
+            return self.expired(request)
+        action = request.path_params["action"]
+        if action not in ("approve", "retire"):
+            return self.render(request, "error.html", 404, code="NOT_FOUND", message="approve or retire")
+        try:
+            doc, client, purpose = self.operation_ref(form)
+            fn = self.desk.approve if action == "approve" else self.desk.retire
+            await anyio.to_thread.run_sync(fn, doc, client, purpose, officer.name)
+        except HubError as e:
+            refusals = e.details.get("refusals", []) if isinstance(e.details, dict) else []
+            return self.render(request, "error.html", e.status, code=e.code, message=e.message, refusals=refusals)
+        return RedirectResponse(operation_link(doc, client, purpose), status_code=303)
+
+
+def china_time(at: datetime | None) -> str:
+    """An instant as China time, to the minute (SQLite gives naive UTC times)."""
+    if at is None:
+        return ""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+
+
+def operation_link(doc: str, client: str, purpose: str) -> str:
+    return "/console/operation?" + urlencode({"document": doc, "consumer": client, "purpose": purpose})
+
 
 def console_app(state: HubState) -> Starlette:
     c = Console(state)
@@ -566,9 +764,29 @@ def console_app(state: HubState) -> Starlette:
         Route("/sign", c.sign_now, methods=["POST"]),
         Route("/resident/{subject:str}", c.guarded("timeline", c.timeline)),
         Route("/policies", c.guarded("policies", c.policies)),
+        Route("/alerts", c.guarded("alerts", c.alerts_view)),
+        Route("/alerts/{alert_id:str}", c.guarded("alert", c.alert_view)),
+        Route("/operations", c.guarded("operations", c.operations_view)),
+        Route("/operation", c.guarded("operation", c.operation_view)),
+        Route("/operations/{action:str}", c.operation_action, methods=["POST"]),
+        Route("/oidc/login", c.oidc_login),
+        Route("/oidc/callback", c.oidc_callback),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    middleware = [Middleware(SecurityHeaders)]
+    if c.oidc is not None:  # authlib keeps the flow's state, nonce and PKCE verifier in request.session
+        middleware.append(
+            Middleware(
+                SessionMiddleware,
+                secret_key=state_secret(state.keys.console_session_key()),
+                session_cookie=STATE_COOKIE,
+                max_age=STATE_TTL,
+                path=STATE_PATH,
+                same_site="lax",
+                https_only=state.settings.oidc_issuer.startswith("https://"),
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.console = c
     return app
 

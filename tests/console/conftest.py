@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from hub.app import create_app
-from hub.console.officers import OfficerStore
 from hub.demo.generate import GenerateResult
+from hub.store.officers import OfficerStore
 from tests.conftest import CLIENTS, make_settings, serve, working_clock
 
 OFFICER, PASSWORD = "officer-zhang", "correct horse battery staple"
@@ -63,7 +63,7 @@ def console_hub(
     secrets = {}
     for cid, (dept, area, purposes, roles) in CLIENTS.items():
         _, secrets[cid] = state.clients.add(cid, dept, area, purposes, roles)
-    officers = OfficerStore(root)
+    officers = OfficerStore(state.engine, state.clock, settings.client_secret_scrypt_n)
     officers.add(OFFICER, PASSWORD)
     officers.add(CASEWORKER, PASSWORD, department="civil_affairs", roles=("caseworker",))
     with serve(app) as url:

@@ -135,3 +135,43 @@ async def test_a_consumer_clients_token_cannot_open_a_console_page(browser: Any,
     await page.screenshot(path=SHOTS / "refused.png", full_page=True)
     assert all(u.startswith(f"{console_hub.url}/") for u in requested)
     await ctx.close()
+
+
+async def test_an_officer_reads_the_alerts_and_approves_a_pending_document(
+    browser: Any, console_hub: ConsoleHub
+) -> None:
+    from tests.console.test_console_approvals import make_alert, submit
+
+    hub = console_hub
+    alert = make_alert(hub, rule="M2")
+    text = "query Household($id: String!) { person(idNumber: $id) { name civilAffairs { tier } household { size } } }"
+    doc = submit(hub, text)
+    ctx, page, requested = await new_page(browser, hub)
+    await page.goto(f"{hub.url}/console/login")
+    await page.fill("input[name=name]", OFFICER)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+
+    await page.click("text=告警 Alerts")
+    assert alert.id in await page.inner_text("#alerts")
+    assert hub.golden_id not in await page.content()
+    await page.screenshot(path=SHOTS / "alerts.png", full_page=True)
+    await page.click(f"a[href='/console/alerts/{alert.id}']")
+    assert await page.inner_text("#alert-rule") == "M2"
+    await page.screenshot(path=SHOTS / "alert.png", full_page=True)
+
+    await page.click("text=审批 Approvals")
+    assert doc[:23] in await page.inner_text("#operations")
+    await page.screenshot(path=SHOTS / "operations.png", full_page=True)
+    await page.click(f"a:has-text('{doc[:23]}')")
+    assert await page.inner_text("#op-status") == "pending"
+    assert "The policies allow it" in await page.inner_text("#op-plan")
+    await page.screenshot(path=SHOTS / "operation-pending.png", full_page=True)
+    await page.click("#approve")
+    assert await page.inner_text("#op-status") == "approved"
+    assert (await page.inner_text("#op-approved")).startswith(OFFICER)
+    await page.screenshot(path=SHOTS / "operation-approved.png", full_page=True)
+    op = hub.app.state.hub.operations.get(doc, "linping-ca", "CASE")  # type: ignore[attr-defined]
+    assert (op.status, op.approved_by) == ("approved", OFFICER)
+    assert requested and all(u.startswith(f"{hub.url}/") for u in requested), sorted(set(requested))
+    await ctx.close()
