@@ -740,10 +740,12 @@ class Console:
         return RedirectResponse(operation_link(doc, client, purpose), status_code=303)
 
 
-def china_time(at: datetime | None) -> str:
-    """An instant as China time, to the minute (SQLite gives naive UTC times)."""
+def china_time(at: datetime | str | None) -> str:
+    """An instant as China time, to the minute (SQLite gives naive UTC times; an alert's history, ISO text)."""
     if at is None:
         return ""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
 
 

@@ -5,7 +5,7 @@ approved), each an audit entry naming the officer."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from hub.monitor.alerts import NewAlert
@@ -69,6 +69,11 @@ def test_alerts_are_shown_read_only_with_the_resident_as_a_pseudonym(console_hub
         assert detail.status_code == 200 and console_hub.golden_id not in detail.text
         assert 'id="alert-rule">M1<' in detail.text and "困难残疾人生活补贴" in detail.text
         assert "<form" not in detail.text.split("</header>")[1]  # read-only: no form besides sign-out
+        # its history in China time, to the minute, as every other time in the console
+        [created] = alert.history
+        shown_at = datetime.fromisoformat(created["at"]).replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=8)))
+        history = detail.text.split('<table id="history">')[1].split("</table>")[0]
+        assert f"<td>{shown_at:%Y-%m-%d %H:%M}</td>" in history and created["at"] not in history
         assert c.get("/console/alerts?status=bogus").status_code == 400
         assert c.get("/console/alerts/AL-none").status_code == 404
     listing, shown, bad, missing = tail(console_hub, before)
