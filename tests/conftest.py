@@ -19,6 +19,7 @@ from hub.clock import CHINA, TestClock
 from hub.demo.generate import GenerateResult, generate
 from hub.settings import Settings
 from hub.store.clients import ClientStore
+from tests.browser import browser as browser  # the web pages' tests' fixture (Debian chromium)
 
 # real subgraph and hub processes (tests/sources/, tests/federation/)
 pytest_plugins = ["tests.live"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,9 @@ from hub.app import create_app
 from hub.db import audit_entries
 from hub.demo.generate import GenerateResult
 from hub.graphiql import ASSETS, SERVED, STARTER_QUERY
+from tests.browser import SHOTS
 from tests.conftest import CLIENTS, make_settings, serve, working_clock
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).parent / "console" / "screenshots"
 # the shipped files are the npm packages' own (hub/static/graphiql/README.md): graphiql 3.8.3, react 18.3.1
 SHA256 = {
     "graphiql.min.js": "22faab94067b695e5f7959619fbe686ebcc8955002a0c97d986bcbba4ad4bc2c",
@@ -94,31 +93,6 @@ async def test_outside_dev_mode_there_is_no_graphiql(hub: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- browser
-ARGS = [
-    "--no-sandbox",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--no-first-run",
-    "--metrics-recording-only",
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium: `apt-get install chromium fonts-wqy-microhei` (.ci/run does)")
-    from playwright.async_api import async_playwright
-
-    SHOTS.mkdir(exist_ok=True)
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def test_graphiql_renders_offline_and_runs_the_starter_query_with_a_token(browser: Any, dev_hub: DevHub) -> None:
