@@ -198,6 +198,13 @@ def _clients(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return ClientStore(open_hub_db(s.database_url), scrypt_n=s.client_secret_scrypt_n), s
 
 
+def _admin(args: argparse.Namespace, action: str, **what: str) -> None:
+    """The change just made is an audit entry (hub/admin.py)."""
+    from hub.admin import record_admin
+
+    record_admin(_settings(args), action, **what)
+
+
 def cmd_clients_add(args: argparse.Namespace) -> int:
     from hub.policy.load import load_policy_set
 
@@ -210,6 +217,15 @@ def cmd_clients_add(args: argparse.Namespace) -> int:
         args.purposes.split(","),
         roles=[r for r in (args.roles or "").split(",") if r],
         known_purposes=known,
+    )
+    _admin(
+        args,
+        "client-add",
+        client_id=client.client_id,
+        department=client.department,
+        area=client.area,
+        purposes=",".join(client.purposes),
+        roles=",".join(client.roles),
     )
     print(
         json.dumps(
@@ -236,6 +252,7 @@ def cmd_clients_list(args: argparse.Namespace) -> int:
 def cmd_clients_disable(args: argparse.Namespace) -> int:
     store, _ = _clients(args)
     store.disable(args.client_id)
+    _admin(args, "client-disable", client_id=args.client_id)
     print(f"disabled {args.client_id}")
     return 0
 
@@ -243,6 +260,7 @@ def cmd_clients_disable(args: argparse.Namespace) -> int:
 def cmd_clients_enable(args: argparse.Namespace) -> int:
     store, _ = _clients(args)
     store.enable(args.client_id)
+    _admin(args, "client-enable", client_id=args.client_id)
     print(f"enabled {args.client_id}")
     return 0
 
@@ -256,13 +274,17 @@ def cmd_clients_update(args: argparse.Namespace) -> int:
     client = store.update(
         args.client_id, purposes=purposes, roles=roles, known_purposes=set(load_policy_set(s).purposes)
     )
+    changed = {"purposes": ",".join(client.purposes), "roles": ",".join(client.roles)}
+    _admin(args, "client-update", client_id=client.client_id, **changed)
     print(f"{client.client_id}: purposes {','.join(client.purposes)}; roles {','.join(client.roles) or '-'}")
     return 0
 
 
 def cmd_clients_rotate(args: argparse.Namespace) -> int:
     store, _ = _clients(args)
-    print(json.dumps({"client_id": args.client_id, "client_secret": store.rotate_secret(args.client_id)}))
+    secret = store.rotate_secret(args.client_id)
+    _admin(args, "client-rotate-secret", client_id=args.client_id)
+    print(json.dumps({"client_id": args.client_id, "client_secret": secret}))
     return 0
 
 
@@ -273,6 +295,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     ring = KeyRing(s.key_dir)
     key = ring.rotate()
     dropped = ring.prune(s.token_ttl)
+    _admin(args, "keys-rotate", kid=key.kid, dropped=",".join(dropped))
     print(f"new token key {key.kid}; retired keys dropped: {', '.join(dropped) or 'none'}")
     return 0
 
@@ -281,6 +304,7 @@ def cmd_keys_rotate_digest(args: argparse.Namespace) -> int:
     from hub.auth.keys import KeyRing
 
     kid = KeyRing(_settings(args).key_dir).rotate_digest_key()
+    _admin(args, "keys-rotate-digest", kid=kid)
     print(f"new audit digest key {kid}; restart the hub to use it (older keys are kept for older entries)")
     return 0
 
@@ -307,6 +331,7 @@ def cmd_authz_add(args: argparse.Namespace) -> int:
         args.document_sha256,
         args.recorded_by,
     )
+    _admin(args, "authorization-add", department=a.department, authorization=str(a.id), recorded_by=a.recorded_by)
     print(json.dumps({"id": a.id, "household_id": a.household_id, "valid_to": a.valid_to.isoformat()}))
     return 0
 
@@ -328,6 +353,7 @@ def cmd_authz_revoke(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     AuthorizationStore(open_hub_db(s.database_url)).revoke(args.id)
+    _admin(args, "authorization-revoke", authorization=str(args.id))
     print(f"revoked authorization {args.id}")
     return 0
 

@@ -27,6 +27,13 @@ def _store(args: argparse.Namespace) -> OfficerStore:
     return store
 
 
+def _admin(args: argparse.Namespace, action: str, officer: str, **what: str) -> None:
+    """The change just made to an officer account is an audit entry (hub/admin.py); no password or TOTP seed."""
+    from hub.admin import record_admin
+
+    record_admin(Settings.from_env().with_data_dir(getattr(args, "data_dir", None)), action, account=officer, **what)
+
+
 def _password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
@@ -53,9 +60,11 @@ def cmd_add(args: argparse.Namespace) -> int:
         roles=roles,
         oidc_subject=args.oidc_subject,
     )
+    _admin(args, "officer-add", officer.login, roles=",".join(officer.roles), account_department=officer.department)
     print(f"added {officer.login} ({officer.department}; roles {','.join(officer.roles)})")
     if args.totp:
         _enrolled(officer.login, store.enrol_totp(officer.login))
+        _admin(args, "officer-totp-enrol", officer.login)
     return 0
 
 
@@ -70,12 +79,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_disable(args: argparse.Namespace) -> int:
     _store(args).set_disabled(args.name, True)
+    _admin(args, "officer-disable", args.name)
     print(f"disabled {args.name}")
     return 0
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
     _store(args).set_disabled(args.name, False)
+    _admin(args, "officer-enable", args.name)
     print(f"enabled {args.name}")
     return 0
 
@@ -85,6 +96,7 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     if store.get(args.name) is None:
         raise RequestError(f"no officer {args.name!r}", code="NOT_FOUND")
     store.set_password(args.name, _password(args))
+    _admin(args, "officer-set-password", args.name)
     print(f"password set for {args.name}")
     return 0
 
@@ -93,14 +105,17 @@ def cmd_totp(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.remove:
         store.remove_totp(args.name)
+        _admin(args, "officer-totp-remove", args.name)
         print(f"TOTP removed for {args.name}")
     else:
         _enrolled(args.name, store.enrol_totp(args.name))
+        _admin(args, "officer-totp-enrol", args.name)
     return 0
 
 
 def cmd_set_subject(args: argparse.Namespace) -> int:
     _store(args).set_subject(args.name, args.subject)
+    _admin(args, "officer-set-subject", args.name)
     print(f"{args.name}: identity-provider subject {args.subject or '(none)'}")
     return 0
 
