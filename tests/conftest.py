@@ -52,6 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`--reverse` runs the tests in reverse order; every test that needs PostgreSQL is marked, so
     `pytest -m "not postgres"` runs the SQLite half alone (the PostgreSQL parameter of the shared fixtures, and the
@@ -62,6 +63,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "postgres" in params.values() or "/tests/pg/" in str(item.path):
             item.add_marker(pytest.mark.postgres)
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """Under pytest-xdist (``--dist loadgroup``), the tests of one group run in one worker, in order: one file per
+    group (its module fixtures are built once), except that every test of the live subgraph and hub processes
+    (``tests/live.py``, one session fixture) is in one group, so only one worker starts them."""
+    if "fed" in getattr(item, "fixturenames", ()):
+        return "live"
+    return str(item.path.relative_to(REPO))
 
 
 @dataclass
@@ -177,10 +188,9 @@ def hub_settings(
         yield make_settings(dept_data[0])
         return
     from hub.departments import DEPARTMENTS, OUTBOX_METADATA, SOURCE_DEPARTMENTS
-    from hub.localpg import PgServer
-    from tests.pgserver import copy_department
+    from tests.pgserver import copy_department, new_server
 
-    server = PgServer().init()
+    server = new_server()
     try:
         urls = {}
         for code in SOURCE_DEPARTMENTS:
