@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from graphql import GraphQLResolveInfo
 from sqlalchemy import ColumnElement, Row, Table
 from strawberry.types import Info
 
@@ -177,3 +178,10 @@ async def count_out_of_area(c: HubContext) -> int:
 def ctx(info: Info[Any, Any]) -> HubContext:
     context: HubContext = info.context
     return context
+
+
+def resolve_info(info: Info[Any, Any]) -> GraphQLResolveInfo:
+    """graphql-core's resolve info under strawberry's ``Info`` (the field nodes, the document's fragments, the
+    coerced variables, the graphql-core schema). Strawberry keeps it as ``_raw_info``, with no public name: this
+    is the one place that reads it."""
+    return info._raw_info
