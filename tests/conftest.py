@@ -68,10 +68,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def xdist_group(item: pytest.Item) -> str:
     """Under pytest-xdist (``--dist loadgroup``), the tests of one group run in one worker, in order: one file per
-    group (its module fixtures are built once), except that every test of the live subgraph and hub processes
-    (``tests/live.py``, one session fixture) is in one group, so only one worker starts them."""
-    if "fed" in getattr(item, "fixturenames", ()):
+    group (its module fixtures are built once), except that the tests of an expensive session fixture are one
+    group, so only one worker builds it: the live subgraph and hub processes (``tests/live.py``) and the demo's
+    default-size data (``demo_data``)."""
+    fixtures = getattr(item, "fixturenames", ())
+    if "fed" in fixtures:
         return "live"
+    if "demo_data" in fixtures:
+        return "demo-data"
     return str(item.path.relative_to(REPO))
 
 

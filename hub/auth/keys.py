@@ -162,27 +162,23 @@ class KeyRing:
     def audit_public_path(self) -> Path:
         return self.dir / "audit-public.pem"
 
-    def pseudonym_key(self) -> bytes:
-        path = self.dir / "pseudonym.key"
+    def _random_key(self, name: str) -> bytes:
+        """32 random bytes kept in ``<key dir>/<name>``, made on first use (the first writer wins a race)."""
+        path = self.dir / name
         if not path.exists():
             with contextlib.suppress(FileExistsError):
                 write_private_file(path, secrets.token_bytes(32))
         return path.read_bytes()
+
+    def pseudonym_key(self) -> bytes:
+        return self._random_key("pseudonym.key")
 
     def console_session_key(self) -> bytes:
         """32 random bytes that sign the privacy officers' console session cookies (hub/console/)."""
-        path = self.dir / "console-session.key"
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):
-                write_private_file(path, secrets.token_bytes(32))
-        return path.read_bytes()
+        return self._random_key("console-session.key")
 
     def perturbation_key(self) -> bytes:
-        path = self.dir / "perturbation.key"
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):
-                write_private_file(path, secrets.token_bytes(32))
-        return path.read_bytes()
+        return self._random_key("perturbation.key")
 
     # -- audit digest keys (entry v2) ----------------------------------------------------------------------
     @property
