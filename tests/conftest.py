@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -22,6 +24,26 @@ from hub.store.clients import ClientStore
 
 # real subgraph and hub processes (tests/sources/, tests/federation/)
 pytest_plugins = ["tests.live"]
+
+
+def _temporary_files_in_memory() -> None:
+    """The suite's temporary files (hub and department SQLite files, audit archives, PostgreSQL clusters) go to
+    /dev/shm when it has room and TMPDIR is not set: a memory file system, where fsync returns at once. Every
+    durable commit of the hub waits for one (audit entries, SQLite ``synchronous=FULL``, PostgreSQL ``fsync=on``),
+    and on a shared disk those waits were most of the suite's time. No test needs data to survive a power cut;
+    the kill tests kill processes, whose committed writes are in the kernel either way."""
+    if os.environ.get("TMPDIR"):
+        return
+    try:
+        free = os.statvfs("/dev/shm")
+    except OSError:
+        return
+    if free.f_bavail * free.f_frsize >= 4 * 2**30 and os.access("/dev/shm", os.W_OK):
+        os.environ["TMPDIR"] = "/dev/shm"  # pytest's tmp_path, tempfile, and the processes the tests start
+        tempfile.tempdir = None  # read TMPDIR again
+
+
+_temporary_files_in_memory()
 
 REPO = Path(__file__).resolve().parent.parent
 WORKING_HOUR = time(10, 0)  # the hour the suite's hubs believe it is, in China, whatever the real hour

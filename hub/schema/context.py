@@ -180,7 +180,7 @@ def ctx(info: Info[Any, Any]) -> HubContext:
     return context
 
 
-def resolve_info(info: Info[Any, Any]) -> GraphQLResolveInfo:
+def resolve_info(info: Info[Any, Any]) -> GraphQLResolveInfo[Any]:
     """graphql-core's resolve info under strawberry's ``Info`` (the field nodes, the document's fragments, the
     coerced variables, the graphql-core schema). Strawberry keeps it as ``_raw_info``, with no public name: this
     is the one place that reads it."""
