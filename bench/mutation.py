@@ -283,6 +283,8 @@ def _run_tests(tests: list[str], timeout: float) -> str:
                     [
                         "-x",
                         "-q",
+                        "-n",
+                        "0",  # in this process (pyproject's addopts run the suite on every core)
                         "-p",
                         "no:cacheprovider",
                         "--noconftest",

@@ -161,13 +161,14 @@ def cmd_schema_check(args: argparse.Namespace) -> int:
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from hub.monitor.rules import load_rules
     from hub.policy.load import load_policy_set
-    from hub.schema import build_schema, catalog_of
+    from hub.schema import build_schema, catalog_of, graphql_schema
 
     settings = _settings(args)
     schema = build_schema()
     catalog = catalog_of(schema)
     policy = load_policy_set(settings, catalog)
-    rules = load_rules(settings.policy_dir / "monitoring", schema._schema, catalog, policy, china_date(system_clock()))
+    today = china_date(system_clock())
+    rules = load_rules(settings.policy_dir / "monitoring", graphql_schema(schema), catalog, policy, today)
     print(
         f"policies OK: {len(policy.purposes)} purposes, {len(policy.grants)} grants, "
         f"{sum(len(v) for v in policy.table.values())} (consumer, purpose, field) entries; "
@@ -367,7 +368,7 @@ def _desk(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from hub.gateway import Exchange, audit_body
     from hub.operations import OperationDesk
     from hub.policy.load import load_policy_set
-    from hub.schema import build_schema, catalog_of
+    from hub.schema import build_schema, catalog_of, graphql_schema
     from hub.store.clients import ClientStore
     from hub.store.operations import OperationStore
 
@@ -378,7 +379,7 @@ def _desk(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return OperationDesk(
         OperationStore(audit.engine),
         ClientStore(audit.engine),
-        schema._schema,
+        graphql_schema(schema),
         catalog,
         load_policy_set(s, catalog),
         record=lambda body: audit.write([(body, [])]),

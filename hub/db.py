@@ -7,7 +7,9 @@ Nothing here is department data. The schema is created and changed only by alemb
 from __future__ import annotations
 
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -26,7 +28,9 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Row, make_url
+
+T = TypeVar("T")
 
 metadata = MetaData(
     naming_convention={
@@ -308,3 +312,10 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     cfg.set_main_option("script_location", str(root / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+def from_row(cls: type[T], row: Row[Any], **given: Any) -> T:
+    """The dataclass ``cls`` from one table row: each field from the column of its name, except those ``given``
+    (decoded JSON, values derived from other columns)."""
+    m = row._mapping
+    return cls(**{f.name: given[f.name] if f.name in given else m[f.name] for f in fields(cls)})  # type: ignore[arg-type]

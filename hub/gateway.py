@@ -333,6 +333,20 @@ class ValidDocuments:
         return len(self._docs)
 
 
+def validate_document(state: HubState, document: DocumentNode) -> None:
+    """The document against the schema and the process's validation rules (introspection refused outside
+    development mode); the first five problems as one ``GRAPHQL_VALIDATION_FAILED``."""
+    errors = validate(
+        state.graphql_schema,
+        document,
+        state.validation_rules,
+        max_errors=20,
+        hide_suggestions=not state.settings.dev_mode,
+    )
+    if errors:
+        raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
+
+
 def pick_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode:
     ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if name:
@@ -389,7 +403,8 @@ async def handle(state: HubState, request: Request) -> Response:
         ex.mark("headers")
         sent, variables, op_name, ref = parse_payload(raw)
         ex.well_formed = True  # a GraphQL-over-HTTP request from here on (hub/graphql_http.py)
-        query = await document_for_request(state, ex.actor, purpose.id, sent, ref)  # approved operations
+        # approved operations (hub/operations.py)
+        query = await document_for_request(state.operations, state.metrics, ex.actor, purpose.id, sent, ref)
         ex.mark("payload")
         ex.named = named_ids(None, variables)
         document = state.documents.get(query)
@@ -406,15 +421,7 @@ async def handle(state: HubState, request: Request) -> Response:
         check_limits(document, operation, state.limits, coerced)
         ex.mark("limits")
         if not validated:
-            errors = validate(
-                state.graphql_schema,
-                document,
-                state.validation_rules,
-                max_errors=20,
-                hide_suggestions=not settings.dev_mode,
-            )
-            if errors:
-                raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
+            validate_document(state, document)
             state.documents.put(query, document)
         if variables_problem is not None:
             raise RequestError(variables_problem, code="BAD_VARIABLES")

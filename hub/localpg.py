@@ -52,14 +52,24 @@ class PgServer:
             shutil.chown(self.dir, "postgres", "postgres")
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [str(self.bin / args[0]), *args[1:]]
-        if self.as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
+        return self._as_owner(str(self.bin / args[0]), *args[1:], check=check)
 
-    def init(self) -> PgServer:
-        """Create the cluster and start it."""
+    def _as_owner(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", "postgres", "--"] if self.as_postgres else []
+        return subprocess.run([*prefix, *cmd], check=check, capture_output=True, text=True, timeout=120)
+
+    def initdb(self) -> PgServer:
+        """Create the cluster (not started)."""
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        return self
+
+    def init(self, template: Path | None = None) -> PgServer:
+        """Create the cluster and start it. With ``template`` (the data directory of a cluster made by ``initdb``
+        and never started), the cluster is a copy of it: a fraction of initdb's time."""
+        if template is None:
+            self.initdb()
+        else:
+            self._as_owner("cp", "-a", str(template), str(self.data))
         return self.start()
 
     def start(self) -> PgServer:

@@ -34,7 +34,7 @@ from hub.store.clients import ClientStore
 from hub.store.operations import DOCUMENT_ID, Operation, OperationStore, document_id
 
 if TYPE_CHECKING:
-    from hub.state import HubState
+    from hub.metrics import Metrics
 
 Catalog = Mapping[str, CatalogEntry]
 
@@ -71,10 +71,10 @@ def document_ref(payload: dict[str, Any]) -> DocumentRef | None:
 
 
 async def document_for_request(
-    state: HubState, actor: Actor, purpose: str, query: str | None, ref: DocumentRef | None
+    store: OperationStore, metrics: Metrics, actor: Actor, purpose: str, query: str | None, ref: DocumentRef | None
 ) -> str:
-    """The query text to run for this request (see the module's docstring)."""
-    store = state.operations
+    """The query text to run for this request (see the module's docstring); ``metrics`` counts the unapproved
+    documents run."""
     if ref is not None:
         if query is not None and document_id(query) != ref.document_id:
             raise RequestError("the query sent is not the document its identifier names", code="BAD_DOCUMENT_ID")
@@ -92,7 +92,7 @@ async def document_for_request(
     doc = document_id(query)
     if await anyio.to_thread.run_sync(store.approved_text, actor.client_id, purpose, doc) is not None:
         return query
-    state.metrics.unapproved.labels(actor.department, purpose, mode).inc()
+    metrics.unapproved.labels(actor.department, purpose, mode).inc()
     if mode == "log":
         log.warning("client %s ran a document not approved for purpose %s: %s", actor.client_id, purpose, doc)
         return query

@@ -41,7 +41,7 @@ from hub.monitor.reader import Monitor
 from hub.monitor.rules import RuleSet, load_rules
 from hub.policy.load import load_policy_set
 from hub.ratelimit import RateLimiter
-from hub.schema import build_schema, catalog_of
+from hub.schema import build_schema, catalog_of, graphql_schema
 from hub.settings import Settings
 from hub.sources import Source
 from hub.sources.contract import is_subgraph_url
@@ -88,7 +88,7 @@ class HubState:
         self.settings = settings
         self.clock = clock
         self.schema = build_schema()
-        self.graphql_schema: GraphQLSchema = self.schema._schema
+        self.graphql_schema: GraphQLSchema = graphql_schema(self.schema)
         self.catalog = catalog_of(self.schema)
         self.policy = load_policy_set(settings, self.catalog, clock)
         # monitoring rules (policies/monitoring/): refused at start-up if invalid or not granted to MON

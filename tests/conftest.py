@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -23,6 +25,26 @@ from tests.browser import browser as browser  # the web pages' tests' fixture (D
 
 # real subgraph and hub processes (tests/sources/, tests/federation/)
 pytest_plugins = ["tests.live"]
+
+
+def _temporary_files_in_memory() -> None:
+    """The suite's temporary files (hub and department SQLite files, audit archives, PostgreSQL clusters) go to
+    /dev/shm when it has room and TMPDIR is not set: a memory file system, where fsync returns at once. Every
+    durable commit of the hub waits for one (audit entries, SQLite ``synchronous=FULL``, PostgreSQL ``fsync=on``),
+    and on a shared disk those waits were most of the suite's time. No test needs data to survive a power cut;
+    the kill tests kill processes, whose committed writes are in the kernel either way."""
+    if os.environ.get("TMPDIR"):
+        return
+    try:
+        free = os.statvfs("/dev/shm")
+    except OSError:
+        return
+    if free.f_bavail * free.f_frsize >= 4 * 2**30 and os.access("/dev/shm", os.W_OK):
+        os.environ["TMPDIR"] = "/dev/shm"  # pytest's tmp_path, tempfile, and the processes the tests start
+        tempfile.tempdir = None  # read TMPDIR again
+
+
+_temporary_files_in_memory()
 
 REPO = Path(__file__).resolve().parent.parent
 WORKING_HOUR = time(10, 0)  # the hour the suite's hubs believe it is, in China, whatever the real hour
@@ -53,6 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`--reverse` runs the tests in reverse order; every test that needs PostgreSQL is marked, so
     `pytest -m "not postgres"` runs the SQLite half alone (the PostgreSQL parameter of the shared fixtures, and the
@@ -63,6 +86,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "postgres" in params.values() or "/tests/pg/" in str(item.path):
             item.add_marker(pytest.mark.postgres)
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """Under pytest-xdist (``--dist loadgroup``), the tests of one group run in one worker, in order: one file per
+    group (its module fixtures are built once), except that the tests of an expensive session fixture are one
+    group, so only one worker builds it: the live subgraph and hub processes (``tests/live.py``) and the demo's
+    default-size data (``demo_data``)."""
+    fixtures = getattr(item, "fixturenames", ())
+    if "fed" in fixtures:
+        return "live"
+    if "demo_data" in fixtures:
+        return "demo-data"
+    return str(item.path.relative_to(REPO))
 
 
 @dataclass
@@ -178,10 +215,9 @@ def hub_settings(
         yield make_settings(dept_data[0])
         return
     from hub.departments import DEPARTMENTS, OUTBOX_METADATA, SOURCE_DEPARTMENTS
-    from hub.localpg import PgServer
-    from tests.pgserver import copy_department
+    from tests.pgserver import copy_department, new_server
 
-    server = PgServer().init()
+    server = new_server()
     try:
         urls = {}
         for code in SOURCE_DEPARTMENTS:

@@ -1,10 +1,26 @@
-"""Test set-up for PostgreSQL departments. The server itself is ``hub.localpg.PgServer`` (shared with bench/)."""
+"""Test set-up for PostgreSQL: new servers, and department data copied into them. The server itself is
+``hub.localpg.PgServer`` (shared with bench/)."""
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, insert, select
+
+from hub.localpg import PgServer
+
+_template: PgServer | None = None
+
+
+def new_server() -> PgServer:
+    """A new PostgreSQL server of its own, started. Its cluster is a copy of one made by ``initdb`` once per test
+    process (initdb was most of a server's start-up, and the suite starts several)."""
+    global _template
+    if _template is None:
+        _template = PgServer(prefix="hub-pg-template-").initdb()
+        atexit.register(_template.cleanup)
+    return PgServer().init(template=_template.data)
 
 
 def copy_department(sqlite_file: Path, metadata: MetaData, url: str) -> int:

@@ -94,8 +94,8 @@ def test_administrative_changes_are_audit_entries(
     second_secret = json.loads(capsys.readouterr().out)["client_secret"]
     assert main([*d, "clients", "disable", "lp-ca"]) == 0
     assert main([*d, "clients", "update", "lp-ca", "--purposes", "FUN"]) == 2  # refused: no entry
-    assert main([*d, "authorizations", "add", "H330113000173", "--signer", "户主", "--document-sha256", "ab" * 32,
-                 "--recorded-by", "clerk-wu", "--valid-from", "2026-01-01", "--valid-to", "2026-12-31"]) == 0  # fmt: skip
+    authz = ["H330113000173", "--signer", "户主", "--document-sha256", "ab" * 32, "--recorded-by", "clerk-wu"]
+    assert main([*d, "authorizations", "add", *authz, "--valid-from", "2026-01-01", "--valid-to", "2026-12-31"]) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
     assert main([*d, "officers", "add", "officer-zhao", "--password-stdin"]) == 0
     capsys.readouterr()

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ from hub.audit.checkpoint import COSIGNATURE_V1, ED25519, Checkpoint, Checkpoint
 from hub.audit.merkle import MerkleTree, ProofError, verify_consistency
 from hub.clock import Clock, system_clock
 from hub.errors import ConfigError
+from hub.files import write_private_file
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -63,6 +64,19 @@ class WitnessStore:
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=10)
         conn.execute("PRAGMA synchronous=FULL")
         return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One immediate transaction (the check and the update are one step: the spec's rollback race), committed
+        when the block ends, rolled back if it raises."""
+        with self._lock, contextlib.closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def latest(self, origin: str) -> tuple[int, bytes] | None:
         with contextlib.closing(self._connect()) as conn:
@@ -134,39 +148,33 @@ class Witness:
             raise WitnessRefusal(403, "no signature on the checkpoint verifies with the log's key") from None
         if old > cp.tree_size:
             raise WitnessRefusal(400, f"old size {old} is larger than the checkpoint's size {cp.tree_size}")
-        with self.store._lock, contextlib.closing(self.store._connect()) as conn:
-            conn.execute("BEGIN IMMEDIATE")  # the check and the update are one step (the spec's rollback race)
-            try:
-                row = conn.execute("SELECT tree_size, root_hash FROM latest WHERE origin = ?", (cp.origin,)).fetchone()
-                size, root = (0, b"") if row is None else (int(row[0]), bytes(row[1]))
-                if old != size:
-                    raise WitnessRefusal(
-                        409, f"old size {old} is not the latest cosigned size {size}", f"{size}\n", "text/x.tlog.size"
-                    )
-                if old == 0 and proof:
-                    raise WitnessRefusal(422, "the consistency proof must be empty when the old size is 0")
-                if old == cp.tree_size and row is not None and root != cp.root_hash:
-                    raise WitnessRefusal(
-                        409, f"a different root hash was cosigned at size {old}", f"{size}\n", "text/x.tlog.size"
-                    )
-                if 0 < old < cp.tree_size:
-                    try:
-                        verify_consistency(old, cp.tree_size, proof, root, cp.root_hash)
-                    except ProofError:
-                        log.warning("log %s: inconsistent checkpoint %d -> %d refused", cp.origin, old, cp.tree_size)
-                        raise WitnessRefusal(422, "the consistency proof does not verify") from None
-                now = self.clock()
-                conn.execute(
-                    "INSERT INTO latest (origin, tree_size, root_hash, checkpoint, cosigned_at) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (origin) DO UPDATE SET tree_size = excluded.tree_size, "
-                    "root_hash = excluded.root_hash, checkpoint = excluded.checkpoint, "
-                    "cosigned_at = excluded.cosigned_at",
-                    (cp.origin, cp.tree_size, cp.root_hash, cp.to_text(), now.isoformat()),
+        with self.store.transaction() as conn:  # persisted before the cosignature leaves
+            row = conn.execute("SELECT tree_size, root_hash FROM latest WHERE origin = ?", (cp.origin,)).fetchone()
+            size, root = (0, b"") if row is None else (int(row[0]), bytes(row[1]))
+            if old != size:
+                raise WitnessRefusal(
+                    409, f"old size {old} is not the latest cosigned size {size}", f"{size}\n", "text/x.tlog.size"
                 )
-                conn.execute("COMMIT")  # persisted before the cosignature leaves
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            if old == 0 and proof:
+                raise WitnessRefusal(422, "the consistency proof must be empty when the old size is 0")
+            if old == cp.tree_size and row is not None and root != cp.root_hash:
+                raise WitnessRefusal(
+                    409, f"a different root hash was cosigned at size {old}", f"{size}\n", "text/x.tlog.size"
+                )
+            if 0 < old < cp.tree_size:
+                try:
+                    verify_consistency(old, cp.tree_size, proof, root, cp.root_hash)
+                except ProofError:
+                    log.warning("log %s: inconsistent checkpoint %d -> %d refused", cp.origin, old, cp.tree_size)
+                    raise WitnessRefusal(422, "the consistency proof does not verify") from None
+            now = self.clock()
+            conn.execute(
+                "INSERT INTO latest (origin, tree_size, root_hash, checkpoint, cosigned_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (origin) DO UPDATE SET tree_size = excluded.tree_size, "
+                "root_hash = excluded.root_hash, checkpoint = excluded.checkpoint, "
+                "cosigned_at = excluded.cosigned_at",
+                (cp.origin, cp.tree_size, cp.root_hash, cp.to_text(), now.isoformat()),
+            )
         return cp.cosign(self.name, self.key, int(now.timestamp()))
 
 
@@ -201,15 +209,13 @@ def create_witness_app(witness: Witness) -> Starlette:
 
 def witness_key(key_dir: Path) -> Ed25519PrivateKey:
     """The witness's Ed25519 key, ``<key_dir>/witness-private.pem`` (created, mode 0600, on first use)."""
-    from hub.auth.keys import _write_private
-
     path = key_dir / "witness-private.pem"
     if not path.exists():
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         try:
-            _write_private(path, pem)
+            write_private_file(path, pem)
         except FileExistsError:
             pass
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)

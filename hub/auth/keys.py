@@ -28,24 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from joserfc.jwk import ECKey, KeySet
 
 from hub.errors import ConfigError
+from hub.files import write_private_file
 
 TOKEN_ALG = "ES256"  # noqa: S105 (an algorithm name, not a secret)
-
-
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a new file atomically: readers see either no file or the whole of it, never a partial key.
-    Raises FileExistsError if it is already there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)  # fails if the name exists, unlike rename
-    finally:
-        tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -109,7 +94,7 @@ class KeyRing:
         pem = private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write_private(self.tokens_dir / f"{created:012d}-{kid}.pem", pem)
+        write_private_file(self.tokens_dir / f"{created:012d}-{kid}.pem", pem)
         return self.token_keys()[-1]
 
     def ensure(self) -> None:
@@ -154,7 +139,7 @@ class KeyRing:
         if not path.exists():
             private = ed25519.Ed25519PrivateKey.generate()
             with contextlib.suppress(FileExistsError):  # another process got there first: use its key
-                _write_private(
+                write_private_file(
                     path,
                     private.private_bytes(
                         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -162,7 +147,7 @@ class KeyRing:
                 )
                 public = self.dir / "audit-public.pem"
                 public.unlink(missing_ok=True)
-                _write_private(
+                write_private_file(
                     public,
                     private.public_key().public_bytes(
                         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -177,27 +162,23 @@ class KeyRing:
     def audit_public_path(self) -> Path:
         return self.dir / "audit-public.pem"
 
-    def pseudonym_key(self) -> bytes:
-        path = self.dir / "pseudonym.key"
+    def _random_key(self, name: str) -> bytes:
+        """32 random bytes kept in ``<key dir>/<name>``, made on first use (the first writer wins a race)."""
+        path = self.dir / name
         if not path.exists():
             with contextlib.suppress(FileExistsError):
-                _write_private(path, secrets.token_bytes(32))
+                write_private_file(path, secrets.token_bytes(32))
         return path.read_bytes()
+
+    def pseudonym_key(self) -> bytes:
+        return self._random_key("pseudonym.key")
 
     def console_session_key(self) -> bytes:
         """32 random bytes that sign the privacy officers' console session cookies (hub/console/)."""
-        path = self.dir / "console-session.key"
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):
-                _write_private(path, secrets.token_bytes(32))
-        return path.read_bytes()
+        return self._random_key("console-session.key")
 
     def perturbation_key(self) -> bytes:
-        path = self.dir / "perturbation.key"
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):
-                _write_private(path, secrets.token_bytes(32))
-        return path.read_bytes()
+        return self._random_key("perturbation.key")
 
     # -- audit digest keys (entry v2) ----------------------------------------------------------------------
     @property
@@ -239,5 +220,5 @@ class KeyRing:
         if names:
             created = max(created, int(names[-1].stem) + 1)
         key = secrets.token_bytes(32)
-        _write_private(self.digest_dir / f"{created:012d}.key", key)
+        write_private_file(self.digest_dir / f"{created:012d}.key", key)
         return digest_key_id(key)

@@ -20,12 +20,21 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, t
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.clock import Clock, china_date, system_clock
-from hub.db import alert_history, alerts, monitor_cursors, monitor_evaluations, monitor_events
+from hub.db import alert_history, alerts, from_row, monitor_cursors, monitor_evaluations, monitor_events
 from hub.errors import HubError, RequestError
 
 STATUSES = ("new", "assigned", "visited", "closed")
 ALERT_SEQ_LOCK = 0x6875625F616C7274  # "hub_alrt": PostgreSQL advisory lock serialising alert sequence numbers
 DISPOSITIONS = ("enrolled", "referred", "no_need", "false_positive")
+
+
+# what an alert says about the event, the same in the new alert, the stored row and the GraphQL node
+FACTS = ("id", "rule_id", "id_number", "area_code", "area_name", "source", "event_kind", "occurred_on")
+
+
+def facts(a: Alert | NewAlert) -> dict[str, Any]:
+    """The ``FACTS`` of an alert, by name."""
+    return {name: getattr(a, name) for name in FACTS}
 
 
 @dataclass(frozen=True)
@@ -226,14 +235,7 @@ class AlertStore:
                 conn.execute(
                     insert(alerts).values(
                         seq=next_seq,  # one statement: atomic on SQLite's single writer too
-                        id=a.id,
-                        rule_id=a.rule_id,
-                        id_number=a.id_number,
-                        area_code=a.area_code,
-                        area_name=a.area_name,
-                        source=a.source,
-                        event_kind=a.event_kind,
-                        occurred_on=a.occurred_on,
+                        **facts(a),
                         matched=json.dumps(a.matched, ensure_ascii=False),
                         programmes=json.dumps(a.programmes, ensure_ascii=False),
                         estimated_monthly=a.estimated_monthly,
@@ -279,24 +281,8 @@ class AlertStore:
                 select(alert_history).where(alert_history.c.alert_id == m["id"]).order_by(alert_history.c.id)
             )
         ]
-        return Alert(
-            id=m["id"],
-            rule_id=m["rule_id"],
-            id_number=m["id_number"],
-            area_code=m["area_code"],
-            area_name=m["area_name"],
-            source=m["source"],
-            event_kind=m["event_kind"],
-            occurred_on=m["occurred_on"],
-            matched=json.loads(m["matched"]),
-            programmes=json.loads(m["programmes"]),
-            estimated_monthly=m["estimated_monthly"],
-            created_at=m["created_at"],
-            due_on=m["due_on"],
-            status=m["status"],
-            assigned_to=m["assigned_to"],
-            disposition=m["disposition"],
-            history=history,
+        return from_row(
+            Alert, row, matched=json.loads(m["matched"]), programmes=json.loads(m["programmes"]), history=history
         )
 
     def get(self, alert_id: str) -> Alert | None:

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from graphql import ExecutionResult, GraphQLError, OperationType, subscribe, validate
+from graphql import ExecutionResult, GraphQLError, OperationType, subscribe
 from starlette.requests import Request
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -45,6 +45,7 @@ from hub.gateway import (
     pick_operation,
     recordable_name,
     request_context,
+    validate_document,
 )
 from hub.limits import check_limits
 from hub.monitor.alerts import Alert
@@ -243,7 +244,7 @@ class Connection:
         try:
             sent, variables, op_name, ref = parse_payload(ex.raw or b"")
             # approved operations (hub/operations.py) apply here as on POST /graphql
-            query = await document_for_request(state, self.actor, self.purpose.id, sent, ref)
+            query = await document_for_request(state.operations, state.metrics, self.actor, self.purpose.id, sent, ref)
             document = parse_document(query, settings.max_tokens)
             operation = pick_operation(document, op_name)
             ex.operation_name = recordable_name(operation)
@@ -251,15 +252,7 @@ class Connection:
                 raise RequestError("only subscriptions are served here; POST queries to /graphql", code="BAD_REQUEST")
             coerced, variables_problem = coerce_variables(state, operation, variables)
             check_limits(document, operation, state.limits, coerced)
-            errors = validate(
-                state.graphql_schema,
-                document,
-                state.validation_rules,
-                max_errors=20,
-                hide_suggestions=not settings.dev_mode,
-            )
-            if errors:
-                raise RequestError("; ".join(e.message for e in errors[:5]), code="GRAPHQL_VALIDATION_FAILED")
+            validate_document(state, document)
             if variables_problem is not None:
                 raise RequestError(variables_problem, code="BAD_VARIABLES")
             today = china_date(state.clock())

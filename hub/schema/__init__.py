@@ -1,5 +1,5 @@
 """The unified GraphQL schema: ``Person`` and ``Household`` with fields contributed by each department."""
 
-from hub.schema.build import build_schema, catalog_of
+from hub.schema.build import build_schema, catalog_of, graphql_schema
 
-__all__ = ["build_schema", "catalog_of"]
+__all__ = ["build_schema", "catalog_of", "graphql_schema"]

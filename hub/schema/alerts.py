@@ -18,7 +18,7 @@ import strawberry
 from strawberry.types import Info
 
 from hub.errors import ForbiddenError, HubError, RequestError
-from hub.monitor.alerts import Alert, AlertStore
+from hub.monitor.alerts import Alert, AlertStore, facts
 from hub.schema.context import HubContext, ctx
 
 ROLE = "caseworker"
@@ -89,14 +89,7 @@ class AlertPage:
 def _node(c: HubContext, a: Alert) -> AlertNode:
     c.subjects.add(a.id_number)  # the request's audit entry names the resident (as a pseudonym)
     return AlertNode(
-        id=a.id,
-        rule_id=a.rule_id,
-        id_number=a.id_number,
-        area_code=a.area_code,
-        area_name=a.area_name,
-        source=a.source,
-        event_kind=a.event_kind,
-        occurred_on=a.occurred_on,
+        **facts(a),
         matched=[
             MatchedCondition(
                 coordinate=m["coordinate"],

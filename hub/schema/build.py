@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import strawberry
-from graphql import GraphQLObjectType
+from graphql import GraphQLObjectType, GraphQLSchema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
@@ -115,10 +115,16 @@ def build_schema() -> strawberry.Schema:
     )
 
 
+def graphql_schema(schema: strawberry.Schema) -> GraphQLSchema:
+    """graphql-core's schema under the strawberry one (strawberry keeps it as ``_schema``, with no public name:
+    this is the one place that reads it)."""
+    return schema._schema
+
+
 def catalog_of(schema: strawberry.Schema) -> dict[str, CatalogEntry]:
     """Every field carrying ``@disclosure``, keyed by coordinate ``Type.field``."""
     out: dict[str, CatalogEntry] = {}
-    for type_name, gtype in sorted(schema._schema.type_map.items()):
+    for type_name, gtype in sorted(graphql_schema(schema).type_map.items()):
         if not isinstance(gtype, GraphQLObjectType) or type_name.startswith("__"):
             continue
         for field_name, gfield in gtype.fields.items():

@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from graphql import GraphQLResolveInfo
 from sqlalchemy import ColumnElement, Row, Table
 from strawberry.types import Info
 
 from hub.auth.actor import Actor
-from hub.errors import HubError, UpstreamUnavailable
+from hub.errors import AuditUnavailable, HubError, UpstreamUnavailable
 from hub.policy.model import Purpose
 from hub.schema.loader import BulkLoader
 from hub.sources import Source
 
 if TYPE_CHECKING:
-    from hub.monitor.alerts import AlertStore
-    from hub.monitor.ws import AlertFollower
+    from hub.audit.log import AuditLog
+    from hub.monitor.alerts import Alert, AlertStore
     from hub.policy.loader import CatalogEntry
     from hub.store.authorizations import AuthorizationStore
+
+
+class AlertFollowing(Protocol):
+    """What the ``alertCreated`` resolver reads (``hub.monitor.ws.AlertFollower`` implements it): the caller's
+    current area and the feed of new alerts, the caller re-checked before each."""
+
+    area: str
+
+    def alerts(self, after: str | None) -> AsyncIterator[Alert]: ...
 
 
 @dataclass
@@ -37,13 +47,11 @@ class HubContext:
     authorizations: AuthorizationStore | None = None
     max_batch: int = 1000
     catalog: dict[str, CatalogEntry] = field(default_factory=dict)
-    # hub.audit.log.AuditLog, for the officers' API. Left untyped until hub/schema/oversight.py's _signed_size takes
-    # a Sequence (typed, mypy shows it passing list[TreeHead] as list[object]); that file is being restructured.
-    audit: Any = None
+    audit: AuditLog | None = None  # for the officers' API (hub/schema/oversight.py)
     data_dir: Path | None = None  # where archived audit files are looked up (officers' access reports)
     perturbation_key: bytes = b""  # keys the cell-key perturbation of statistics (hub/schema/statistics.py)
     alerts: AlertStore | None = None  # alerts queries and the caseworker's mutations
-    alert_feed: AlertFollower | None = None  # the alertCreated subscription (hub/monitor/ws.py)
+    alert_feed: AlertFollowing | None = None  # the alertCreated subscription (hub/monitor/ws.py)
     subjects: set[str] = field(default_factory=set)  # ID numbers of residents whose data was resolved
     upstream_failures: set[str] = field(default_factory=set)
     not_found: set[str] = field(default_factory=set)  # ID numbers asked for that resolved to nothing
@@ -60,6 +68,12 @@ class HubContext:
         except UpstreamUnavailable:
             self.upstream_failures.add(dept)
             raise
+
+    def audit_log(self) -> AuditLog:
+        """The audit log, for the officers' API; a request without one (an alert subscription) is refused."""
+        if self.audit is None:
+            raise AuditUnavailable("the audit log is not available to this request")
+        return self.audit
 
     def source(self, dept: str) -> Source:
         with self.calling(dept):
@@ -164,3 +178,10 @@ async def count_out_of_area(c: HubContext) -> int:
 def ctx(info: Info[Any, Any]) -> HubContext:
     context: HubContext = info.context
     return context
+
+
+def resolve_info(info: Info[Any, Any]) -> GraphQLResolveInfo[Any]:
+    """graphql-core's resolve info under strawberry's ``Info`` (the field nodes, the document's fragments, the
+    coerced variables, the graphql-core schema). Strawberry keeps it as ``_raw_info``, with no public name: this
+    is the one place that reads it."""
+    return info._raw_info

@@ -146,7 +146,7 @@ def _pseudonym(info: Info, id_number: str) -> str:
         raise RequestError(f"idNumber: {problem}", code="BAD_ID_NUMBER")
     c = ctx(info)
     c.subjects.add(id_number)  # the officer looked this resident up: that is recorded too
-    return str(c.audit.pseudonym(id_number))
+    return str(c.audit_log().pseudonym(id_number))
 
 
 async def audit_entries(
@@ -167,7 +167,7 @@ async def audit_entries(
         since=f.since,
         until=f.until,
     )
-    page, more = await anyio.to_thread.run_sync(search, ctx(info).audit.engine, s, first, after)
+    page, more = await anyio.to_thread.run_sync(search, ctx(info).audit_log().engine, s, first, after)
     entries = [_entry(p) for p in page]
     return AuditPage(entries=entries, has_more=more, end_cursor=entries[-1].seq if entries else None)
 
@@ -175,7 +175,7 @@ async def audit_entries(
 async def resident_access_report(info: Info, id_number: str) -> list[AccessRecord]:
     subject = _pseudonym(info, id_number)
     c = ctx(info)
-    rows = await anyio.to_thread.run_sync(access_report, c.audit.engine, subject, 1000, c.data_dir)
+    rows = await anyio.to_thread.run_sync(access_report, c.audit_log().engine, subject, 1000, c.data_dir)
     return [AccessRecord(**r) for r in rows]
 
 
@@ -217,7 +217,7 @@ class ConsistencyProof:
 
 
 async def audit_tree_head(info: Info, sign_now: bool = False) -> SignedTreeHead | None:
-    log = ctx(info).audit
+    log = ctx(info).audit_log()
     if sign_now:
         return SignedTreeHead.of(await anyio.to_thread.run_sync(log.sign_head))
     heads = await anyio.to_thread.run_sync(log.heads)
@@ -225,7 +225,7 @@ async def audit_tree_head(info: Info, sign_now: bool = False) -> SignedTreeHead 
 
 
 async def audit_inclusion_proof(info: Info, seq: int, tree_size: int | None = None) -> InclusionProof:
-    log = ctx(info).audit
+    log = ctx(info).audit_log()
     heads = await anyio.to_thread.run_sync(log.heads)
     size = head_at(heads, tree_size).tree_size
     if not 0 <= seq < size:
@@ -241,7 +241,7 @@ async def audit_inclusion_proof(info: Info, seq: int, tree_size: int | None = No
 
 
 async def audit_consistency_proof(info: Info, first_size: int, second_size: int | None = None) -> ConsistencyProof:
-    log = ctx(info).audit
+    log = ctx(info).audit_log()
     heads = await anyio.to_thread.run_sync(log.heads)
     second = head_at(heads, second_size).tree_size
     head_at(heads, first_size)

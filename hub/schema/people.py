@@ -18,7 +18,7 @@ from hub.errors import HubError
 from hub.policy import forms
 from hub.policy.model import Form
 from hub.schema import departments as d
-from hub.schema.context import HubContext, ctx
+from hub.schema.context import HubContext, ctx, resolve_info
 from hub.schema.directives import disclosed
 from hub.schema.records import (
     Selected,
@@ -185,7 +185,7 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
     wanted = record_selections(c.selections, info, RECORD_FIELDS)
     if not wanted:
         return [build(Person, [r], here, row=r) for r in rows]
-    variables = info._raw_info.variable_values
+    variables = resolve_info(info).variable_values
     # 1. household authorizations (one lookup), then, per department, who may be disclosed
     scopes = await c.authorization_scopes([r.household_id for r in rows])
     plans = []
@@ -251,7 +251,7 @@ def _predicate_condition(
     key = ("predicate", id(node))
     found = c.selections.get(key)
     if found is None:
-        schema = info._raw_info.schema
+        schema = resolve_info(info).schema
         definition = schema.get_type(cls.__strawberry_definition__.name).fields[field]  # type: ignore[attr-defined, union-attr]
         arguments = {to_snake_case(k): v for k, v in get_argument_values(definition, node, variables).items()}
         try:

@@ -26,6 +26,7 @@ from strawberry.utils.str_converters import to_camel_case
 
 from hub.graphql_walk import Walker
 from hub.policy.model import Form
+from hub.schema.context import resolve_info
 from hub.schema.directives import disclosed
 
 T = TypeVar("T")
@@ -206,7 +207,7 @@ def _selected(fragments: Mapping[str, Any], parents: Sequence[FieldNode]) -> Sel
 def selection_here(cache: dict[Any, Any], info: Info[Any, Any]) -> Selected:
     """What is selected below the field being resolved (through fragments). The same field nodes always give
     the same answer, so it is worked out once per request (``cache``), not once per resident."""
-    raw = info._raw_info  # graphql-core's resolve info: the field nodes and the document's fragments
+    raw = resolve_info(info)  # graphql-core's resolve info: the field nodes and the document's fragments
     key = ("here", *map(id, raw.field_nodes))
     found: Selected | None = cache.get(key)
     if found is None:
@@ -217,7 +218,7 @@ def selection_here(cache: dict[Any, Any], info: Info[Any, Any]) -> Selected:
 def record_selections(cache: dict[Any, Any], info: Info[Any, Any], fields: Mapping[str, Any]) -> dict[str, Selected]:
     """Below the field being resolved: which of ``fields`` are selected and, for each, what is selected below
     it (GraphQL names, through fragments); worked out once per request."""
-    raw = info._raw_info
+    raw = resolve_info(info)
     key = ("records", *map(id, raw.field_nodes))
     found: dict[str, Selected] | None = cache.get(key)
     if found is None:

@@ -8,12 +8,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import anyio
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 
 from hub.clock import Clock, system_clock
-from hub.db import authorizations
+from hub.db import authorizations, from_row
 from hub.errors import RequestError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -55,20 +56,8 @@ class Authorization:
     revoked: bool
 
 
-def _to(row: object) -> Authorization:
-    m = row._mapping  # type: ignore[attr-defined]
-    return Authorization(
-        id=m["id"],
-        household_id=m["household_id"],
-        department=m["department"],
-        scope=tuple(json.loads(m["scope"])),
-        signer=m["signer"],
-        valid_from=m["valid_from"],
-        valid_to=m["valid_to"],
-        document_sha256=m["document_sha256"],
-        recorded_by=m["recorded_by"],
-        revoked=m["revoked_at"] is not None,
-    )
+def _to(row: Row[Any]) -> Authorization:
+    return from_row(Authorization, row, scope=tuple(json.loads(row.scope)), revoked=row.revoked_at is not None)
 
 
 class AuthorizationStore:

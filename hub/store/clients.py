@@ -9,11 +9,12 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 
 from hub.clock import Clock, system_clock
-from hub.db import clients
+from hub.db import clients, from_row
 from hub.departments import DEPARTMENTS
 from hub.errors import RequestError
 
@@ -60,17 +61,8 @@ def check_secret(secret: str, stored: str) -> bool:
     return hmac.compare_digest(digest, base64.b64decode(digest_b64))
 
 
-def _row_to_client(row: object) -> Client:
-    m = row._mapping  # type: ignore[attr-defined]
-    return Client(
-        client_id=m["client_id"],
-        department=m["department"],
-        area=m["area"],
-        purposes=tuple(json.loads(m["purposes"])),
-        roles=tuple(json.loads(m["roles"])),
-        status=m["status"],
-        secret_hash=m["secret_hash"],
-    )
+def _row_to_client(row: Row[Any]) -> Client:
+    return from_row(Client, row, purposes=tuple(json.loads(row.purposes)), roles=tuple(json.loads(row.roles)))
 
 
 class ClientStore:

@@ -12,11 +12,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 
 from hub.clock import Clock, system_clock
-from hub.db import operation_modes, operations
+from hub.db import from_row, operation_modes, operations
 from hub.errors import RequestError
 
 MODES = ("off", "log", "require")
@@ -44,9 +45,8 @@ class Operation:
     retired_at: datetime | None
 
 
-def _to(row: object) -> Operation:
-    m = row._mapping  # type: ignore[attr-defined]
-    return Operation(**{k: m[k] for k in Operation.__dataclass_fields__})
+def _to(row: Row[Any]) -> Operation:
+    return from_row(Operation, row)
 
 
 def _named(who: str, what: str) -> str:

@@ -9,13 +9,13 @@ import pytest
 
 from hub.clock import system_clock
 from hub.db import hub_engine, upgrade
-from hub.localpg import PgServer
 from hub.monitor.alerts import AlertStore
+from tests.pgserver import new_server
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    server = PgServer().init()
+    server = new_server()
     try:
         url = server.create_db("hub")
         upgrade(url)

@@ -26,10 +26,11 @@ from hub.db import alert_history, alerts, monitor_cursors, monitor_events, upgra
 from hub.demo.events import emit_event
 from hub.demo.generate import GenerateResult
 from hub.departments import OUTBOXES
-from hub.localpg import PgServer, free_port
+from hub.localpg import free_port
 from hub.settings import Settings
 from tests.conftest import POLICIES
 from tests.monitor.test_monitor import GOLDEN
+from tests.pgserver import new_server
 
 pytestmark = pytest.mark.postgres
 
@@ -44,7 +45,7 @@ def outbox_ends(root: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def cluster(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    pg = PgServer().init()
+    pg = new_server()
     url = pg.create_db("hub")
     root = tmp_path_factory.mktemp("monitor-cluster")
     shutil.copytree(dept_data[0] / "departments", root / "departments")  # events are written to them

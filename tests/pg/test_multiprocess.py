@@ -20,16 +20,17 @@ from sqlalchemy import create_engine, select
 from hub.audit.entry import GENESIS, entry_leaf
 from hub.db import audit_entries, upgrade
 from hub.demo.generate import GenerateResult
-from hub.localpg import PgServer, free_port
+from hub.localpg import free_port
 from hub.store.clients import ClientStore
 from tests.conftest import POLICIES
+from tests.pgserver import new_server
 
 QUERY = "query($id: String!) { person(idNumber: $id) { name civilAffairs { tier } } }"
 
 
 @pytest.fixture(scope="module")
 def cluster(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:  # type: ignore[type-arg]
-    pg = PgServer().init()
+    pg = new_server()
     url = pg.create_db("hub")
     root = tmp_path_factory.mktemp("cluster")
     (root / "departments").symlink_to(dept_data[0] / "departments")
@@ -147,23 +148,24 @@ async def test_two_processes_one_gap_free_log_and_sigkill(
         )
         token = r.json()["access_token"]
     delivered: list[str] = []
-    failures = await _load(ports, token, dept_data[1].golden_id, 50, delivered, None, None)
-    assert failures == 0 and len(delivered) == 400
+    # 8 clients x 25 requests per run (was 50: the same two processes, the same kill, half the waiting)
+    failures = await _load(ports, token, dept_data[1].golden_id, 25, delivered, None, None)
+    assert failures == 0 and len(delivered) == 200
     entries = check_log(cluster["url"])
-    assert len(entries) == 400
+    assert len(entries) == 200
     assert {e["request_id"] for e in entries} == set(delivered)
 
     # now kill one process with SIGKILL in the middle of the next run
     victim = cluster["procs"][1]
     more: list[str] = []
-    failures = await _load(ports, token, dept_data[1].golden_id, 50, more, 150, victim)
+    failures = await _load(ports, token, dept_data[1].golden_id, 25, more, 75, victim)
     assert victim.wait(10) == -signal.SIGKILL
     assert failures > 0  # requests to the dead process failed on the client side
     entries = check_log(cluster["url"])
     logged = {e["request_id"] for e in entries}
     missing = [rid for rid in more if rid not in logged]
     assert missing == [], f"{len(missing)} delivered responses have no audit entry"
-    assert len(more) >= 200
+    assert len(more) >= 100  # at least the surviving process's half
     print(
         f"\nkill test: {len(delivered) + len(more)} delivered, {failures} failed at the client, "
         f"{len(entries)} entries, 0 lost"

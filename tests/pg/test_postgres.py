@@ -19,7 +19,7 @@ from hub.demo.generate import GenerateResult
 from hub.departments import DEPARTMENTS
 from hub.localpg import PgServer
 from tests.conftest import Hub, make_settings, without_receipt, working_clock
-from tests.pgserver import copy_department
+from tests.pgserver import copy_department, new_server
 
 PG_DEPTS = ("tax", "disability", "medical_security")
 QUERY = """query($id: String!) { person(idNumber: $id) { name
@@ -30,14 +30,14 @@ QUERY = """query($id: String!) { person(idNumber: $id) { name
 
 @pytest.fixture(scope="module")
 def hub_pg() -> Iterator[PgServer]:
-    server = PgServer().init()
+    server = new_server()
     yield server
     server.cleanup()
 
 
 @pytest.fixture(scope="module")
 def dept_pg(dept_data: tuple[Path, GenerateResult]) -> Iterator[tuple[PgServer, dict[str, str]]]:
-    server = PgServer().init()
+    server = new_server()
     urls = {}
     for code in PG_DEPTS:
         url = server.create_db(f"dept_{code}")
