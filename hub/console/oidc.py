@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
+# authlib 1.9 warns on importing its httpx integration, which is what we use; a CLI's stderr is no place for it.
+# authlib.deprecate puts an "always" filter first when imported, so it is imported before ours goes in front.
+import authlib.deprecate  # noqa: F401
 import httpx
 from authlib.common.errors import AuthlibBaseError
-from authlib.integrations.starlette_client import OAuth
 from joserfc.errors import JoseError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.settings import Settings
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "The httpx module is deprecated")
+    from authlib.integrations.starlette_client import OAuth
 
 STATE_COOKIE = "hub_console_oidc"
 STATE_PATH = "/console/oidc"
