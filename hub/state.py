@@ -147,6 +147,10 @@ class HubState:
         self.tracing = Tracing(settings.otlp_endpoint, span_exporter)
         sql = [s.engine for s in self.sources.values() if isinstance(s, SqlSource)]
         self.tracing.instrument_engines([self.engine, *sql])
+        if self.tracing.enabled:  # traced statements are SQLAlchemy's: no inline reads (hub/sources/sql.py)
+            for source in self.sources.values():
+                if isinstance(source, SqlSource):
+                    source.inline = None
         # token endpoint: failed client authentications per client id and per address (hub/auth/attempts.py)
         self.failed_by_client = FailedAttempts(settings.token_failures_per_client, settings.token_failure_window)
         self.failed_by_address = FailedAttempts(settings.token_failures_per_address, settings.token_failure_window)
