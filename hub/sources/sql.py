@@ -40,7 +40,7 @@ MAX_SHAPES = 4096  # statements kept per source (the shapes are the code's, time
 _DIALECT = sqlite.dialect(paramstyle="qmark")
 
 
-class _Busy(Exception):
+class Busy(Exception):
     """The file is locked by a writer: read it in a worker thread instead (which waits, as it always did)."""
 
 
@@ -50,11 +50,12 @@ class Inline:
     compiled once by SQLAlchemy's SQLite compiler and kept; the condition's values are taken from the condition
     itself each time (its cache key), so a cached statement never carries another request's values."""
 
-    def __init__(self, path: str, engine: Engine) -> None:
+    def __init__(self, path: str, engine: Engine | None, *, readonly: bool = True) -> None:
         self.path = path
+        self.mode = "?mode=ro" if readonly else ""
         # the engine's cursor events fire for inline statements too (the statement counter, tests' observers);
         # the connection and execution context they are given are None
-        self.events = engine.dispatch
+        self.events = engine.dispatch if engine is not None else None
         self._local = threading.local()  # one connection per thread (sqlite3 connections stay on their thread)
         self._statements: dict[Any, tuple[str, Any, list[Any]]] = {}
         self._conditions: dict[Any, SQLCompiler] = {}
@@ -62,8 +63,8 @@ class Inline:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            # timeout=0: never wait for a writer's lock on the event loop (_Busy sends the read to a thread)
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=0, isolation_level=None)
+            # timeout=0: never wait for a writer's lock on the event loop (Busy sends the read to a thread)
+            conn = sqlite3.connect(f"file:{self.path}{self.mode}", uri=True, timeout=0, isolation_level=None)
             self._local.conn = conn
         return conn
 
@@ -79,7 +80,7 @@ class Inline:
             return None, "", []
         key = where._generate_cache_key()
         if key is None:  # a condition SQLAlchemy cannot cache: read it the ordinary way
-            raise _Busy
+            raise Busy
         found = self._conditions.get(key.key)
         if found is None:
             if len(self._conditions) >= MAX_SHAPES:
@@ -133,13 +134,15 @@ class Inline:
         cursor = conn.cursor()
         conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
-            self.events.before_cursor_execute(None, cursor, sql, params, None, False)
+            if self.events is not None:
+                self.events.before_cursor_execute(None, cursor, sql, params, None, False)
             cursor.execute(sql, params)
             found = cursor.fetchall()
-            self.events.after_cursor_execute(None, cursor, sql, params, None, False)
+            if self.events is not None:
+                self.events.after_cursor_execute(None, cursor, sql, params, None, False)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                raise _Busy from None
+                raise Busy from None
             if "interrupted" in str(exc):
                 raise TimeoutError from None
             raise
@@ -205,16 +208,16 @@ class SqlSource:
             return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
     def _inline(self, keys: Sequence[str], read: Callable[[Inline, float], Any]) -> Any:
-        """``read`` on the event loop when the batch is small, the file local and the breaker closed; ``_Busy``
+        """``read`` on the event loop when the batch is small, the file local and the breaker closed; ``Busy``
         when it must go to a worker thread instead. The breaker and the metrics see it as ``guarded`` would."""
         inline = self.inline
         if inline is None or len(keys) > INLINE_MAX_KEYS or self.breaker.state != "closed":
-            raise _Busy
+            raise Busy
         who = f"department {self.code}"
         started = time.perf_counter()
         try:
             result = read(inline, time.monotonic() + self.timeout)
-        except _Busy:
+        except Busy:
             raise
         except TimeoutError:
             self.breaker.failure()
@@ -268,7 +271,7 @@ class SqlSource:
             rows = self._inline(
                 unique, lambda inline, deadline: inline.rows(table, key, unique, where, columns, deadline)
             )
-        except _Busy:
+        except Busy:
             found = await self._run(self._select_rows, table, key, unique, where, columns)
         else:
             found = defaultdict(list)
@@ -300,7 +303,7 @@ class SqlSource:
             rows = self._inline(
                 unique, lambda inline, deadline: inline.rows(table, key, unique, condition, None, deadline, True)
             )
-        except _Busy:
+        except Busy:
             hits = await self._run(self._select_predicate, table, key, unique, condition)
         else:
             hits = {r[0] for r in rows}
