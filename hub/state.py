@@ -149,7 +149,7 @@ class HubState:
         sql = [s.engine for s in self.sources.values() if isinstance(s, SqlSource)]
         self.tracing.instrument_engines([self.engine, *sql])
         if self.tracing.enabled:  # traced statements are SQLAlchemy's: no inline reads (hub/sources/sql.py)
-            self.clients.inline = None
+            self.clients.inline = self.operations.inline = self.misses.inline = None
             for source in self.sources.values():
                 if isinstance(source, SqlSource):
                     source.inline = None
@@ -223,6 +223,9 @@ class HubState:
         self.graphql_limit.close()
         self.token_limit.close()
         self.clients.close()
+        for reader in (self.operations.inline, self.misses.inline):
+            if reader is not None:
+                reader.close()
         self.engine.dispose()
 
 

@@ -153,6 +153,34 @@ class Inline:
         return [row(*r) for r in found]
 
 
+def hub_inline(engine: Engine) -> Inline | None:
+    """Inline reads of the hub's own database, when it is a SQLite file (None otherwise: PostgreSQL is read in
+    worker threads). For the request path's small reads by primary key (the client's row, its operations mode,
+    its lookup misses); the connection never waits for a lock (``Busy``) and never writes."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        return Inline(database, None, readonly=False)
+    return None
+
+
+def try_inline(
+    inline: Inline | None,
+    table: Table,
+    key: str,
+    value: str,
+    columns: Sequence[str] | None,
+    where: ColumnElement[bool] | None = None,
+) -> list[Any] | None:
+    """The rows of ``table`` whose ``key`` is ``value``, read inline; None when they must be read the ordinary way
+    (no inline reader, the file busy, or anything unusual: the ordinary read then says what is wrong)."""
+    if inline is None:
+        return None
+    try:
+        return inline.rows(table, key, [value], where, columns, time.monotonic() + 1.0)
+    except (Busy, TimeoutError, sqlite3.Error):
+        return None
+
+
 def _bind(processors: Any, name: str, value: Any) -> Any:
     fn = processors.get(name)
     return value if fn is None else fn(value)

@@ -8,8 +8,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
-import time
 from dataclasses import dataclass
 
 import anyio
@@ -19,10 +17,11 @@ from hub.clock import Clock, system_clock
 from hub.db import clients
 from hub.departments import DEPARTMENTS
 from hub.errors import RequestError
-from hub.sources.sql import Busy, Inline
+from hub.sources.sql import Inline, hub_inline, try_inline
 
 SCRYPT_N = 2**14  # the default scrypt cost (HUB_CLIENT_SECRET_SCRYPT_N): ~16 MiB per check
 _R, _P = 8, 1
+CLIENT_COLUMNS = ("department", "area", "purposes", "roles", "status", "secret_hash")  # what ``Client`` holds
 
 
 @dataclass(frozen=True)
@@ -84,10 +83,7 @@ class ClientStore:
         self._dummy = hash_secret(secrets.token_urlsafe(32), scrypt_n)
         self.engine = engine
         # on SQLite, the request path reads a client's row inline (``aget``); None: always in a worker thread
-        database = engine.url.database
-        self.inline: Inline | None = None
-        if engine.dialect.name == "sqlite" and database and database != ":memory:":
-            self.inline = Inline(database, None, readonly=False)
+        self.inline: Inline | None = hub_inline(engine)
 
     def add(
         self,
@@ -143,13 +139,9 @@ class ClientStore:
         SQLite the row is read inline (a primary-key read of a local file: tens of microseconds, where a hand-off
         to a worker thread and SQLAlchemy's execution layer cost about ten times that); the database busy or
         anything unusual: in a worker thread, as ``get``."""
-        if self.inline is not None:
-            try:
-                rows = self.inline.rows(clients, "client_id", [client_id], None, None, time.monotonic() + 1.0)
-            except (Busy, TimeoutError, sqlite3.Error):
-                pass
-            else:
-                return _row_to_client(rows[0]) if rows else None
+        rows = try_inline(self.inline, clients, "client_id", client_id, CLIENT_COLUMNS)
+        if rows is not None:
+            return _row_to_client(rows[0]) if rows else None
         return await anyio.to_thread.run_sync(self.get, client_id)
 
     def close(self) -> None:
