@@ -129,8 +129,14 @@ class Inline:
     ) -> list[Any]:
         shape, where_sql, values = self._condition(where)
         sql, row, processors = self._statement(table, key, columns, shape, where_sql, len(keys), distinct)
+        found = self.query(sql, (*keys, *values), deadline)
+        if any(processors):
+            return [row(*(v if f is None else f(v) for f, v in zip(processors, r, strict=True))) for r in found]
+        return [row(*r) for r in found]
+
+    def query(self, sql: str, params: Sequence[Any], deadline: float) -> list[Any]:
+        """``sql`` (a read) with ``params``, as plain tuples; ``Busy`` or ``TimeoutError`` as ``rows``."""
         conn = self._conn()
-        params = (*keys, *values)
         cursor = conn.cursor()
         conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
@@ -148,9 +154,7 @@ class Inline:
             raise
         finally:
             conn.set_progress_handler(None, 0)
-        if any(processors):
-            return [row(*(v if f is None else f(v) for f, v in zip(processors, r, strict=True))) for r in found]
-        return [row(*r) for r in found]
+        return found
 
 
 def hub_inline(engine: Engine) -> Inline | None:
@@ -179,6 +183,22 @@ def try_inline(
         return inline.rows(table, key, [value], where, columns, time.monotonic() + 1.0)
     except (Busy, TimeoutError, sqlite3.Error):
         return None
+
+
+def try_query(inline: Inline | None, sql: str, params: Sequence[Any]) -> list[Any] | None:
+    """``Inline.query`` for the hub's database, or None as ``try_inline``."""
+    if inline is None:
+        return None
+    try:
+        return inline.query(sql, params, time.monotonic() + 1.0)
+    except (Busy, TimeoutError, sqlite3.Error):
+        return None
+
+
+def bind_value(column: Any, value: Any) -> Any:
+    """``value`` as SQLAlchemy's SQLite dialect sends it for ``column`` (e.g. a datetime as its text form)."""
+    fn = column.type._cached_bind_processor(_DIALECT)
+    return value if fn is None else fn(value)
 
 
 def _bind(processors: Any, name: str, value: Any) -> Any:

@@ -131,3 +131,41 @@ async def test_an_inline_statement_past_its_deadline_is_interrupted(dept_data: t
         assert source.breaker.failures == 1
     finally:
         source.close()
+
+
+async def test_the_hub_databases_inline_reads_equal_the_threaded_ones(tmp_path: Path) -> None:
+    """The request path's reads of the hub's own database (client row, operations mode, lookup misses) inline on
+    SQLite give what the ordinary reads give, across the misses window's edge (times compared as stored)."""
+    from datetime import UTC, datetime, timedelta
+
+    from hub.clock import TestClock
+    from hub.db import open_hub_db
+    from hub.lookups import LookupBudgetExhausted, MissLedger
+    from hub.store.clients import ClientStore
+    from hub.store.operations import OperationStore
+
+    engine = open_hub_db(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    clock = TestClock(datetime(2026, 3, 2, 2, 0, tzinfo=UTC))
+    try:
+        clients, operations = ClientStore(engine, clock, scrypt_n=2**4), OperationStore(engine, clock)
+        ledger = MissLedger(engine, budget=10, window=3600, clock=clock)
+        assert clients.inline is not None and operations.inline is not None and ledger.inline is not None
+        clients.add("a", "civil_affairs", "3301", ["CASE", "VER"], roles=["auditor"])
+        assert await clients.aget("a") == clients.get("a") and await clients.aget("nobody") is None
+        assert await operations.amode("a") == "off"
+        operations.set_mode("a", "require")
+        assert await operations.amode("a") == operations.mode("a") == "require"
+        ledger.record("a", 4)
+        clock.set(datetime(2026, 3, 2, 2, 30, tzinfo=UTC))
+        ledger.record("a", 5)
+        ledger.record("b", 9)
+        assert await ledger.before("a") == ledger.spent("a") == 9
+        clock.set(datetime(2026, 3, 2, 3, 0, 1, tzinfo=UTC))  # the first miss has left the window
+        assert await ledger.before("a") == ledger.spent("a") == 5
+        ledger.record("a", 5)
+        with pytest.raises(LookupBudgetExhausted):
+            await ledger.before("a")
+        clock.set(datetime(2026, 3, 2, 2, 0, tzinfo=UTC) + timedelta(days=1))  # all of them have left it
+        assert await ledger.before("a") == ledger.spent("a") == 0
+    finally:
+        engine.dispose()
