@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import functools
 import hashlib
 import hmac
 import json
@@ -64,7 +65,7 @@ def check_secret(secret: str, stored: str) -> bool:
 
 
 def _row_to_client(row: object) -> Client:
-    m = row._mapping if hasattr(row, "_mapping") else row._asdict()  # type: ignore[attr-defined]
+    m = row._mapping  # type: ignore[attr-defined]
     return Client(
         client_id=m["client_id"],
         department=m["department"],
@@ -73,6 +74,22 @@ def _row_to_client(row: object) -> Client:
         roles=tuple(json.loads(m["roles"])),
         status=m["status"],
         secret_hash=m["secret_hash"],
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _client_of(row: tuple[str, ...]) -> Client:
+    """A ``Client`` from a row read inline (``CLIENT_COLUMNS``, after the id), built once per distinct row: the
+    row is read on every request, the JSON columns decoded only when they changed."""
+    client_id, department, area, purposes, roles, status, secret_hash = row
+    return Client(
+        client_id=client_id,
+        department=department,
+        area=area,
+        purposes=tuple(json.loads(purposes)),
+        roles=tuple(json.loads(roles)),
+        status=status,
+        secret_hash=secret_hash,
     )
 
 
@@ -141,7 +158,7 @@ class ClientStore:
         anything unusual: in a worker thread, as ``get``."""
         rows = try_inline(self.inline, clients, "client_id", client_id, CLIENT_COLUMNS)
         if rows is not None:
-            return _row_to_client(rows[0]) if rows else None
+            return _client_of(tuple(rows[0])) if rows else None
         return await anyio.to_thread.run_sync(self.get, client_id)
 
     def close(self) -> None:
