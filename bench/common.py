@@ -159,11 +159,42 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_seconds(self.proc.pid)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def proc_cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc); with ``reaped``, plus that of its children
+    that have exited and been waited for (``cutime``/``cstime``)."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(pg: PgServer) -> float:
+    """CPU time of a PostgreSQL server so far: the postmaster, every live child (backends, WAL writer,
+    checkpointer, ...) and the children that have exited (the postmaster reaps them: its ``cutime``/``cstime``).
+    Taken before and after a measured window, the difference is what the server spent in it."""
+    try:
+        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = proc_cpu_seconds(postmaster, reaped=True)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and fields[1] == str(postmaster):  # fields[1] is the parent's pid
+            total += proc_cpu_seconds(int(entry.name))
+    return total
 
 
 def start_server(

@@ -311,6 +311,10 @@ class ValidDocuments:
         self.size, self.max_text = size, max_text
         self.hits = self.misses = 0
         self._docs: OrderedDict[str, DocumentNode] = OrderedDict()
+        self._named: dict[str, frozenset[str]] = {}  # the ID numbers each document's literals name (named_ids)
+
+    def named(self, query: str) -> frozenset[str] | None:
+        return self._named.get(query)
 
     def get(self, query: str) -> DocumentNode | None:
         doc = self._docs.get(query)
@@ -321,13 +325,14 @@ class ValidDocuments:
         self.hits += 1
         return doc
 
-    def put(self, query: str, document: DocumentNode) -> None:
+    def put(self, query: str, document: DocumentNode, named: frozenset[str] | None = None) -> None:
         if self.size <= 0 or len(query) > self.max_text:
             return
         self._docs[query] = document
         self._docs.move_to_end(query)
+        self._named[query] = frozenset(named_ids(document, None)) if named is None else named
         while len(self._docs) > self.size:
-            self._docs.popitem(last=False)
+            self._named.pop(self._docs.popitem(last=False)[0], None)
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -411,7 +416,10 @@ async def handle(state: HubState, request: Request) -> Response:
         validated = document is not None
         if document is None:
             document = parse_document(query, settings.max_tokens)
-        ex.named |= named_ids(document, None)
+        in_document = state.documents.named(query) if validated else None  # a document's literals never change
+        if in_document is None:
+            in_document = frozenset(named_ids(document, None))
+        ex.named |= in_document
         operation = pick_operation(document, op_name)
         ex.operation_name = recordable_name(operation)
         if operation.operation is OperationType.SUBSCRIPTION:  # hub/monitor/ws.py
@@ -422,7 +430,7 @@ async def handle(state: HubState, request: Request) -> Response:
         ex.mark("limits")
         if not validated:
             validate_document(state, document)
-            state.documents.put(query, document)
+            state.documents.put(query, document, in_document)
         if variables_problem is not None:
             raise RequestError(variables_problem, code="BAD_VARIABLES")
         today = china_date(state.clock())

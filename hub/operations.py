@@ -86,7 +86,7 @@ async def document_for_request(
             )
         return text
     assert query is not None
-    mode = await anyio.to_thread.run_sync(store.mode, actor.client_id)
+    mode = await store.amode(actor.client_id)
     if mode == "off":
         return query
     doc = document_id(query)

@@ -25,7 +25,7 @@ from hub.auth.attempts import FailedAttempts
 from hub.auth.external import ExternalIssuer
 from hub.auth.hop import HopSigner
 from hub.auth.keys import KeyRing
-from hub.auth.tokens import verify_token
+from hub.auth.tokens import VerifiedTokens, verify_token
 from hub.clock import Clock, china_date, system_clock
 from hub.db import open_hub_db
 from hub.departments import SOURCE_DEPARTMENTS
@@ -110,6 +110,7 @@ class HubState:
         self.perturbation_key = self.keys.perturbation_key()  # statistics' cell keys (hub/schema/statistics.py)
         self.engine = open_hub_db(settings.database_url, settings.db_busy_timeout)
         self.clients = ClientStore(self.engine, clock, settings.client_secret_scrypt_n)
+        self.verified_tokens = VerifiedTokens()  # signatures checked once per token and key set (hub/auth/tokens.py)
         self.authorizations = AuthorizationStore(self.engine, clock)
         self.operations = OperationStore(self.engine, clock)  # approved operations (hub/operations.py)
         # rate limits shared by every process on this database (hub/ratelimit.py): /graphql per client, and the
@@ -147,6 +148,11 @@ class HubState:
         self.tracing = Tracing(settings.otlp_endpoint, span_exporter)
         sql = [s.engine for s in self.sources.values() if isinstance(s, SqlSource)]
         self.tracing.instrument_engines([self.engine, *sql])
+        if self.tracing.enabled:  # traced statements are SQLAlchemy's: no inline reads (hub/sources/sql.py)
+            self.clients.inline = self.operations.inline = self.misses.inline = None
+            for source in self.sources.values():
+                if isinstance(source, SqlSource):
+                    source.inline = None
         # token endpoint: failed client authentications per client id and per address (hub/auth/attempts.py)
         self.failed_by_client = FailedAttempts(settings.token_failures_per_client, settings.token_failure_window)
         self.failed_by_address = FailedAttempts(settings.token_failures_per_address, settings.token_failure_window)
@@ -159,9 +165,11 @@ class HubState:
             if not self._hub_kid(kid) and self.external.should_refresh(kid):
                 await anyio.to_thread.run_sync(self.external.refresh)
             external = self.external.trusted()
-        claims = verify_token(self.keys, token, issuer=s.issuer, audience=s.audience, external=external)
+        claims = verify_token(
+            self.keys, token, issuer=s.issuer, audience=s.audience, external=external, cache=self.verified_tokens
+        )
         try:
-            client = await anyio.to_thread.run_sync(self.clients.get, str(claims["client_id"]))
+            client = await self.clients.aget(str(claims["client_id"]))
         except SQLAlchemyError:
             log.exception("client registry lookup failed")
             raise AuditUnavailable(
@@ -215,6 +223,10 @@ class HubState:
             source.close()
         self.graphql_limit.close()
         self.token_limit.close()
+        self.clients.close()
+        for reader in (self.operations.inline, self.misses.inline):
+            if reader is not None:
+                reader.close()
         self.engine.dispose()
 
 

@@ -2,25 +2,208 @@
 
 Only bound parameters are used; every call is one statement for a whole batch of keys,
 so a request issues O(departments x levels) statements, never one per resident.
+
+A small batch (at most ``INLINE_MAX_KEYS`` keys) from a SQLite file is read inline, on the event loop, with
+``sqlite3`` and a statement compiled once per shape (``Inline``): reading a few rows of a local file takes tens of
+microseconds, handing it to a worker thread and back costs several times that, and SQLAlchemy's Python layer
+about as much again (issue 16). The answers are the same rows (a named tuple per row, the column types' own result
+processing applied). A file that is locked by a writer is read in a worker thread as before (the inline
+connection never waits for a lock), and a deadline (the source's timeout) interrupts an inline statement. Large
+batches, aggregates and PostgreSQL departments keep the worker thread.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Sequence
+import sqlite3
+import threading
+import time
+from collections import defaultdict, namedtuple
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 from sqlalchemy import ColumnElement, Engine, Row, Table, create_engine, event, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.sql.compiler import SQLCompiler
 
+from hub.errors import UpstreamUnavailable
 from hub.upstream.breaker import CircuitBreaker
 from hub.upstream.guard import guarded
 
 log = logging.getLogger("hub.sources")
 
 CHUNK = 5000  # keys per IN (...) list; under SQLite's (32,766) and PostgreSQL's (65,535) parameter limits
+INLINE_MAX_KEYS = 64  # a batch this small from a SQLite file is read on the event loop (``Inline``)
+MAX_SHAPES = 4096  # statements kept per source (the shapes are the code's, times the batch sizes up to 64)
+_DIALECT = sqlite.dialect(paramstyle="qmark")
+
+
+class Busy(Exception):
+    """The file is locked by a writer: read it in a worker thread instead (which waits, as it always did)."""
+
+
+class Inline:
+    """Reads of a few rows from a SQLite department file, on the calling thread, without SQLAlchemy's execution
+    layer: the statement text for each shape (table, key, columns, condition's structure, number of keys) is
+    compiled once by SQLAlchemy's SQLite compiler and kept; the condition's values are taken from the condition
+    itself each time (its cache key), so a cached statement never carries another request's values."""
+
+    def __init__(self, path: str, engine: Engine | None, *, readonly: bool = True) -> None:
+        self.path = path
+        self.mode = "?mode=ro" if readonly else ""
+        # the engine's cursor events fire for inline statements too (the statement counter, tests' observers);
+        # the connection and execution context they are given are None
+        self.events = engine.dispatch if engine is not None else None
+        self._local = threading.local()  # one connection per thread (sqlite3 connections stay on their thread)
+        self._statements: dict[Any, tuple[str, Any, list[Any]]] = {}
+        self._conditions: dict[Any, SQLCompiler] = {}
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # timeout=0: never wait for a writer's lock on the event loop (Busy sends the read to a thread)
+            conn = sqlite3.connect(f"file:{self.path}{self.mode}", uri=True, timeout=0, isolation_level=None)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _condition(self, where: ColumnElement[bool] | None) -> tuple[Any, str, list[Any]]:
+        """The condition's shape (its SQLAlchemy cache key without values), its SQL and its values."""
+        if where is None:
+            return None, "", []
+        key = where._generate_cache_key()
+        if key is None:  # a condition SQLAlchemy cannot cache: read it the ordinary way
+            raise Busy
+        found = self._conditions.get(key.key)
+        if found is None:
+            if len(self._conditions) >= MAX_SHAPES:
+                self._conditions.clear()
+            found = self._conditions[key.key] = where.compile(dialect=_DIALECT, cache_key=key)
+        values = found.construct_params(extracted_parameters=key.bindparams, _check=False)
+        processors = found._bind_processors
+        return key.key, found.string, [_bind(processors, n, values[n]) for n in found.positiontup or ()]
+
+    def _statement(
+        self, table: Table, key: str, columns: Sequence[str] | None, where: Any, where_sql: str, n: int, distinct: bool
+    ) -> tuple[str, Any, list[Any]]:
+        shape = (table, key, None if columns is None else tuple(columns), where, n, distinct)
+        found = self._statements.get(shape)
+        if found is None:
+            if len(self._statements) >= MAX_SHAPES:
+                self._statements.clear()
+            col = table.c[key]
+            cols = (
+                [col]
+                if distinct
+                else list(table.c)
+                if columns is None
+                else [col, *(table.c[c] for c in columns if c != key)]
+            )
+            quote = _DIALECT.identifier_preparer.quote
+            names, marks = ", ".join(quote(c.name) for c in cols), ", ".join("?" * n)
+            sql = f"SELECT {'DISTINCT ' if distinct else ''}{names} FROM {quote(table.name)} "
+            sql += f"WHERE {quote(col.name)} IN ({marks})"
+            if where_sql:
+                sql += f" AND ({where_sql})"
+            row = namedtuple("Row", [c.name for c in cols], rename=True)  # type: ignore[misc]
+            processors: list[Any] = [c.type._cached_result_processor(_DIALECT, None) for c in cols]
+            found = self._statements[shape] = (sql, row, processors)
+        return found
+
+    def rows(
+        self,
+        table: Table,
+        key: str,
+        keys: Sequence[str],
+        where: ColumnElement[bool] | None,
+        columns: Sequence[str] | None,
+        deadline: float,
+        distinct: bool = False,
+    ) -> list[Any]:
+        shape, where_sql, values = self._condition(where)
+        sql, row, processors = self._statement(table, key, columns, shape, where_sql, len(keys), distinct)
+        found = self.query(sql, (*keys, *values), deadline)
+        if any(processors):
+            return [row(*(v if f is None else f(v) for f, v in zip(processors, r, strict=True))) for r in found]
+        return [row(*r) for r in found]
+
+    def query(self, sql: str, params: Sequence[Any], deadline: float) -> list[Any]:
+        """``sql`` (a read) with ``params``, as plain tuples; ``Busy`` or ``TimeoutError`` as ``rows``."""
+        conn = self._conn()
+        cursor = conn.cursor()
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+        try:
+            if self.events is not None:
+                self.events.before_cursor_execute(None, cursor, sql, params, None, False)
+            cursor.execute(sql, params)
+            found = cursor.fetchall()
+            if self.events is not None:
+                self.events.after_cursor_execute(None, cursor, sql, params, None, False)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Busy from None
+            if "interrupted" in str(exc):
+                raise TimeoutError from None
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        return found
+
+
+def hub_inline(engine: Engine) -> Inline | None:
+    """Inline reads of the hub's own database, when it is a SQLite file (None otherwise: PostgreSQL is read in
+    worker threads). For the request path's small reads by primary key (the client's row, its operations mode,
+    its lookup misses); the connection never waits for a lock (``Busy``) and never writes."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        return Inline(database, None, readonly=False)
+    return None
+
+
+def try_inline(
+    inline: Inline | None,
+    table: Table,
+    key: str,
+    value: str,
+    columns: Sequence[str] | None,
+    where: ColumnElement[bool] | None = None,
+) -> list[Any] | None:
+    """The rows of ``table`` whose ``key`` is ``value``, read inline; None when they must be read the ordinary way
+    (no inline reader, the file busy, or anything unusual: the ordinary read then says what is wrong)."""
+    if inline is None:
+        return None
+    try:
+        return inline.rows(table, key, [value], where, columns, time.monotonic() + 1.0)
+    except (Busy, TimeoutError, sqlite3.Error):
+        return None
+
+
+def try_query(inline: Inline | None, sql: str, params: Sequence[Any]) -> list[Any] | None:
+    """``Inline.query`` for the hub's database, or None as ``try_inline``."""
+    if inline is None:
+        return None
+    try:
+        return inline.query(sql, params, time.monotonic() + 1.0)
+    except (Busy, TimeoutError, sqlite3.Error):
+        return None
+
+
+def bind_value(column: Any, value: Any) -> Any:
+    """``value`` as SQLAlchemy's SQLite dialect sends it for ``column`` (e.g. a datetime as its text form)."""
+    fn = column.type._cached_bind_processor(_DIALECT)
+    return value if fn is None else fn(value)
+
+
+def _bind(processors: Any, name: str, value: Any) -> Any:
+    fn = processors.get(name)
+    return value if fn is None else fn(value)
 
 
 def readonly_engine(url: str) -> Engine:
@@ -51,18 +234,55 @@ class SqlSource:
         self.breaker = breaker or CircuitBreaker()
         self.engine = readonly_engine(url)
         self.statements = 0
+        u = make_url(url)
+        # small batches read inline (see the module's docstring); off when the engine is traced (hub/tracing.py):
+        # the spans come from SQLAlchemy's events
+        self.inline: Inline | None = None
+        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+            self.inline = Inline(u.database, self.engine)
 
         @event.listens_for(self.engine, "before_cursor_execute")
         def _count(*_: Any) -> None:
             self.statements += 1
 
     def close(self) -> None:
+        if self.inline is not None:
+            self.inline.close()
         self.engine.dispose()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         # any database error counts; only its class is logged (its text can hold the statement's parameters)
         async with guarded(self.breaker, self.timeout, f"department {self.code}", detail=False):
             return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+
+    def _inline(self, keys: Sequence[str], read: Callable[[Inline, float], Any]) -> Any:
+        """``read`` on the event loop when the batch is small, the file local and the breaker closed; ``Busy``
+        when it must go to a worker thread instead. The breaker and the metrics see it as ``guarded`` would."""
+        inline = self.inline
+        if inline is None or len(keys) > INLINE_MAX_KEYS or self.breaker.state != "closed":
+            raise Busy
+        who = f"department {self.code}"
+        started = time.perf_counter()
+        try:
+            result = read(inline, time.monotonic() + self.timeout)
+        except Busy:
+            raise
+        except TimeoutError:
+            self.breaker.failure()
+            self._observe("timeout", started)
+            raise UpstreamUnavailable(f"{who} did not answer within {self.timeout}s") from None
+        except Exception as exc:
+            self.breaker.failure()
+            self._observe("failed", started)
+            log.warning("%s failed: %s", who, exc.__class__.__name__)  # its text can hold the parameters
+            raise UpstreamUnavailable(f"{who} is unavailable") from exc
+        self.breaker.success()
+        self._observe("ok", started)
+        return result
+
+    def _observe(self, outcome: str, started: float) -> None:
+        if self.breaker.observe is not None:
+            self.breaker.observe(outcome, time.perf_counter() - started)
 
     def _select_rows(
         self,
@@ -94,7 +314,18 @@ class SqlSource:
     ) -> list[list[Row[Any]]]:
         """Rows of ``table`` whose ``key`` column is in ``keys``, grouped in the order of ``keys``; with
         ``columns``, only those columns (and ``key``) are selected."""
-        found = await self._run(self._select_rows, table, key, list(dict.fromkeys(keys)), where, columns)
+        unique = list(dict.fromkeys(keys))
+        try:
+            rows = self._inline(
+                unique, lambda inline, deadline: inline.rows(table, key, unique, where, columns, deadline)
+            )
+        except Busy:
+            found = await self._run(self._select_rows, table, key, unique, where, columns)
+        else:
+            found = defaultdict(list)
+            at = 0 if columns is not None else list(table.c).index(table.c[key])  # where the key column is
+            for row in rows:
+                found[row[at]].append(row)
         return [found.get(k, []) for k in keys]
 
     def _select_predicate(
@@ -115,7 +346,15 @@ class SqlSource:
 
         Only key values travel back: the compared value never leaves the department's database.
         """
-        hits = await self._run(self._select_predicate, table, key, list(dict.fromkeys(keys)), condition)
+        unique = list(dict.fromkeys(keys))
+        try:
+            rows = self._inline(
+                unique, lambda inline, deadline: inline.rows(table, key, unique, condition, None, deadline, True)
+            )
+        except Busy:
+            hits = await self._run(self._select_predicate, table, key, unique, condition)
+        else:
+            hits = {r[0] for r in rows}
         return [k in hits for k in keys]
 
     def _select_all(self, stmt: Any) -> list[tuple[Any, ...]]:

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio
 from sqlalchemy import Engine, Row, insert, select, update
 
 from hub.clock import Clock, system_clock
 from hub.db import from_row, operation_modes, operations
 from hub.errors import RequestError
+from hub.sources.sql import hub_inline, try_inline
 
 MODES = ("off", "log", "require")
 DOCUMENT_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -60,6 +62,7 @@ class OperationStore:
     def __init__(self, engine: Engine, clock: Clock = system_clock) -> None:
         self.engine = engine
         self.clock = clock
+        self.inline = hub_inline(engine)  # the request path's read of a client's mode (``amode``)
 
     def submit(self, client_id: str, purpose: str, text: str, by: str) -> Operation:
         """Record ``text`` as pending for the client and purpose (a retired one becomes pending again; a pending or
@@ -127,6 +130,13 @@ class OperationStore:
         with self.engine.connect() as conn:
             text = conn.execute(stmt).scalar()
         return None if text is None else str(text)
+
+    async def amode(self, client_id: str) -> str:
+        """``mode`` for the request path: read on every request (a change counts at once), inline on SQLite."""
+        rows = try_inline(self.inline, operation_modes, "client_id", client_id, ("mode",))
+        if rows is not None:
+            return str(rows[0].mode or "off") if rows else "off"
+        return await anyio.to_thread.run_sync(self.mode, client_id)
 
     def mode(self, client_id: str) -> str:
         with self.engine.connect() as conn:
