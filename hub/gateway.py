@@ -37,6 +37,7 @@ from hub.audit.entry import ENTRY_VERSION, canonical
 from hub.auth.actor import Actor
 from hub.auth.hop import bind_hop
 from hub.clock import china_date
+from hub.compiled import execute_compiled
 from hub.errors import (
     AuditUnavailable,
     AuthenticationError,
@@ -460,9 +461,14 @@ async def handle(state: HubState, request: Request) -> Response:
             alerts=state.alerts,  # monitoring: the alert store (docs/monitoring.md)
         )
         hop = bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
-        result = execute(
-            state.graphql_schema, document, context_value=context, variable_values=variables, operation_name=op_name
-        )
+        # the compiled path (hub/compiled/, docs/performance.md) when it runs this operation, else graphql-core
+        result = await execute_compiled(state.graphql_schema, document, operation, variables, context) if (
+            settings.compiled
+        ) else None
+        if result is None:
+            result = execute(
+                state.graphql_schema, document, context_value=context, variable_values=variables, operation_name=op_name
+            )
         if not isinstance(result, ExecutionResult):
             result = await result
         # federation: root fields null here are asked of the remote regions' hubs (their policies and audit apply)
