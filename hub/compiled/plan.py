@@ -45,7 +45,7 @@ from graphql.execution.values import VariableValues
 from graphql.language import DirectiveNode, Visitor
 
 from hub.schema.people import RECORD_FIELDS, Household, Person
-from hub.schema.records import getters, predicates
+from hub.schema.records import Getter, getters, predicates
 
 
 class Kind(Enum):
@@ -90,6 +90,7 @@ class Key:
     parent: str  # the parent type's name
     non_null: bool
     attr: str = ""  # Python attribute (VALUE, RECORD, ITEMS)
+    getter: Getter | None = None  # VALUE: the field's getter (its disclosure form), run on the row(s) as ``build`` does
     coerce: Callable[[Any], Any] | None = None  # a leaf's coerce_output_value; None: passed through when str/bool
     plain: type | None = None  # values of this Python type pass through uncoerced (str for String, bool for Boolean)
     sub: Selection | None = None
@@ -113,6 +114,9 @@ for _attr, _cls in RECORD_FIELDS.values():
     for _, _name, _g in getters(_cls):
         if _g.item is not None:
             _OBJECTS[_g.item.__name__] = _g.item
+
+
+_RECORD_TYPES = frozenset(cls.__name__ for _, cls in RECORD_FIELDS.values())
 
 
 class _Compiler:
@@ -168,7 +172,9 @@ class _Compiler:
         cls = _OBJECTS.get(parent.name)
         if cls is None:
             raise Unsupported(f"type {parent.name}")
-        value_attrs = {gql: py for py, gql, g in getters(cls) if g.item is None}
+        value_attrs = {gql: (py, g) for py, gql, g in getters(cls) if g.item is None}
+        if parent.name not in _RECORD_TYPES and any(g.rows for _, g in value_attrs.values()):
+            raise Unsupported(f"a field of {parent.name} reads all its rows")  # assembly gives such objects one row
         item_attrs = {gql: (py, g.item) for py, gql, g in getters(cls) if g.item is not None}
         preds = predicates(cls) if parent.name not in ("Person", "Household") else {}
         keys = []
@@ -185,7 +191,7 @@ class _Compiler:
             if name in value_attrs:
                 if is_list_type(gfield.type.of_type if non_null else gfield.type):  # type: ignore[attr-defined]
                     raise Unsupported(f"list value {parent.name}.{name}")
-                k.attr = value_attrs[name]
+                k.attr, k.getter = value_attrs[name]
                 k.coerce = target.coerce_output_value  # type: ignore[union-attr]
                 k.plain = str if target is GraphQLString else bool if target is GraphQLBoolean else None
             elif name in item_attrs:

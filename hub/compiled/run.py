@@ -1,11 +1,12 @@
 """Run a compiled tree: load through the resolvers' own functions, then assemble the answer in one pass.
 
-Loading calls what the resolvers call (``load_people``, ``load_household``, ``people_from_rows``, the request's
-batched loaders), so the statements, row scope, household authorizations, disclosure forms (the fields' getters,
-``hub.policy.forms``) and what the audit entry records (residents touched, not found, failed departments) are the
-resolvers' own. Assembly replaces graphql-core's completion: one walk over the built objects per response key,
-with graphql-core's rules for errors (located at the field's path, a null propagated to the nearest nullable
-field).
+Loading goes through what the resolvers use (``load_household``, the request's batched loaders with the same keys,
+``HubContext.authorization_scopes`` and ``refusals``, the predicates' conditions), in the steps of ``load_people``
+and ``people_from_rows``, so the statements, row scope, household authorizations and what the audit entry records
+(residents touched, not found, failed departments) are the resolvers' own. What it does not do is build a
+strawberry object per resident and record: assembly runs each selected field's getter (its disclosure form,
+``hub.policy.forms``, the code ``build`` runs) on the department's rows and writes the answer directly, with
+graphql-core's rules for errors (located at the field's path, a null propagated to the nearest nullable field).
 
 Error order: graphql-core appends an error when the awaitable that raises it settles. Errors raised within one
 awaited unit (a root field, one person's household, one household's members or size) come in document order, as
@@ -17,6 +18,8 @@ exactly graphql-core's.
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationDefinitionNode, located_error
@@ -26,16 +29,19 @@ from hub.compiled.plan import Key, Kind, Selection
 from hub.errors import RequestError
 from hub.schema.build import check_id
 from hub.schema.context import HubContext
+from hub.departments import residents
+from hub.errors import HubError
+from hub.schema import departments as d
 from hub.schema.people import (
     PS,
+    RECORD_FIELDS,
     Household,
-    Person,
+    _predicate_condition,
     load_household,
-    load_people,
-    people_from_rows,
+    person_columns,
     resident_scope,
 )
-from hub.departments import residents
+from hub.schema.records import predicates, record_selections, row_fields, row_columns, selection_here
 
 
 class Fallback(Exception):
@@ -49,6 +55,23 @@ class _Null(Exception):
         self.error = error
 
 
+# A department record of one resident: an error (refused, or its department failed), or its rows (None: not
+# loaded, as no field read from them is selected) and the answers of its predicates.
+Record = Exception | tuple[list[Any] | None, dict[str, Any]]
+
+
+class PersonView:
+    """A resident: the public-security row and the selected department records (what ``Person`` would hold)."""
+
+    __slots__ = ("records", "row")
+
+    def __init__(self, row: Any, records: dict[str, Record]) -> None:
+        self.row, self.records = row, records
+
+
+_NO_RECORDS: dict[str, Record] = {}
+
+
 class _Loaded:
     """What the loading phase found, by (object id, response key): async fields' values or their errors."""
 
@@ -57,8 +80,81 @@ class _Loaded:
         self.keep: list[Any] = []  # the objects keyed by id, alive until assembly is done
 
 
-async def _gather(*aws: Any) -> list[Any]:
+async def _gather(*aws: Awaitable[Any]) -> list[Any]:
     return list(await asyncio.gather(*aws, return_exceptions=True))
+
+
+async def people_views(c: HubContext, info: Any, id_numbers: Sequence[str]) -> list[PersonView | None]:
+    """``load_people``'s steps: residents by ID number, in order (None where not found or out of scope)."""
+    where, name = resident_scope(c)
+    columns = person_columns(selection_here(c.selections, info))
+    found = await c.rows_many(PS, residents, "id_number", id_numbers, where, name, columns)
+    rows = []
+    for id_number, rs in zip(id_numbers, found, strict=True):
+        if rs:
+            c.subjects.add(id_number)
+            rows.append(rs[0])
+        else:
+            c.not_found.add(id_number)
+    people = iter(await record_views(c, info, rows))
+    return [next(people) if rs else None for rs in found]
+
+
+async def record_views(c: HubContext, info: Any, rows: Sequence[Any]) -> list[PersonView]:
+    """``people_from_rows``'s steps (the same loads, refusals and predicate batches), without building objects."""
+    wanted = record_selections(c.selections, info, RECORD_FIELDS)
+    if not wanted:
+        return [PersonView(r, _NO_RECORDS) for r in rows]
+    variables = info._raw_info.variable_values
+    scopes = await c.authorization_scopes([r.household_id for r in rows])
+    plans = []
+    for gql_name, selected in wanted.items():
+        _, cls = RECORD_FIELDS[gql_name]
+        provider, table = d.RECORD_TABLES[cls]
+        refused = c.refusals(scopes, provider, len(rows))
+        allowed = [r.id_number for r, e in zip(rows, refused, strict=True) if e is None]
+        rows_future = None
+        if allowed and not row_fields(cls).isdisjoint(selected.names):
+            rows_future = c.rows_many(provider, table, "id_number", allowed, columns=row_columns(cls, selected))
+        asked: dict[str, Awaitable[list[bool]] | HubError] = {}
+        for node in selected.nodes:
+            field = node.name.value
+            if allowed and field in predicates(cls) and field not in asked:
+                try:
+                    name, condition = _predicate_condition(c, info, cls, field, node, variables)
+                    asked[field] = c.predicates(provider, predicates(cls)[field].table, name, condition, allowed)
+                except HubError as exc:
+                    asked[field] = exc
+        plans.append((gql_name, refused, rows_future, asked))
+    done: list[tuple[str, list[Record]]] = []
+    for gql_name, refused, rows_future, asked in plans:
+        loaded: list[list[Any]] | None = None
+        failure: HubError | None = None
+        if rows_future is not None:
+            try:
+                loaded = await rows_future
+            except HubError as exc:
+                failure = exc
+        answered: dict[str, list[bool] | HubError] = {}
+        for field, pending in asked.items():
+            if isinstance(pending, HubError):
+                answered[field] = pending
+                continue
+            try:
+                answered[field] = await pending
+            except HubError as exc:
+                answered[field] = exc
+        out: list[Record] = []
+        i = 0
+        for refusal in refused:
+            if refusal is not None or failure is not None:
+                out.append(refusal or failure)  # type: ignore[arg-type]
+                continue
+            answers = {f: a if isinstance(a, HubError) else a[i] for f, a in answered.items()}
+            out.append((None if loaded is None else loaded[i], answers))
+            i += 1
+        done.append((gql_name, out))
+    return [PersonView(r, {g: recs[i] for g, recs in done}) for i, r in enumerate(rows)]
 
 
 async def load(
@@ -69,12 +165,11 @@ async def load(
 
     async def root(k: Key) -> None:
         try:
-            node = k.nodes[0]
-            args = get_argument_values(query.fields[k.name], node, values)
+            args = get_argument_values(query.fields[k.name], k.nodes[0], values)
             info: Any = k.info
             if k.kind is Kind.PERSON:
                 check_id(args["idNumber"], "idNumber")
-                found: Any = (await load_people(c, info, [args["idNumber"]]))[0]
+                found: Any = (await people_views(c, info, [args["idNumber"]]))[0]
             elif k.kind is Kind.PEOPLE:
                 ids = args["idNumbers"]
                 if len(ids) > c.max_batch:
@@ -83,7 +178,7 @@ async def load(
                     )
                 for i, v in enumerate(ids):
                     check_id(v, f"idNumbers[{i}]")
-                found = await load_people(c, info, ids)
+                found = await people_views(c, info, ids)
             else:
                 hid = args["householdId"]
                 if not 1 <= len(hid) <= 20 or not hid.isalnum():
@@ -99,12 +194,11 @@ async def load(
         else:
             await persons(k.sub, [p for p in (found if k.kind is Kind.PEOPLE else [found]) if p is not None])
 
-    async def persons(sel: Selection, found: list[Person]) -> None:
-        if not found:
-            return
-        await _gather(*(household_of(k, found) for k in sel.keys if k.kind is Kind.HOUSEHOLD))
+    async def persons(sel: Selection, found: list[PersonView]) -> None:
+        if found:
+            await _gather(*(household_of(k, found) for k in sel.keys if k.kind is Kind.HOUSEHOLD))
 
-    async def household_of(k: Key, found: list[Person]) -> None:
+    async def household_of(k: Key, found: list[PersonView]) -> None:
         results = await _gather(*(load_household(c, k.info, p.row.household_id) for p in found))  # type: ignore[arg-type]
         loaded.keep.extend(found)
         for p, h in zip(found, results, strict=True):
@@ -117,7 +211,7 @@ async def load(
         if not found or not wanted:
             return
         loaded.keep.extend(found)
-        where, name = resident_scope(c)
+        where, name = resident_scope(c)  # ``Household._member_rows``: one load shared by size and members
         by_columns: dict[tuple[str, ...], list[Household]] = {}
         for h in found:
             by_columns.setdefault(h.member_columns, []).append(h)
@@ -144,11 +238,11 @@ async def load(
             if isinstance(rs, Exception):
                 loaded.values[(id(h), k.key)] = rs
                 continue
-            ordered[id(h)] = sorted(rs, key=lambda r: (r.relation_code, r.id_number))
+            ordered[id(h)] = sorted(rs, key=lambda r: (r.relation_code, r.id_number))  # head first, as ``members``
             c.subjects.update(r.id_number for r in ordered[id(h)])
         every = [r for h in found if id(h) in ordered for r in ordered[id(h)]]
         try:
-            people = await people_from_rows(c, k.info, every)  # type: ignore[arg-type]
+            people = await record_views(c, k.info, every)
         except Exception as exc:  # noqa: BLE001
             for h in found:
                 loaded.values.setdefault((id(h), k.key), exc)
@@ -171,28 +265,29 @@ class _Assembler:
         self.errors: list[GraphQLError] = []
         self.units: set[Any] = set()
 
-    def error(self, exc: Exception, k: Key, path: list[Any], unit: Any) -> GraphQLError:
-        if isinstance(exc, _Null):
-            return exc.error
-        if not isinstance(exc, Exception):  # pragma: no cover
-            raise Fallback("not an exception")
-        self.units.add(unit)
-        return located_error(exc, k.nodes, [*path, k.key])
-
     def nullable(self, exc: Exception, k: Key, path: list[Any], unit: Any) -> None:
         """A field failed: null here if the field may be null (the error recorded), else its parent's problem."""
-        err = self.error(exc, k, path, unit)
+        self.units.add(unit)
+        err = exc.error if isinstance(exc, _Null) else located_error(exc, k.nodes, [*path, k.key])
         if k.non_null:
             raise _Null(err)
-        self.units.add(unit)
         self.errors.append(err)
 
-    def obj(self, sel: Selection, o: Any, path: list[Any], unit: Any) -> dict[str, Any]:
+    def obj(self, sel: Selection, first: Any, rows: Any, extra: Any, path: list[Any], unit: Any) -> dict[str, Any]:
+        """The answer for one object: ``first`` and ``rows``, its department row(s) (``rows`` None: not loaded);
+        ``extra``, what its other fields read (a resident's records, a record's predicate answers, a household)."""
         out: dict[str, Any] = {}
         for k in sel.keys:
             kind = k.kind
             if kind is Kind.VALUE:
-                v = getattr(o, k.attr)
+                g = k.getter
+                assert g is not None
+                if rows is None:
+                    v = None
+                elif g.rows:
+                    v = g.fn(rows)
+                else:
+                    v = None if first is None else g.fn(first)
                 if v is None:
                     if k.non_null:
                         raise Fallback("null for a non-null field")
@@ -205,55 +300,70 @@ class _Assembler:
             elif kind is Kind.TYPENAME:
                 out[k.key] = sel.type_name
             elif kind is Kind.PREDICATE:
-                v = o.answers[k.name]
+                v = extra[k.name]
                 if isinstance(v, Exception):
                     self.nullable(v, k, path, unit)
                     out[k.key] = None
                 else:
                     out[k.key] = bool(v)
             elif kind is Kind.RECORD:
-                out[k.key] = self.child(k, getattr(o, k.attr), path, unit)
+                out[k.key] = self.record(k, extra.records[k.name], path, unit)
             elif kind is Kind.ITEMS:
-                items = getattr(o, k.attr)
-                if items is None:
+                if rows is None:
                     out[k.key] = None
                 else:
                     assert k.sub is not None
-                    out[k.key] = [self.obj(k.sub, item, [*path, k.key, i], unit) for i, item in enumerate(items)]
+                    here = [*path, k.key]
+                    out[k.key] = [self.obj(k.sub, r, (), None, [*here, i], unit) for i, r in enumerate(rows)]
             elif kind is Kind.HOUSEHOLD:
-                out[k.key] = self.child(k, self.loaded.values[(id(o), k.key)], path, ("household", id(o), k.key))
+                h = self.loaded.values[(id(extra), k.key)]
+                out[k.key] = self.household(k, h, path, ("household", id(extra), k.key))
             elif kind is Kind.SIZE:
-                v = self.loaded.values[(id(o), k.key)]
+                v = self.loaded.values[(id(extra), k.key)]
                 if isinstance(v, Exception):
-                    self.nullable(v, k, path, ("size", id(o), k.key))
+                    self.nullable(v, k, path, ("size", id(extra), k.key))
                     out[k.key] = None
                 else:
                     assert k.coerce is not None
                     out[k.key] = k.coerce(v)
             elif kind is Kind.MEMBERS:
-                unit_here = ("members", id(o), k.key)
-                v = self.loaded.values[(id(o), k.key)]
+                unit_here = ("members", id(extra), k.key)
+                v = self.loaded.values[(id(extra), k.key)]
                 if isinstance(v, Exception):
                     self.nullable(v, k, path, unit_here)
                     out[k.key] = None
                 else:
-                    assert k.sub is not None
-                    here = [*path, k.key]
-                    out[k.key] = [self.obj(k.sub, p, [*here, i], unit_here) for i, p in enumerate(v)]
+                    out[k.key] = self.people(k, v, [*path, k.key], unit_here)
             else:  # pragma: no cover
                 raise Fallback(f"kind {kind}")
         return out
 
-    def child(self, k: Key, v: Any, path: list[Any], unit: Any) -> Any:
-        """An object-valued field (nullable in the supported part): its object, or null with its error."""
+    def people(self, k: Key, people: list[PersonView | None], here: list[Any], unit: Any) -> list[Any]:
+        assert k.sub is not None
+        sub = k.sub
+        return [None if p is None else self.obj(sub, p.row, (), p, [*here, i], unit) for i, p in enumerate(people)]
+
+    def record(self, k: Key, v: Record, path: list[Any], unit: Any) -> Any:
         if isinstance(v, Exception):
             self.nullable(v, k, path, unit)
             return None
-        if v is None:
+        assert k.sub is not None
+        own, answers = v
+        try:
+            return self.obj(k.sub, own[0] if own else None, own, answers, [*path, k.key], unit)
+        except _Null as null:
+            self.nullable(null, k, path, unit)
+            return None
+
+    def household(self, k: Key, h: Any, path: list[Any], unit: Any) -> Any:
+        if isinstance(h, Exception):
+            self.nullable(h, k, path, unit)
+            return None
+        if h is None:
             return None
         assert k.sub is not None
         try:
-            return self.obj(k.sub, v, [*path, k.key], unit)
+            return self.obj(k.sub, h.row, (), h, [*path, k.key], unit)
         except _Null as null:
             self.nullable(null, k, path, unit)
             return None
@@ -267,17 +377,12 @@ class _Assembler:
             v = self.loaded.values[(0, k.key)]
             unit = ("root", k.key)
             try:
-                if k.kind is Kind.PEOPLE:
-                    if isinstance(v, Exception):
-                        self.nullable(v, k, [], unit)
-                        data[k.key] = None
-                        continue
-                    assert k.sub is not None
-                    data[k.key] = [
-                        None if p is None else self.obj(k.sub, p, [k.key, i], unit) for i, p in enumerate(v)
-                    ]
+                if isinstance(v, Exception) or k.kind is Kind.ROOT_HOUSEHOLD:
+                    data[k.key] = self.household(k, v, [], unit)  # an error, or a household
+                elif k.kind is Kind.PEOPLE:
+                    data[k.key] = self.people(k, v, [k.key], unit)
                 else:
-                    data[k.key] = self.child(k, v, [], unit)
+                    data[k.key] = None if v is None else self.obj(k.sub, v.row, (), v, [k.key], unit)  # type: ignore[arg-type]
             except _Null:  # a non-null root field failed: no data at all, and graphql-core cancels the other
                 raise Fallback("a non-null root field failed") from None  # root fields' loads (timing decides)
         return data
@@ -294,7 +399,19 @@ async def run_tree(
     loaded = _Loaded()
     await load(tree, schema, values, context, loaded)
     assembler = _Assembler(loaded)
-    data = assembler.root(tree)
+    # Assembly is synchronous (nothing else runs meanwhile) and makes only the answer's containers, all alive
+    # until the response is sent: a collection in the middle of it finds nothing to free.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        data = assembler.root(tree)
+    except Fallback:
+        raise
+    except Exception as exc:  # a getter failed on a value (graphql-core reports it its own way)
+        raise Fallback(f"{type(exc).__name__} while assembling") from exc
+    finally:
+        if enabled:
+            gc.enable()
     if len(assembler.units) > 1:
         raise Fallback("errors from more than one awaited unit")
     return ExecutionResult(data, assembler.errors or None)
