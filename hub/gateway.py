@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -461,10 +462,9 @@ async def handle(state: HubState, request: Request) -> Response:
             alerts=state.alerts,  # monitoring: the alert store (docs/monitoring.md)
         )
         hop = bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
-        # the compiled path (hub/compiled/, docs/performance.md) when it runs this operation, else graphql-core
-        result = await execute_compiled(state.graphql_schema, document, operation, variables, context) if (
-            settings.compiled
-        ) else None
+        result: ExecutionResult | Awaitable[ExecutionResult] | None = None
+        if settings.compiled:  # the compiled path (hub/compiled/, docs/performance.md) when it runs this operation
+            result = await execute_compiled(state.graphql_schema, document, operation, variables, context)
         if result is None:
             result = execute(
                 state.graphql_schema, document, context_value=context, variable_values=variables, operation_name=op_name

@@ -23,14 +23,17 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLObjectType,
+    GraphQLScalarType,
     GraphQLSchema,
     GraphQLString,
     OperationDefinitionNode,
     OperationType,
     VariableNode,
     get_named_type,
+    get_nullable_type,
     is_list_type,
     is_non_null_type,
     visit,
@@ -46,6 +49,8 @@ from graphql.language import DirectiveNode, Visitor
 
 from hub.schema.people import RECORD_FIELDS, Household, Person
 from hub.schema.records import Getter, getters, predicates
+
+GraphQLLeafTypes = (GraphQLScalarType, GraphQLEnumType)
 
 
 class Kind(Enum):
@@ -189,10 +194,10 @@ class _Compiler:
             target = get_named_type(gfield.type)
             k = Key(key, name, Kind.VALUE, nodes, parent.name, non_null)
             if name in value_attrs:
-                if is_list_type(gfield.type.of_type if non_null else gfield.type):  # type: ignore[attr-defined]
-                    raise Unsupported(f"list value {parent.name}.{name}")
+                if is_list_type(get_nullable_type(gfield.type)) or not isinstance(target, GraphQLLeafTypes):
+                    raise Unsupported(f"{parent.name}.{name} is not a single leaf")
                 k.attr, k.getter = value_attrs[name]
-                k.coerce = target.coerce_output_value  # type: ignore[union-attr]
+                k.coerce = target.coerce_output_value
                 k.plain = str if target is GraphQLString else bool if target is GraphQLBoolean else None
             elif name in item_attrs:
                 k.kind, k.attr = Kind.ITEMS, item_attrs[name][0]
@@ -208,7 +213,8 @@ class _Compiler:
                 assert isinstance(target, GraphQLObjectType)
                 k.kind, k.sub, k.info = Kind.HOUSEHOLD, self.selection(target, sub), self.info(nodes)
             elif (parent.name, name) == ("Household", "size"):
-                k.kind, k.coerce, k.info = Kind.SIZE, target.coerce_output_value, self.info(nodes)  # type: ignore[union-attr]
+                assert isinstance(target, GraphQLLeafTypes)
+                k.kind, k.coerce, k.info = Kind.SIZE, target.coerce_output_value, self.info(nodes)
             elif (parent.name, name) == ("Household", "members"):
                 assert isinstance(target, GraphQLObjectType)
                 k.kind, k.sub, k.info = Kind.MEMBERS, self.selection(target, sub), self.info(nodes)

@@ -26,12 +26,11 @@ from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationDefin
 from graphql.execution.values import VariableValues, get_argument_values
 
 from hub.compiled.plan import Key, Kind, Selection
-from hub.errors import RequestError
+from hub.departments import residents
+from hub.errors import HubError, RequestError
+from hub.schema import departments as d
 from hub.schema.build import check_id
 from hub.schema.context import HubContext
-from hub.departments import residents
-from hub.errors import HubError
-from hub.schema import departments as d
 from hub.schema.people import (
     PS,
     RECORD_FIELDS,
@@ -41,7 +40,7 @@ from hub.schema.people import (
     person_columns,
     resident_scope,
 )
-from hub.schema.records import predicates, record_selections, row_fields, row_columns, selection_here
+from hub.schema.records import predicates, record_selections, row_columns, row_fields, selection_here
 
 
 class Fallback(Exception):
@@ -157,9 +156,7 @@ async def record_views(c: HubContext, info: Any, rows: Sequence[Any]) -> list[Pe
     return [PersonView(r, {g: recs[i] for g, recs in done}) for i, r in enumerate(rows)]
 
 
-async def load(
-    tree: Selection, schema: GraphQLSchema, values: VariableValues, c: HubContext, loaded: _Loaded
-) -> None:
+async def load(tree: Selection, schema: GraphQLSchema, values: VariableValues, c: HubContext, loaded: _Loaded) -> None:
     query = schema.query_type
     assert query is not None
 
@@ -219,7 +216,9 @@ async def load(
         for columns, hs in by_columns.items():
             ids = [h.row.household_id for h in hs]
             try:
-                for h, rs in zip(hs, await c.rows_many(PS, residents, "household_id", ids, where, name, columns)):
+                for h, rs in zip(
+                    hs, await c.rows_many(PS, residents, "household_id", ids, where, name, columns), strict=True
+                ):
                     rows[id(h)] = rs
             except Exception as exc:  # noqa: BLE001
                 for h in hs:

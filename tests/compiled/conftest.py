@@ -66,7 +66,9 @@ def _residents(departments: Path) -> Residents:
         outside = [
             r[0] for r in conn.execute("SELECT id_number FROM residents WHERE area_code NOT LIKE '330113%' LIMIT 10")
         ]
-        hin = [r[0] for r in conn.execute("SELECT household_id FROM households WHERE area_code LIKE '330113%' LIMIT 12")]
+        hin = [
+            r[0] for r in conn.execute("SELECT household_id FROM households WHERE area_code LIKE '330113%' LIMIT 12")
+        ]
         hout = [
             r[0] for r in conn.execute("SELECT household_id FROM households WHERE area_code NOT LIKE '330113%' LIMIT 4")
         ]

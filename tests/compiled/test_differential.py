@@ -182,7 +182,9 @@ async def both(paths: TwoPaths, client: str, purpose: str, query: str, variables
         with paths.compiled(on):
             r = await paths.client.post("/graphql", json=payload, headers=headers)
         ran = compiled.STATS["compiled"] - before
-        answers.append((r.status_code, r.content, comparable(r.json()), await audit_entry(paths, r.headers["x-request-id"])))
+        answers.append(
+            (r.status_code, r.content, comparable(r.json()), await audit_entry(paths, r.headers["x-request-id"]))
+        )
         if on:
             STATS["compiled"] += ran
             if not ran:
