@@ -13,8 +13,9 @@ from typing import Any
 from graphql import DocumentNode, ExecutionResult, GraphQLSchema, OperationDefinitionNode
 from graphql.execution.values import get_variable_values
 
+from hub.compiled.assemble import Fallback
 from hub.compiled.plan import CompiledPlans
-from hub.compiled.run import Fallback, run_tree
+from hub.compiled.run import run_tree
 from hub.schema.context import HubContext
 from hub.sources.sql import SqlSource
 

@@ -23,9 +23,10 @@ import gc
 from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationDefinitionNode, located_error
+from graphql import ExecutionResult, GraphQLSchema, OperationDefinitionNode
 from graphql.execution.values import VariableValues, get_argument_values
 
+from hub.compiled.assemble import Assembler, Fallback
 from hub.compiled.plan import Key, Kind, Selection
 from hub.departments import residents
 from hub.errors import HubError, RequestError
@@ -66,17 +67,6 @@ def gc_paused() -> Iterator[None]:
         _paused -= 1
         if _paused == 0:
             gc.enable()
-
-
-class Fallback(Exception):
-    """The compiled runner cannot promise graphql-core's answer for this request."""
-
-
-class _Null(Exception):
-    """A non-null field failed: its parent becomes null (the error is already located)."""
-
-    def __init__(self, error: GraphQLError) -> None:
-        self.error = error
 
 
 # A department record of one resident: an error (refused, or its department failed), or its rows (None: not
@@ -283,135 +273,6 @@ async def load(tree: Selection, schema: GraphQLSchema, values: VariableValues, c
     await _gather(*(root(k) for k in tree.keys if k.kind is not Kind.TYPENAME))
 
 
-class _Assembler:
-    def __init__(self, loaded: _Loaded) -> None:
-        self.loaded = loaded
-        self.errors: list[GraphQLError] = []
-        self.units: set[Any] = set()
-
-    def nullable(self, exc: Exception, k: Key, path: list[Any], unit: Any) -> None:
-        """A field failed: null here if the field may be null (the error recorded), else its parent's problem."""
-        self.units.add(unit)
-        err = exc.error if isinstance(exc, _Null) else located_error(exc, k.nodes, [*path, k.key])
-        if k.non_null:
-            raise _Null(err)
-        self.errors.append(err)
-
-    def obj(self, sel: Selection, first: Any, rows: Any, extra: Any, path: list[Any], unit: Any) -> dict[str, Any]:
-        """The answer for one object: ``first`` and ``rows``, its department row(s) (``rows`` None: not loaded);
-        ``extra``, what its other fields read (a resident's records, a record's predicate answers, a household)."""
-        out: dict[str, Any] = {}
-        for k in sel.keys:
-            kind = k.kind
-            if kind is Kind.VALUE:
-                g = k.getter
-                assert g is not None
-                if rows is None:
-                    v = None
-                elif g.rows:
-                    v = g.fn(rows)
-                else:
-                    v = None if first is None else g.fn(first)
-                if v is None:
-                    if k.non_null:
-                        raise Fallback("null for a non-null field")
-                    out[k.key] = None
-                elif type(v) is k.plain:
-                    out[k.key] = v
-                else:
-                    assert k.coerce is not None
-                    out[k.key] = k.coerce(v)
-            elif kind is Kind.TYPENAME:
-                out[k.key] = sel.type_name
-            elif kind is Kind.PREDICATE:
-                v = extra[k.name]
-                if isinstance(v, Exception):
-                    self.nullable(v, k, path, unit)
-                    out[k.key] = None
-                else:
-                    out[k.key] = bool(v)
-            elif kind is Kind.RECORD:
-                out[k.key] = self.record(k, extra.records[k.name], path, unit)
-            elif kind is Kind.ITEMS:
-                if rows is None:
-                    out[k.key] = None
-                else:
-                    assert k.sub is not None
-                    here = [*path, k.key]
-                    out[k.key] = [self.obj(k.sub, r, (), None, [*here, i], unit) for i, r in enumerate(rows)]
-            elif kind is Kind.HOUSEHOLD:
-                h = self.loaded.values[(id(extra), k.key)]
-                out[k.key] = self.household(k, h, path, ("household", id(extra), k.key))
-            elif kind is Kind.SIZE:
-                v = self.loaded.values[(id(extra), k.key)]
-                if isinstance(v, Exception):
-                    self.nullable(v, k, path, ("size", id(extra), k.key))
-                    out[k.key] = None
-                else:
-                    assert k.coerce is not None
-                    out[k.key] = k.coerce(v)
-            elif kind is Kind.MEMBERS:
-                unit_here = ("members", id(extra), k.key)
-                v = self.loaded.values[(id(extra), k.key)]
-                if isinstance(v, Exception):
-                    self.nullable(v, k, path, unit_here)
-                    out[k.key] = None
-                else:
-                    out[k.key] = self.people(k, v, [*path, k.key], unit_here)
-            else:  # pragma: no cover
-                raise Fallback(f"kind {kind}")
-        return out
-
-    def people(self, k: Key, people: list[PersonView | None], here: list[Any], unit: Any) -> list[Any]:
-        assert k.sub is not None
-        sub = k.sub
-        return [None if p is None else self.obj(sub, p.row, (), p, [*here, i], unit) for i, p in enumerate(people)]
-
-    def record(self, k: Key, v: Record, path: list[Any], unit: Any) -> Any:
-        if isinstance(v, Exception):
-            self.nullable(v, k, path, unit)
-            return None
-        assert k.sub is not None
-        own, answers = v
-        try:
-            return self.obj(k.sub, own[0] if own else None, own, answers, [*path, k.key], unit)
-        except _Null as null:
-            self.nullable(null, k, path, unit)
-            return None
-
-    def household(self, k: Key, h: Any, path: list[Any], unit: Any) -> Any:
-        if isinstance(h, Exception):
-            self.nullable(h, k, path, unit)
-            return None
-        if h is None:
-            return None
-        assert k.sub is not None
-        try:
-            return self.obj(k.sub, h.row, (), h, [*path, k.key], unit)
-        except _Null as null:
-            self.nullable(null, k, path, unit)
-            return None
-
-    def root(self, tree: Selection) -> dict[str, Any] | None:
-        data: dict[str, Any] = {}
-        for k in tree.keys:
-            if k.kind is Kind.TYPENAME:
-                data[k.key] = "Query"
-                continue
-            v = self.loaded.values[(0, k.key)]
-            unit = ("root", k.key)
-            try:
-                if isinstance(v, Exception) or k.kind is Kind.ROOT_HOUSEHOLD:
-                    data[k.key] = self.household(k, v, [], unit)  # an error, or a household
-                elif k.kind is Kind.PEOPLE:
-                    data[k.key] = self.people(k, v, [k.key], unit)
-                else:
-                    data[k.key] = None if v is None else self.obj(k.sub, v.row, (), v, [k.key], unit)  # type: ignore[arg-type]
-            except _Null:  # a non-null root field failed: no data at all, and graphql-core cancels the other
-                raise Fallback("a non-null root field failed") from None  # root fields' loads (timing decides)
-        return data
-
-
 async def run_tree(
     tree: Selection,
     schema: GraphQLSchema,
@@ -421,7 +282,7 @@ async def run_tree(
 ) -> ExecutionResult:
     """The answer graphql-core would give, or ``Fallback`` (nothing returned; the context's loads are kept)."""
     loaded = _Loaded()
-    assembler = _Assembler(loaded)
+    assembler = Assembler(loaded.values)
     with gc_paused():
         await load(tree, schema, values, context, loaded)
         try:

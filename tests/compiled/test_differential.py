@@ -232,3 +232,18 @@ def test_the_compiled_path_ran(two_paths: TwoPaths) -> None:
     print(STATS, compiled.STATS)  # noqa: T201 (shown with -s: the figures quoted in docs/performance.md)
     assert STATS["compiled"] >= STATS["requests"] * 0.6
     assert STATS["errors"] >= STATS["requests"] * 0.1
+
+
+async def test_errors_from_several_units_go_to_graphql_core(two_paths: TwoPaths) -> None:
+    """Refused records at the root and below two households' members: graphql-core orders such errors as its
+    awaitables settle, so the compiled path hands the request over, and the answer and entry are graphql-core's."""
+    residents = two_paths.residents
+    unauthorized = [i for i in residents.inside[:20]][:6]
+    query = (
+        "query Q($ids: [String!]!) { people(idNumbers: $ids) { idNumber civilAffairs { tier } "
+        "household { householdId members { idNumber civilAffairs { tier isRecipient } } } } }"
+    )
+    before = dict(compiled.STATS)
+    await both(two_paths, "linping-ca", "VER", query, {"ids": unauthorized})
+    assert compiled.STATS["fallback"] == before["fallback"] + 1
+    assert compiled.STATS["compiled"] == before["compiled"]
