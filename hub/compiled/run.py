@@ -28,6 +28,7 @@ from graphql.execution.values import VariableValues, get_argument_values
 
 from hub.compiled.assemble import Assembler, Fallback
 from hub.compiled.plan import Key, Kind, Selection
+from hub.departments import households as household_table
 from hub.departments import residents
 from hub.errors import HubError, RequestError
 from hub.schema import departments as d
@@ -38,11 +39,20 @@ from hub.schema.people import (
     RECORD_FIELDS,
     Household,
     _predicate_condition,
+    household_scope,
     load_household,
     person_columns,
     resident_scope,
 )
-from hub.schema.records import predicates, record_selections, row_columns, row_fields, selection_here
+from hub.schema.records import (
+    Selected,
+    build,
+    predicates,
+    record_selections,
+    row_columns,
+    row_fields,
+    selection_here,
+)
 
 _paused = 0  # compiled runs under way with the collector paused
 
@@ -171,6 +181,20 @@ async def record_views(c: HubContext, info: Any, rows: Sequence[Any]) -> list[Pe
     return [PersonView(r, {g: recs[i] for g, recs in done}) for i, r in enumerate(rows)]
 
 
+async def households_by_id(c: HubContext, info: Any, ids: Sequence[str]) -> list[Household | None]:
+    """``load_household``'s steps for many households at once (one future instead of one coroutine each; the
+    loader, its key and so its statement are the same)."""
+    where, name = household_scope(c)
+    here = selection_here(c.selections, info)
+    columns = tuple(sorted({*row_columns(Household, here), "household_id"}))
+    found = await c.rows_many(PS, household_table, "household_id", ids, where, name, columns)
+    below = Selected(here.nested.get("members", frozenset()), ())
+    member_columns = person_columns(below, "relation_code") if "members" in here.names else ("id_number",)
+    return [
+        build(Household, rows, here, row=rows[0], member_columns=member_columns) if rows else None for rows in found
+    ]
+
+
 async def load(tree: Selection, schema: GraphQLSchema, values: VariableValues, c: HubContext, loaded: _Loaded) -> None:
     query = schema.query_type
     assert query is not None
@@ -211,7 +235,10 @@ async def load(tree: Selection, schema: GraphQLSchema, values: VariableValues, c
             await _gather(*(household_of(k, found) for k in sel.keys if k.kind is Kind.HOUSEHOLD))
 
     async def household_of(k: Key, found: list[PersonView]) -> None:
-        results = await _gather(*(load_household(c, k.info, p.row.household_id) for p in found))  # type: ignore[arg-type]
+        try:
+            results: list[Any] = await households_by_id(c, k.info, [p.row.household_id for p in found])
+        except Exception as exc:  # noqa: BLE001 (each person's household fails alike, as with one load each)
+            results = [exc] * len(found)
         loaded.keep.extend(found)
         for p, h in zip(found, results, strict=True):
             loaded.values[(id(p), k.key)] = h
