@@ -16,6 +16,7 @@ import pytest
 
 from hub.app import create_app
 from hub.demo.generate import GenerateResult
+from hub.settings import Settings
 from hub.store.clients import ClientStore
 from tests.conftest import CLIENTS, make_settings, working_clock
 
@@ -84,13 +85,16 @@ def _residents(departments: Path) -> Residents:
 
 @pytest.fixture(scope="session")
 async def two_paths(
-    dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPathFactory
+    hub_settings: Settings, dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[TwoPaths]:
+    """On the suite's departments, SQLite or PostgreSQL (``hub_settings``' parameter), the hub's own database on
+    SQLite in a folder of its own."""
     root = tmp_path_factory.mktemp("compiled")
     (root / "departments").symlink_to(dept_data[0] / "departments")
+    stopped = f"sqlite:///{root / 'stopped' / 'education.sqlite'}"
     settings = make_settings(
         root,
-        department_urls={STOPPED: f"sqlite:///{root / 'stopped' / 'education.sqlite'}"},
+        department_urls={**hub_settings.department_urls, STOPPED: stopped},
         breaker_threshold=1_000_000,  # the stopped department fails the same way on both paths, every time
         max_cost=200_000,
         lookup_miss_budget=1_000_000_000,  # the budget is shared by both paths: never the difference
