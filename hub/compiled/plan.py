@@ -255,7 +255,7 @@ class CompiledPlans:
     def __init__(self, size: int = 512) -> None:
         self.size = size
         self.hits = self.misses = 0
-        self._entries: OrderedDict[tuple[int, str], _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, int, str], _Entry] = OrderedDict()
 
     def get(
         self,
@@ -264,7 +264,7 @@ class CompiledPlans:
         operation: OperationDefinitionNode,
         values: VariableValues,
     ) -> Selection | None:
-        ident = (id(document), operation.name.value if operation.name else "")
+        ident = (id(schema), id(document), operation.name.value if operation.name else "")
         entry = self._entries.get(ident)
         if entry is None or entry.document is not document:
             entry = self._entries[ident] = _Entry(document, directive_variables(document))
