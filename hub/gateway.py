@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from hub.audit.entry import ENTRY_VERSION, canonical
 from hub.auth.actor import Actor
 from hub.auth.hop import bind_hop
 from hub.clock import china_date
+from hub.compiled import execute_compiled
 from hub.errors import (
     AuditUnavailable,
     AuthenticationError,
@@ -482,9 +484,13 @@ async def handle(state: HubState, request: Request) -> Response:
             alerts=state.alerts,  # monitoring: the alert store (docs/monitoring.md)
         )
         hop = bind_hop(ex.request_id, ex.actor, ex.officer, purpose.id, ex.case_ref)  # federation: who asks subgraphs
-        result = execute(
-            state.graphql_schema, document, context_value=context, variable_values=variables, operation_name=op_name
-        )
+        result: ExecutionResult | Awaitable[ExecutionResult] | None = None
+        if settings.compiled:  # the compiled path (hub/compiled/, docs/performance.md) when it runs this operation
+            result = await execute_compiled(state.graphql_schema, document, operation, variables, context)
+        if result is None:
+            result = execute(
+                state.graphql_schema, document, context_value=context, variable_values=variables, operation_name=op_name
+            )
         if not isinstance(result, ExecutionResult):
             result = await result
         # federation: root fields null here are asked of the remote regions' hubs (their policies and audit apply)

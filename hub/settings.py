@@ -37,6 +37,8 @@ HELP: dict[str, str] = {
     "max_directives": "Most directives in one document.",
     "max_cost": "Highest estimated query cost (list fields multiply by their size).",
     "max_batch": "Most ID numbers or households in one list argument.",
+    "compiled": "Run person/people/household queries on the compiled path (hub/compiled/, docs/performance.md) "
+    "instead of graphql-core's per-field resolution; same answers and audit entries. On by default.",
     "breaker_threshold": "Consecutive failures of a department before its circuit opens (calls are skipped).",
     "breaker_reset": "Seconds a department's circuit stays open before one trial call is let through.",
     "db_busy_timeout": "Seconds a write to the hub's SQLite database waits for a lock before failing (fail closed).",
@@ -112,6 +114,7 @@ class Settings:
     max_directives: int = 50
     max_cost: int = 50_000
     max_batch: int = 1_000
+    compiled: bool = True  # HUB_COMPILED (docs/performance.md)
     source_timeout: float = 5.0
     source_max_bytes: int = 4_000_000
     predicates_in_hub: str = ""  # comma-separated department codes (docs/federation.md)

@@ -1,0 +1,187 @@
+"""Assemble the answer from what the loading phase found: one generated function per selection.
+
+Each selection of the compiled tree becomes a Python function (generated once, kept on the ``Selection``) that
+writes the response keys in order: a value field's getter (its disclosure form, the code ``build`` runs) applied to
+the department's row or rows and coerced by the schema's ``coerce_output_value`` where the value is not already
+the JSON type; ``__typename`` as a constant; every other field (predicates, records, lists of items, households,
+members) through a method of ``Assembler`` that applies graphql-core's rules for errors: the error located at the
+field's path, a failed non-null field nulling its nearest nullable parent.
+
+Paths are kept as nested pairs ``(parent, key)`` and made into lists only for an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from graphql import GraphQLError, located_error
+
+from hub.compiled.plan import Key, Kind, Selection
+
+Path = tuple[Any, Any] | None  # (parent path, key or index); None: the root
+
+
+class Fallback(Exception):
+    """The compiled runner cannot promise graphql-core's answer for this request."""
+
+
+class _Null(Exception):
+    """A non-null field failed: its parent becomes null (the error is already located)."""
+
+    def __init__(self, error: GraphQLError) -> None:
+        self.error = error
+
+
+def as_list(path: Path) -> list[Any]:
+    out = []
+    while path is not None:
+        path, key = path
+        out.append(key)
+    out.reverse()
+    return out
+
+
+Assemble = Callable[["Assembler", Any, Any, Any, Path, Any], dict[str, Any]]
+
+
+def assembler_of(sel: Selection) -> Assemble:
+    """The selection's generated function ``(assembler, first row, rows, extra, path, unit) -> dict``: ``rows`` None
+    when the department's rows were not loaded (no field reading them is selected); ``extra``, what the other fields
+    read (a resident's records, a record's predicate answers, a household)."""
+    found: Assemble | None = getattr(sel, "assemble", None)
+    if found is not None:
+        return found
+    lines = ["def assemble(A, first, rows, extra, path, unit):", "    out = {}"]
+    ns: dict[str, Any] = {"Fallback": Fallback}
+    for i, k in enumerate(sel.keys):
+        ns[f"K{i}"], ns[f"k{i}"] = k.key, k
+        if k.kind is Kind.VALUE:
+            assert k.getter is not None
+            ns[f"f{i}"], ns[f"c{i}"], ns[f"p{i}"] = k.getter.fn, k.coerce, k.plain
+            if k.getter.rows:
+                lines.append(f"    v = None if rows is None else f{i}(rows)")
+            else:
+                lines.append(f"    v = None if rows is None or first is None else f{i}(first)")
+            null = "raise Fallback('null for a non-null field')" if k.non_null else f"out[K{i}] = None"
+            lines += [
+                "    if v is None:",
+                f"        {null}",
+                f"    elif type(v) is p{i}:",
+                f"        out[K{i}] = v",
+                "    else:",
+                f"        out[K{i}] = c{i}(v)",
+            ]
+        elif k.kind is Kind.TYPENAME:
+            ns[f"T{i}"] = sel.type_name
+            lines.append(f"    out[K{i}] = T{i}")
+        else:
+            lines.append(f"    out[K{i}] = A.{k.kind.value}(k{i}, rows, extra, path, unit)")
+    lines.append("    return out")
+    exec("\n".join(lines), ns)  # noqa: S102 (source made here from the schema's own names, never from a request)
+    made: Assemble = ns["assemble"]
+    sel.assemble = made  # type: ignore[attr-defined]
+    return made
+
+
+class Assembler:
+    def __init__(self, loaded: dict[tuple[int, str], Any]) -> None:
+        self.loaded = loaded  # async fields' values (or errors) by (object id, response key)
+        self.errors: list[GraphQLError] = []
+        self.units: set[Any] = set()  # the awaited units (in graphql-core) the errors came from
+
+    def nullable(self, exc: Exception, k: Key, path: Path, unit: Any) -> None:
+        """A field failed: null here if the field may be null (the error recorded), else its parent's problem."""
+        self.units.add(unit)
+        err = exc.error if isinstance(exc, _Null) else located_error(exc, k.nodes, [*as_list(path), k.key])
+        if k.non_null:
+            raise _Null(err)
+        self.errors.append(err)
+
+    def obj(self, sel: Selection, first: Any, rows: Any, extra: Any, path: Path, unit: Any) -> dict[str, Any]:
+        return assembler_of(sel)(self, first, rows, extra, path, unit)
+
+    def predicate(self, k: Key, rows: Any, extra: Any, path: Path, unit: Any) -> Any:
+        v = extra[k.name]
+        if isinstance(v, Exception):
+            self.nullable(v, k, path, unit)
+            return None
+        return bool(v)
+
+    def record(self, k: Key, rows: Any, extra: Any, path: Path, unit: Any) -> Any:
+        v = extra.records[k.name]
+        if isinstance(v, Exception):
+            self.nullable(v, k, path, unit)
+            return None
+        assert k.sub is not None
+        own, answers = v
+        try:
+            return self.obj(k.sub, own[0] if own else None, own, answers, (path, k.key), unit)
+        except _Null as null:
+            self.nullable(null, k, path, unit)
+            return None
+
+    def items(self, k: Key, rows: Any, extra: Any, path: Path, unit: Any) -> Any:
+        if rows is None:
+            return None
+        assert k.sub is not None
+        f, here = assembler_of(k.sub), (path, k.key)
+        return [f(self, r, (), None, (here, i), unit) for i, r in enumerate(rows)]
+
+    def household(self, k: Key, rows: Any, extra: Any, path: Path, unit: Any) -> Any:
+        unit = ("household", id(extra), k.key)
+        return self.household_value(k, self.loaded[(id(extra), k.key)], path, unit)
+
+    def household_value(self, k: Key, h: Any, path: Path, unit: Any) -> Any:
+        if isinstance(h, Exception):
+            self.nullable(h, k, path, unit)
+            return None
+        if h is None:
+            return None
+        assert k.sub is not None
+        try:
+            return self.obj(k.sub, h.row, (), h, (path, k.key), unit)
+        except _Null as null:
+            self.nullable(null, k, path, unit)
+            return None
+
+    def size(self, k: Key, rows: Any, extra: Any, path: Path, unit: Any) -> Any:
+        v = self.loaded[(id(extra), k.key)]
+        if isinstance(v, Exception):
+            self.nullable(v, k, path, ("size", id(extra), k.key))
+            return None
+        assert k.coerce is not None
+        return k.coerce(v)
+
+    def members(self, k: Key, rows: Any, extra: Any, path: Path, unit: Any) -> Any:
+        unit = ("members", id(extra), k.key)
+        v = self.loaded[(id(extra), k.key)]
+        if isinstance(v, Exception):
+            self.nullable(v, k, path, unit)
+            return None
+        return self.people(k, v, (path, k.key), unit)
+
+    def people(self, k: Key, people: list[Any], here: Path, unit: Any) -> list[Any]:
+        assert k.sub is not None
+        f = assembler_of(k.sub)
+        return [None if p is None else f(self, p.row, (), p, (here, i), unit) for i, p in enumerate(people)]
+
+    def root(self, tree: Selection) -> dict[str, Any] | None:
+        data: dict[str, Any] = {}
+        for k in tree.keys:
+            if k.kind is Kind.TYPENAME:
+                data[k.key] = "Query"
+                continue
+            v = self.loaded[(0, k.key)]
+            unit = ("root", k.key)
+            try:
+                if isinstance(v, Exception) or k.kind is Kind.ROOT_HOUSEHOLD:
+                    data[k.key] = self.household_value(k, v, None, unit)  # an error, or a household
+                elif k.kind is Kind.PEOPLE:
+                    data[k.key] = self.people(k, v, (None, k.key), unit)
+                else:
+                    assert k.sub is not None
+                    data[k.key] = None if v is None else self.obj(k.sub, v.row, (), v, (None, k.key), unit)
+            except _Null:  # a non-null root field failed: no data at all, and graphql-core cancels the other
+                raise Fallback("a non-null root field failed") from None  # root fields' loads (timing decides)
+        return data
