@@ -57,7 +57,7 @@ def cluster(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.Tem
         "HUB_POLICY_DIR": str(POLICIES),
         "HUB_MONITOR": "1",
         "HUB_MONITOR_INTERVAL": "0.05",
-        "HUB_MONITOR_BATCH": "10",  # many small batches: the kill lands in the middle of the stream
+        "HUB_MONITOR_BATCH": "1",  # one event a batch: the kill lands in the middle of the stream, however fast
     }
     procs = []
     try:
