@@ -27,7 +27,7 @@ from hub.audit.entry import GENESIS
 from hub.audit.export import ExportResult, check_export, file_sha256, write_export
 from hub.audit.head import SignedHead, public_key_from_pem
 from hub.audit.log import AuditLog
-from hub.audit.verify import EntryRow, VerifyReport, check_log, checkpoint_problem
+from hub.audit.verify import EntryRow, VerifyReport, checkpoint_root_problem, stream_log
 from hub.auth.keys import KeyRing
 from hub.clock import Clock, system_clock
 from hub.db import archives, audit_entries, audit_subjects, hub_engine, tree_heads, upgrade
@@ -150,8 +150,15 @@ def verify_store(store: AuditStore, checkpoint: tuple[int, bytes] | None = None)
         return state.report
     first = state.next_seq
     base = state.leaves
+    t = audit_entries
+    with engine.connect() as conn:
+        # the heads first: every entry a head covers was written before it, so the entries read next include them
+        head_list = [SignedHead.from_row(r) for r in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size))]
+
+    def heads() -> list[SignedHead]:
+        return head_list
+
     with engine.connect() as conn, engine.connect() as subj_conn:
-        t = audit_entries
         result = conn.execution_options(yield_per=20_000).execute(
             select(t.c.seq, t.c.entry, t.c.leaf_hash, *(t.c[c] for c in _COLUMNS)).order_by(t.c.seq)
         )
@@ -199,17 +206,22 @@ def verify_store(store: AuditStore, checkpoint: tuple[int, bytes] | None = None)
                 return "its audit_subjects rows differ from the subjects in the signed entry (index tampered)"
             return None
 
-        def heads() -> list[SignedHead]:
-            return [SignedHead.from_row(r) for r in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size))]
+        def leaf_at(seq: int) -> bytes | None:
+            # only to name a duplicated or inserted entry: entries before the current one have been checked, so
+            # their stored leaf hash is the recomputed one
+            with engine.connect() as c:
+                leaf = c.execute(select(t.c.leaf_hash).where(t.c.seq == seq)).scalar()
+            return None if leaf is None else bytes(leaf)
 
         prev = base[-1].hex() if base else GENESIS
-        report, leaves = check_log(rows(), heads, public_key, first, prev, base, hook)
+        sizes = (checkpoint[0],) if checkpoint is not None else ()
+        report, n, roots = stream_log(rows(), heads, public_key, first, prev, base, hook, leaf_at, sizes)
         if report.ok and pending[0] is not None:
             s = pending[0][0]
             report.ok, report.first_bad_seq = False, s
             report.problem = f"entry {s}: audit_subjects has rows for it but the entry is not there (index tampered)"
         if report.ok and checkpoint is not None:
-            bad = checkpoint_problem(leaves, *checkpoint)
+            bad = checkpoint_root_problem(n, roots.get(checkpoint[0]), *checkpoint)
             if bad is not None:
                 report.ok, (report.first_bad_seq, report.problem) = False, bad
     if state.archives:
