@@ -130,6 +130,7 @@ def open_audit_log(settings: Settings) -> AuditLog:
 # -- verifying the live store ----------------------------------------------------------------------------------
 _COLUMNS = ("request_id", "client_id", "department", "officer", "purpose", "case_ref", "decision")
 _C0, _C1, _C2, _C3, _C4, _C5, _C6 = _COLUMNS
+_PAGE = 2_000  # rows fetched at a time (a server-side cursor on PostgreSQL): ~2.5 MB of entries in memory
 
 
 def verify_store(store: AuditStore, checkpoint: tuple[int, bytes] | None = None) -> VerifyReport:
@@ -159,11 +160,11 @@ def verify_store(store: AuditStore, checkpoint: tuple[int, bytes] | None = None)
         return head_list
 
     with engine.connect() as conn, engine.connect() as subj_conn:
-        result = conn.execution_options(yield_per=20_000).execute(
+        result = conn.execution_options(yield_per=_PAGE).execute(
             select(t.c.seq, t.c.entry, t.c.leaf_hash, *(t.c[c] for c in _COLUMNS)).order_by(t.c.seq)
         )
         subjects = iter(
-            subj_conn.execution_options(yield_per=20_000).execute(
+            subj_conn.execution_options(yield_per=_PAGE).execute(
                 select(audit_subjects.c.seq, audit_subjects.c.subject).order_by(
                     audit_subjects.c.seq, audit_subjects.c.subject
                 )
