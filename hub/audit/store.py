@@ -174,10 +174,11 @@ def verify_store(store: AuditStore, checkpoint: tuple[int, bytes] | None = None)
         pending: list[Any] = [next(subjects, None)]
 
         def rows() -> Iterator[EntryRow]:
-            for r in result:
-                current[0] = r
-                leaf = r[2]
-                yield r[0], r[1], leaf if type(leaf) is bytes else bytes(leaf)
+            for page in result.partitions():  # a page at a time: less per-row overhead than iterating the result
+                for r in page:
+                    current[0] = r
+                    leaf = r[2]
+                    yield r[0], r[1], leaf if type(leaf) is bytes else bytes(leaf)
 
         def hook(seq: int, obj: dict[str, Any]) -> str | None:
             row = current[0]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.audit.entry import GENESIS
@@ -158,7 +159,7 @@ class _Verifier:
         self.hook = hook
         self.heads_source: Callable[[], Iterable[SignedHead]] | None = None
         self.range = CompactRange()
-        self.before_last = CompactRange()  # the range without its last leaf (to explain a rewritten entry)
+        self.folded: list[bytes] = []  # the left siblings the last entry's leaf was folded with
         self.heads: list[SignedHead] = []
         self.next_head = 0
         self.prev_head: SignedHead | None = None
@@ -199,9 +200,11 @@ class _Verifier:
             self._add(h)
 
     def _add(self, leaf: bytes) -> None:
-        self.before_last = self.range.copy()
         self.range.append(leaf)
-        size = self.range.size
+        self._reached(self.range.size)
+
+    def _reached(self, size: int) -> None:
+        """The range now holds ``size`` leaves: record a wanted root, check the heads of this size."""
         if size in self.roots_at:
             self.roots[size] = self.range.root()
         heads = self.heads
@@ -209,15 +212,34 @@ class _Verifier:
         if i < len(heads) and heads[i].tree_size <= size:
             self._heads_at(size)
 
+    def _undo_last(self) -> CompactRange:
+        """The range without its last leaf (only to explain a rewritten entry): the hot loop does not copy it,
+        it keeps the left siblings the last leaf was folded with (``self.folded``)."""
+        r = self.range.copy()
+        if r.size == 0:
+            return r
+        stack = r._stack
+        stack.pop()
+        stack.extend(reversed(self.folded))
+        r.size -= 1
+        return r
+
     def check_entries(self, rows: Iterable[EntryRow]) -> None:
         sha = hashlib.sha256
-        loads = json.loads
+        loads = orjson.loads  # a ValueError (orjson.JSONDecodeError) for what is not JSON, as json.loads
         leaves = self.leaves
         keep = leaves.append if leaves is not None else None
-        add = self._add
         hook = self.hook
         expected = self.first_seq
         prev_hex = self.prev_of_first
+        # the compact range's append, inlined (the hot loop): ``folded`` keeps the left siblings the newest leaf
+        # was hashed with, so that the range without it can be rebuilt when a failure needs it
+        r = self.range
+        stack = r._stack
+        pop, push = stack.pop, stack.append
+        wanted = self.roots_at
+        heads = self.heads
+        next_size = heads[self.next_head].tree_size if self.next_head < len(heads) else -1
         it = iter(rows)
         try:
             for seq, text, stored in it:
@@ -245,7 +267,20 @@ class _Verifier:
                         raise VerificationFailure(seq, f"entry {seq}: {problem}")
                 if keep is not None:
                     keep(leaf)
-                add(leaf)
+                n = r.size
+                h = leaf
+                folded = []
+                while n & 1:
+                    left = pop()
+                    folded.append(left)
+                    h = sha(b"\x01" + left + h).digest()
+                    n >>= 1
+                push(h)
+                r.size += 1
+                self.folded = folded
+                if r.size == next_size or (wanted and r.size in wanted):
+                    self._reached(r.size)
+                    next_size = heads[self.next_head].tree_size if self.next_head < len(heads) else -1
                 prev_hex = leaf.hex()
                 expected += 1
         finally:
@@ -325,7 +360,7 @@ class _Verifier:
             return None
         if self.range.size != index + 1:
             return None
-        candidate = self.before_last.copy()
+        candidate = self._undo_last()  # index >= first_seq: the last leaf came through the entries' loop
         candidate.append(claimed)
         roots = {index + 1: candidate.root()}
         candidate.append(leaf)
