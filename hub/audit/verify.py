@@ -14,9 +14,13 @@ Per entry, in order:
 
 Then per signed tree head, in order of size: the Ed25519 signature over :func:`head_message`; the root
 equals the Merkle root of the recomputed leaves of the first ``tree_size`` entries; signing times do not
-go backwards as the size grows; and an RFC 9162 consistency proof between each pair of consecutive heads
-verifies. The heads are what make the log tamper-evident against someone who can rewrite the database:
-the chain only localises a change, the signed roots prove it.
+go backwards as the size grows. Consecutive heads are consistent (RFC 9162) by construction: both roots are
+recomputed from the same leaves. The heads are what make the log tamper-evident against someone who can rewrite
+the database: the chain only localises a change, the signed roots prove it.
+
+:func:`stream_log` does this in O(log n) memory: the entries are streamed, only the right edge of the tree is kept
+(:class:`hub.audit.merkle.CompactRange`) and each head is checked as the entries pass its size (a head's failure
+is reported only if no entry fails). :func:`check_log` also returns every recomputed leaf (exports, archives).
 """
 
 from __future__ import annotations

@@ -96,12 +96,12 @@ class JsonPoster:
         reader, writer = conn
         keep = False
         try:
-            writer.write(request)
-            await writer.drain()
             try:
+                writer.write(request)
+                await writer.drain()
                 line = await reader.readuntil(b"\r\n")
             except (asyncio.IncompleteReadError, ConnectionError) as exc:
-                if reused and not getattr(exc, "partial", b""):
+                if reused and not getattr(exc, "partial", b""):  # closed by the peer while idle: not a failure
                     raise _Stale from None
                 raise
             status, headers = await self._head(reader, line)
