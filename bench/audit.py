@@ -159,10 +159,28 @@ def hub_cli_has_verify() -> bool:
     return "verify" in out.stdout
 
 
+# `python -m hub audit verify` in a process that reports its own peak RSS (KiB) on stderr at exit
+_VERIFY_WITH_RSS = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['hub', 'audit', 'verify']\n"
+    "try:\n"
+    "    runpy.run_module('hub', run_name='__main__', alter_sys=True)\n"
+    "finally:\n"
+    "    print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def peak_rss_mib(stderr: str) -> float | None:
+    for line in stderr.splitlines():
+        if line.startswith("maxrss_kib "):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
 def verify_with_cli(data_dir: Path) -> tuple[float, str]:
     t0 = time.perf_counter()
     out = subprocess.run(
-        [PYTHON, "-m", "hub", "audit", "verify"],
+        [PYTHON, "-c", _VERIFY_WITH_RSS],
         capture_output=True,
         text=True,
         timeout=900,
@@ -172,7 +190,11 @@ def verify_with_cli(data_dir: Path) -> tuple[float, str]:
     elapsed = time.perf_counter() - t0
     if out.returncode != 0:
         raise RuntimeError(f"hub audit verify failed ({out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}")
+    VERIFY_RSS[str(data_dir)] = peak_rss_mib(out.stderr)
     return elapsed, (out.stdout.strip().splitlines() or [""])[-1]
+
+
+VERIFY_RSS: dict[str, float | None] = {}  # the last verify's peak RSS (MiB) per data directory
 
 
 def verify_in_bench(audit: Any, public_pem: bytes) -> tuple[float, str]:
@@ -290,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             "fill_s": round(fill_s, 2),
             "fill_eps": round((size - previous) / fill_s, 1) if fill_s else None,
             "verify_s": round(verify_s, 2),
+            "verify_eps": round(size / verify_s) if verify_s else None,  # process start and key load included
+            "verify_peak_rss_mib": VERIFY_RSS.get(str(data_dir)) if use_cli else None,
             "verify_message": message,
             "db_mib": round(db_bytes / 2**20, 1),
             **bench_proofs(audit, data_dir, size, 200 if a.quick else 1000),

@@ -1,19 +1,25 @@
-"""Peer: Apollo's gateway and the hub, each federating the same two department subgraphs, same load.
+"""Peer: Apollo's and Hive's gateways and the hub, each federating the same two department subgraphs, same load.
 
 * Two subgraph processes, ``hub.demo.subgraph`` (strawberry, Apollo Federation 2): public security and civil
   affairs, each serving its demo SQLite tables as ``Person @key(fields: "idNumber") { <table>: [Row!]! }``
-  through ``_entities`` and checking the hub's hop token (ES256, ``aud`` = the department) on every call.
+  through ``_entities`` and checking the hub's hop token (ES256, ``aud`` = the department, bound to the exact
+  request, used once) on every call.
 * ``apollo``: ``@apollo/gateway`` + ``@apollo/server`` (pinned in ``bench/apollo/package.json`` and its lock
   file; ``npm ci`` under ``bench/results/apollo``), composing the two subgraphs at start plus an in-process
-  entry subgraph for the root field (see ``bench/apollo/gateway.mjs``). Hop tokens, minted by the bench with
-  the hub's key, are forwarded per subgraph.
+  entry subgraph for the root field (see ``bench/apollo/gateway.mjs``).
+* ``hive``: Hive Gateway's runtime (``@graphql-hive/gateway-runtime`` + ``@graphql-mesh/transport-http``, pinned in
+  ``bench/hive/``), the same supergraph and in-process entry subgraph (``bench/hive/gateway.mjs``).
+* Both mint a hop token per subgraph request with the hub's key (``bench/apollo/hop.mjs``), as the hub does: since
+  issue #18 a token is bound to its request and accepted once, so a token minted by the bench could not be
+  forwarded.
 * ``hub``: the hub (token, policy plan, audit on SQLite) with ``HUB_DEPT_PUBLIC_SECURITY_URL`` and
   ``HUB_DEPT_CIVIL_AFFAIRS_URL`` pointing at the two subgraphs (``hub.sources.subgraph.SubgraphSource``).
 * ``hub-sql`` (reference only): the same hub reading those two departments from their SQLite files directly.
 
 The same question — one resident's name, sex, birth date and assistance tier, start date and amount — in each
-side's own schema (the subgraphs' row fields for Apollo, the hub's published schema for the hub); the answers
-are checked equal before the load. Rounds interleave the two targets; medians over rounds; ratios hub / apollo.
+side's own schema (the subgraphs' row fields for Apollo and Hive, the hub's published schema for the hub); the
+answers are checked equal before the load. Rounds interleave the targets; medians over rounds; ratios hub / apollo
+and hub / hive. CPU per request (gateway, and the two subgraphs together) is from /proc: robust on a shared machine.
 """
 
 from __future__ import annotations
@@ -63,29 +69,37 @@ APOLLO_DIR = RESULTS / "apollo"
 ISSUER = "https://hub.local"
 
 
+HIVE_DIR = RESULTS / "hive"
+GATEWAYS = {  # name -> (source folder, install folder, the files copied there besides the lock)
+    "apollo": (BENCH / "apollo", APOLLO_DIR, ("package.json", "package-lock.json", "gateway.mjs", "hop.mjs")),
+    "hive": (BENCH / "hive", HIVE_DIR, ("package.json", "package-lock.json", "gateway.mjs")),
+}
+
+
 def npm_install() -> str | None:
-    """Install the pinned Apollo packages under bench/results/apollo; a reason string if that is impossible."""
+    """Install the pinned Apollo and Hive packages under bench/results/; a reason string if that is impossible."""
     if not shutil.which("node") or not shutil.which("npm"):
         return "node/npm not found"
-    APOLLO_DIR.mkdir(parents=True, exist_ok=True)
-    src = BENCH / "apollo"
-    stamp = APOLLO_DIR / ".installed"
-    lock = (src / "package-lock.json").read_text()
-    for name in ("package.json", "package-lock.json", "gateway.mjs"):
-        shutil.copy(src / name, APOLLO_DIR / name)
-    if stamp.exists() and stamp.read_text() == lock and (APOLLO_DIR / "node_modules").is_dir():
-        return None
-    log("npm ci (Apollo gateway, pinned versions)")
-    out = subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=APOLLO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if out.returncode != 0:
-        return f"npm ci failed: {out.stderr[-500:]}"
-    stamp.write_text(lock)
+    for name, (src, dest, files) in GATEWAYS.items():
+        dest.mkdir(parents=True, exist_ok=True)
+        stamp = dest / ".installed"
+        lock = (src / "package-lock.json").read_text()
+        for f in files:
+            shutil.copy(src / f, dest / f)
+        shutil.copy(BENCH / "apollo" / "hop.mjs", dest / "hop.mjs")  # one hop-token minter for both
+        if stamp.exists() and stamp.read_text() == lock and (dest / "node_modules").is_dir():
+            continue
+        log(f"npm ci ({name} gateway, pinned versions)")
+        out = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=dest,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if out.returncode != 0:
+            return f"npm ci ({name}) failed: {out.stderr[-500:]}"
+        stamp.write_text(lock)
     return None
 
 
@@ -121,11 +135,27 @@ def apollo_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_apollo(running: list[Server], subgraphs: dict[str, str]) -> Server:
+def hop_env(root: Path) -> dict[str, str]:
+    """What the peer gateways need to mint hop tokens as the hub does (bench/apollo/hop.mjs): the hub's active
+    token key, its issuer, and who the bench's requests act for."""
+    from hub.auth.keys import KeyRing
+
+    ring = KeyRing(root / "keys")
+    kid = ring.active().kid
+    [pem] = sorted((root / "keys" / "tokens").glob(f"*-{kid}.pem"))
+    act = {"client_id": CASE_CLIENT, "department": "civil_affairs", "area": "330113"}
+    act.update(officer=HEADERS_CASE["x-hub-officer"], purpose="CASE", case=HEADERS_CASE["x-hub-case"])
+    return {"HOP_KEY_PEM": str(pem), "HOP_KID": kid, "HOP_ISSUER": ISSUER, "HOP_ACT": json.dumps(act)}
+
+
+def start_gateway(running: list[Server], name: str, root: Path, subgraphs: dict[str, str]) -> Server:
+    """Apollo's or Hive's gateway (``name``) over the subgraphs, from its install folder."""
     p = port()
-    env = apollo_env(PORT=str(p), SUBGRAPHS=json.dumps([{"name": k, "url": v} for k, v in subgraphs.items()]))
+    subs = json.dumps([{"name": k, "url": v} for k, v in subgraphs.items()])
+    env = apollo_env(PORT=str(p), SUBGRAPHS=subs, **hop_env(root))
+    ready = "/" if name == "apollo" else "/graphql?query=%7B__typename%7D"
     server = start_server(
-        "apollo-gateway", ["node", "gateway.mjs"], port=p, env=env, ready_path="/", cwd=APOLLO_DIR, timeout=90
+        f"{name}-gateway", ["node", "gateway.mjs"], port=p, env=env, ready_path=ready, cwd=GATEWAYS[name][1], timeout=90
     )
     running.append(server)
     return server
@@ -141,18 +171,6 @@ def start_hub(
     running.append(server)
     token = hub_token(server.url, CASE_CLIENT, secrets[CASE_CLIENT])
     return server, {**HEADERS_CASE, "authorization": f"Bearer {token}"}
-
-
-def hop_headers(root: Path) -> dict[str, str]:
-    """Fresh hop tokens (one per department, signed with the hub's key) for Apollo to forward."""
-    from hub.auth.actor import Actor
-    from hub.auth.hop import HopSigner, bind_hop
-    from hub.auth.keys import KeyRing
-
-    signer = HopSigner(KeyRing(root / "keys"), ISSUER)
-    actor = Actor(client_id=CASE_CLIENT, department="civil_affairs", area="330113", purposes=("CASE",))
-    hop = bind_hop("bench-apollo", actor, HEADERS_CASE["x-hub-officer"], "CASE", HEADERS_CASE["x-hub-case"])
-    return {f"x-hop-{d.replace('_', '-')}": signer.token(d, hop) for d in SUBGRAPH_DEPTS}
 
 
 def post(url: str, headers: dict[str, str], body: str) -> Any:
@@ -187,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--warmup", type=float, default=None)
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--install-only", action="store_true", help="only npm ci the Apollo gateway (needs the registry)")
+    ap.add_argument("--install-only", action="store_true", help="only npm ci the Apollo and Hive gateways (registry)")
     a = ap.parse_args(argv)
-    rounds = a.rounds or (1 if a.quick else 3)
+    rounds = a.rounds or (1 if a.quick else 5)
     duration = a.duration or (2.0 if a.quick else 6.0)
-    warmup = a.warmup if a.warmup is not None else (1.0 if a.quick else 2.0)
+    warmup = a.warmup if a.warmup is not None else (1.0 if a.quick else 5.0)
     ids = sample_ids("330113", 200)
     apollo_bodies = [json.dumps({"query": APOLLO_QUERY, "variables": {"id": i}}) for i in ids]
     hub_bodies = [json.dumps({"query": HUB_QUERY, "variables": {"id": i}}) for i in ids]
@@ -221,21 +239,24 @@ def main(argv: list[str] | None = None) -> int:
     root = fresh_dir("peer")
     with servers() as running:
         subgraphs = start_subgraphs(running, root)
-        apollo = start_apollo(running, subgraphs)
+        apollo = start_gateway(running, "apollo", root, subgraphs)
+        hive = start_gateway(running, "hive", root, subgraphs)
         hub, hub_headers = start_hub(running, root, subgraphs)
         hub_sql, sql_headers = start_hub(running, fresh_dir("peer-sql"), {}, name="peer-hub-sql")
         targets = {
-            "apollo": (apollo.url + "/", apollo_bodies, lambda: hop_headers(root)),
+            "apollo": (apollo.url + "/", apollo_bodies, lambda: {}),
+            "hive": (hive.url + "/graphql", apollo_bodies, lambda: {}),
             "hub": (hub.url + "/graphql", hub_bodies, lambda: hub_headers),
             "hub-sql": (hub_sql.url + "/graphql", hub_bodies, lambda: sql_headers),
         }
-        gateways = {"apollo": apollo, "hub": hub, "hub-sql": hub_sql}
+        gateways = {"apollo": apollo, "hive": hive, "hub": hub, "hub-sql": hub_sql}
         subgraph_servers = [s for s in running if s.name.startswith("subgraph-")]
-        a_answer = post(apollo.url + "/", hop_headers(root), apollo_bodies[0])
         h_answer = post(hub.url + "/graphql", hub_headers, hub_bodies[0])
-        if not same_answer(a_answer, h_answer):
-            raise RuntimeError(f"apollo and hub answer differently: {a_answer} vs {h_answer}")
-        log(f"peer: apollo and hub give the same answer; {rounds} round(s) of {duration}s at c={a.concurrency}")
+        for name in ("apollo", "hive"):
+            answer = post(targets[name][0], {}, apollo_bodies[0])
+            if not same_answer(answer, h_answer):
+                raise RuntimeError(f"{name} and hub answer differently: {answer} vs {h_answer}")
+        log(f"peer: apollo, hive and hub give the same answer; {rounds} round(s) of {duration}s at c={a.concurrency}")
         per_round: list[dict[str, dict[str, Any]]] = []
         failed: dict[str, dict[str, Any]] = {}
         for r in range(rounds):
@@ -279,44 +300,65 @@ def main(argv: list[str] | None = None) -> int:
                 )
             per_round.append(this)
 
-    def ok(name: str) -> list[dict[str, dict[str, Any]]]:
-        return [r for r in per_round if name in r and "apollo" in r]
+    def ok(name: str, base: str) -> list[dict[str, dict[str, Any]]]:
+        return [r for r in per_round if name in r and base in r]
 
     summary = {
         name: {
-            "throughput_rps": round(median([r[name]["throughput_rps"] for r in per_round]), 1),
-            "p50_ms": round(median([r[name]["p50_ms"] for r in per_round]), 2),
-            "p99_ms": round(median([r[name]["p99_ms"] for r in per_round]), 2),
-            "gateway_cpu_ms_per_request": round(median([r[name]["gateway_cpu_ms_per_request"] for r in per_round]), 2),
+            "throughput_rps": round(median([r[name]["throughput_rps"] for r in per_round if name in r]), 1),
+            "p50_ms": round(median([r[name]["p50_ms"] for r in per_round if name in r]), 2),
+            "p99_ms": round(median([r[name]["p99_ms"] for r in per_round if name in r]), 2),
+            "gateway_cpu_ms_per_request": round(
+                median([r[name]["gateway_cpu_ms_per_request"] for r in per_round if name in r]), 2
+            ),
             "subgraphs_cpu_ms_per_request": round(
-                median([r[name]["subgraphs_cpu_ms_per_request"] for r in per_round]), 2
+                median([r[name]["subgraphs_cpu_ms_per_request"] for r in per_round if name in r]), 2
             ),
         }
         for name in targets
         if name not in failed
     }
     ratios = {
-        f"{name}/apollo": {
-            key: round(median([r[name][field] / r["apollo"][field] for r in ok(name)]), 3)
-            for key, field in (("throughput", "throughput_rps"), ("p50", "p50_ms"), ("p99", "p99_ms"))
+        f"{name}/{base}": {
+            key: round(median([r[name][field] / r[base][field] for r in ok(name, base)]), 3)
+            for key, field in (
+                ("throughput", "throughput_rps"),
+                ("p50", "p50_ms"),
+                ("p99", "p99_ms"),
+                ("gateway_cpu", "gateway_cpu_ms_per_request"),
+            )
         }
-        for name in ("hub", "hub-sql")
-        if name not in failed and "apollo" not in failed
+        for name, base in (("hub", "apollo"), ("hub", "hive"), ("hive", "apollo"), ("hub-sql", "apollo"))
+        if name not in failed and base not in failed
     }
-    hub_ratio = ratios.get("hub/apollo", {}).get("throughput")
+
+    def ratio(pair: str, key: str) -> float | None:
+        return ratios.get(pair, {}).get(key)
+
     apollo_versions = json.loads((BENCH / "apollo" / "package.json").read_text())["dependencies"]
+    hive_versions = json.loads((BENCH / "hive" / "package.json").read_text())["dependencies"]
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    tp_a, tp_h, cpu_a = (
+        ratio("hub/apollo", "throughput"),
+        ratio("hub/hive", "throughput"),
+        ratio("hub/apollo", "gateway_cpu"),
+    )
     result.update(
         {
             "rounds": rounds,
             "duration_s": duration,
             "warmup_s": warmup,
             "apollo_versions": apollo_versions,
+            "hive_versions": hive_versions,
             "node": node,
             "summary": summary,
             "ratios": ratios,
             "failed": failed,
-            "targets": {"hub throughput >= apollo": hub_ratio is not None and hub_ratio >= 1.0},
+            "targets": {
+                "hub throughput >= 1.5x apollo": tp_a is not None and tp_a >= 1.5,
+                "hub throughput >= 1.5x hive": tp_h is not None and tp_h >= 1.5,
+                "hub gateway CPU per request <= apollo's": cpu_a is not None and cpu_a <= 1.0,
+            },
             "per_round": per_round,
         }
     )

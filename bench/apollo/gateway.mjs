@@ -11,8 +11,8 @@
 // department subgraphs declare the same informational root field `Query.department`; for composition only,
 // it is kept in the first subgraph that has it (it is never queried).
 //
-// The department subgraphs require the hub's hop token (aud = department) on `_entities`: the gateway
-// forwards the incoming header `x-hop-<department>` as `Authorization: Bearer ...` to that subgraph.
+// The department subgraphs require the hub's hop token (aud = department, bound to the exact request, used once)
+// on `_entities`: the gateway mints one per subgraph request with the hub's key (hop.mjs), as the hub does.
 // Listens on 127.0.0.1 only. Apollo's anonymous telemetry is disabled before the gateway is constructed.
 process.env.APOLLO_TELEMETRY_DISABLED = "true";
 
@@ -22,6 +22,8 @@ import { ApolloServer } from "@apollo/server";
 import { startStandaloneServer } from "@apollo/server/standalone";
 import { buildSubgraphSchema } from "@apollo/subgraph";
 import { parse } from "graphql";
+
+import { hopToken } from "./hop.mjs";
 
 const port = Number(process.env.PORT || 4000);
 const subgraphs = JSON.parse(process.env.SUBGRAPHS || "[]");
@@ -71,12 +73,10 @@ const gateway = new ApolloGateway({
   supergraphSdl: composed.supergraphSdl,
   buildService({ name, url }) {
     if (name === "entry") return new LocalGraphQLDataSource(entrySchema);
-    const header = `x-hop-${name.replace(/_/g, "-")}`;
     return new RemoteGraphQLDataSource({
       url,
-      willSendRequest({ request, context }) {
-        const token = context.headers?.[header];
-        if (token) request.http.headers.set("authorization", `Bearer ${token}`);
+      willSendRequest({ request }) {
+        request.http.headers.set("authorization", `Bearer ${hopToken(name, request.query, request.variables)}`);
       },
     });
   },

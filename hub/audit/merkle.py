@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
+    "CompactRange",
     "HASH_SIZE",
     "MerkleTree",
     "ProofError",
@@ -316,3 +317,51 @@ class MerkleTree:
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         """PROOF(old, D[new]) between the first ``old`` and the first ``new`` leaves (default: all)."""
         return _consistency(self._subtree, old, self._size(new))
+
+
+class CompactRange:
+    """The right edge of a growing tree: the roots of its complete power-of-two subtrees, largest first.
+
+    Appending a leaf costs amortised O(1) hashes and the whole state is at most log2(n) + 1 hashes, so the root
+    of every prefix of a log can be recomputed while the log is *streamed*, in O(log n) memory (what
+    ``hub audit verify`` needs). The subtrees are those of the binary representation of ``size``: for
+    size = 2^a + 2^b + ... (a > b > ...) the stack holds MTH of leaves [0, 2^a), [2^a, 2^a + 2^b), ...
+    Folding them right to left gives MTH(D[size]) (RFC 9162 §2.1.1), as in :meth:`MerkleTree.root`.
+    """
+
+    __slots__ = ("_stack", "size")
+
+    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
+        self._stack: list[bytes] = []
+        self.size = 0
+        for h in leaf_hashes:
+            self.append(h)
+
+    def append(self, leaf_hash: bytes) -> None:
+        """Add one leaf hash (32 bytes; not re-checked on this hot path beyond its length)."""
+        if len(leaf_hash) != HASH_SIZE or not isinstance(leaf_hash, bytes):
+            raise ValueError(f"every leaf hash must be {HASH_SIZE} bytes")
+        stack = self._stack
+        n = self.size
+        h = leaf_hash
+        while n & 1:  # every trailing 1 bit of the old size is a complete subtree the new leaf pairs with
+            h = _sha256(b"\x01" + stack.pop() + h).digest()
+            n >>= 1
+        stack.append(h)
+        self.size += 1
+
+    def copy(self) -> CompactRange:
+        other = CompactRange()
+        other._stack = self._stack[:]
+        other.size = self.size
+        return other
+
+    def root(self) -> bytes:
+        """MTH of all leaves appended so far (``EMPTY_ROOT`` when none)."""
+        stack = self._stack
+        if not stack:
+            return EMPTY_ROOT
+        h = stack[-1]
+        for left in reversed(stack[:-1]):
+            h = _sha256(b"\x01" + left + h).digest()
+        return h

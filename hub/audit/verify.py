@@ -14,9 +14,13 @@ Per entry, in order:
 
 Then per signed tree head, in order of size: the Ed25519 signature over :func:`head_message`; the root
 equals the Merkle root of the recomputed leaves of the first ``tree_size`` entries; signing times do not
-go backwards as the size grows; and an RFC 9162 consistency proof between each pair of consecutive heads
-verifies. The heads are what make the log tamper-evident against someone who can rewrite the database:
-the chain only localises a change, the signed roots prove it.
+go backwards as the size grows. Consecutive heads are consistent (RFC 9162) by construction: both roots are
+recomputed from the same leaves. The heads are what make the log tamper-evident against someone who can rewrite
+the database: the chain only localises a change, the signed roots prove it.
+
+:func:`stream_log` does this in O(log n) memory: the entries are streamed, only the right edge of the tree is kept
+(:class:`hub.audit.merkle.CompactRange`) and each head is checked as the entries pass its size (a head's failure
+is reported only if no entry fails). :func:`check_log` also returns every recomputed leaf (exports, archives).
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.audit.entry import GENESIS
 from hub.audit.head import SignedHead, key_fingerprint
-from hub.audit.merkle import MerkleTree, ProofError, root_from_leaf_hashes, verify_consistency
+from hub.audit.merkle import EMPTY_ROOT, CompactRange, root_from_leaf_hashes
 
 __all__ = [
     "EntryHook",
@@ -42,6 +47,8 @@ __all__ = [
     "VerifyReport",
     "check_log",
     "checkpoint_problem",
+    "checkpoint_root_problem",
+    "stream_log",
     "verify_log",
 ]
 
@@ -128,7 +135,13 @@ def _own(text: str, key: str) -> object:
 
 
 class _Verifier:
-    """One verification run. ``leaves`` grows to base leaves + recomputed leaves of the checked entries."""
+    """One verification run, streaming: only the right edge of the tree (:class:`CompactRange`) is kept.
+
+    Each signed head is checked the moment the entries reach its size (root recomputed from the compact range);
+    a head that fails is remembered and reported only if no entry fails (entries are named first, as a whole-log
+    check would). ``leaves`` (base + recomputed leaves) is kept only when the caller asks for it (exports and
+    archives return them); otherwise an earlier leaf, needed only to explain a failure, comes from ``leaf_at``.
+    """
 
     def __init__(
         self,
@@ -137,42 +150,100 @@ class _Verifier:
         prev_of_first: str,
         base_leaves: Sequence[bytes],
         hook: EntryHook | None,
+        keep_leaves: bool = True,
+        leaf_at: Callable[[int], bytes | None] | None = None,
+        roots_at: Iterable[int] = (),
     ) -> None:
         self.public_key = public_key
         self.first_seq = first_seq
         self.prev_of_first = prev_of_first
-        self.leaves: list[bytes] = list(base_leaves)
+        self.base = base_leaves
+        self.leaves: list[bytes] | None = list(base_leaves) if keep_leaves else None
+        self.leaf_at = leaf_at
         self.hook = hook
         self.heads_source: Callable[[], Iterable[SignedHead]] | None = None
+        self.range = CompactRange()
+        self.folded: list[bytes] = []  # the left siblings the last entry's leaf was folded with
+        self.heads: list[SignedHead] = []
+        self.next_head = 0
+        self.prev_head: SignedHead | None = None
+        self.head_failure: VerificationFailure | None = None
+        self.roots_at = set(roots_at)
+        self.roots: dict[int, bytes] = {}
         self.entries_checked = 0
         self.heads_checked = 0
         self.signed_size = 0
 
+    def _leaf(self, index: int) -> bytes | None:
+        """The (verified) leaf hash of an entry before the current one."""
+        if self.leaves is not None:
+            return self.leaves[index] if 0 <= index < len(self.leaves) else None
+        if 0 <= index < len(self.base):
+            return self.base[index]
+        return self.leaf_at(index) if self.leaf_at is not None else None
+
     # -- entries --------------------------------------------------------------------------------------------
     def check_base(self) -> None:
-        n, first = len(self.leaves), self.first_seq
+        base, first = self.base, self.first_seq
+        n = len(base)
         if first < 0:
             raise VerificationFailure(None, f"the first sequence number must be >= 0, got {first}")
         if n != first:
             raise VerificationFailure(
                 None, f"expected {first} leaf hashes of the entries before entry {first}, got {n}"
             )
-        if any(len(h) != 32 for h in self.leaves):
+        if any(len(h) != 32 for h in base):
             raise VerificationFailure(None, "a leaf hash of the entries before the range is not 32 bytes")
-        expected = self.leaves[-1].hex() if n else GENESIS
+        expected = base[-1].hex() if n else GENESIS
         if self.prev_of_first != expected:
             raise VerificationFailure(
                 first, f"entry {first}: the chain start given for it does not match the preceding leaf"
             )
+        self._heads_at(0)
+        for h in base:
+            self._add(h)
+
+    def _add(self, leaf: bytes) -> None:
+        self.range.append(leaf)
+        self._reached(self.range.size)
+
+    def _reached(self, size: int) -> None:
+        """The range now holds ``size`` leaves: record a wanted root, check the heads of this size."""
+        if size in self.roots_at:
+            self.roots[size] = self.range.root()
+        heads = self.heads
+        i = self.next_head
+        if i < len(heads) and heads[i].tree_size <= size:
+            self._heads_at(size)
+
+    def _undo_last(self) -> CompactRange:
+        """The range without its last leaf (only to explain a rewritten entry): the hot loop does not copy it,
+        it keeps the left siblings the last leaf was folded with (``self.folded``)."""
+        r = self.range.copy()
+        if r.size == 0:
+            return r
+        stack = r._stack
+        stack.pop()
+        stack.extend(reversed(self.folded))
+        r.size -= 1
+        return r
 
     def check_entries(self, rows: Iterable[EntryRow]) -> None:
         sha = hashlib.sha256
-        loads = json.loads
+        loads = orjson.loads  # a ValueError (orjson.JSONDecodeError) for what is not JSON, as json.loads
         leaves = self.leaves
-        append = leaves.append
+        keep = leaves.append if leaves is not None else None
         hook = self.hook
         expected = self.first_seq
         prev_hex = self.prev_of_first
+        # the compact range's append, inlined (the hot loop): ``folded`` keeps the left siblings the newest leaf
+        # was hashed with, so that the range without it can be rebuilt when a failure needs it
+        r = self.range
+        stack = r._stack
+        pop, push = stack.pop, stack.append
+        wanted = self.roots_at
+        heads = self.heads
+        next_size = heads[self.next_head].tree_size if self.next_head < len(heads) else -1
         it = iter(rows)
         try:
             for seq, text, stored in it:
@@ -198,11 +269,26 @@ class _Verifier:
                     problem = hook(seq, obj)
                     if problem:
                         raise VerificationFailure(seq, f"entry {seq}: {problem}")
-                append(leaf)
+                if keep is not None:
+                    keep(leaf)
+                n = r.size
+                h = leaf
+                folded = []
+                while n & 1:
+                    left = pop()
+                    folded.append(left)
+                    h = sha(b"\x01" + left + h).digest()
+                    n >>= 1
+                push(h)
+                r.size += 1
+                self.folded = folded
+                if r.size == next_size or (wanted and r.size in wanted):
+                    self._reached(r.size)
+                    next_size = heads[self.next_head].tree_size if self.next_head < len(heads) else -1
                 prev_hex = leaf.hex()
                 expected += 1
         finally:
-            self.entries_checked = len(leaves) - self.first_seq
+            self.entries_checked = expected - self.first_seq
 
     def _bad_seq(self, seq: int, expected: int) -> None:
         if seq > expected:
@@ -220,11 +306,11 @@ class _Verifier:
             raise VerificationFailure(
                 seq, f"entry {seq}: its seq field is not an integer (rewritten together with its leaf hash)"
             )
-        leaves = self.leaves
-        if own < seq:
-            if 0 <= own < len(leaves) and leaves[own] == leaf:
+        if own < seq:  # entries 0 .. seq - 1 have been checked: their leaves are known
+            if 0 <= own and self._leaf(own) == leaf:
                 raise VerificationFailure(seq, f"entry {seq}: a copy of entry {own} (duplicated over the original)")
-            before = leaves[own - 1].hex() if 0 < own <= len(leaves) else GENESIS if own == 0 else None
+            before_leaf = self._leaf(own - 1) if 0 < own else None
+            before = before_leaf.hex() if before_leaf is not None else GENESIS if own == 0 else None
             if own >= self.first_seq and obj.get("prev") == before:
                 n = seq - own
                 what = "a forged entry" if n == 1 else f"{n} forged entries"
@@ -258,7 +344,7 @@ class _Verifier:
                     f"entry {before}: rewritten together with its leaf hash (entry {seq} names a different leaf for "
                     "it)",
                 )
-            size = self._signed_with(before, prev, [*self.leaves, leaf])
+            size = self._signed_with(before, prev, leaf)
             if size is not None:
                 raise VerificationFailure(
                     before,
@@ -267,75 +353,97 @@ class _Verifier:
                 )
         raise VerificationFailure(seq, f"entry {seq}: out of order / inserted: its prev does not match entry {before}")
 
-    def _signed_with(self, index: int, claimed_hex: object, leaves: list[bytes]) -> int | None:
-        """The size of a validly signed head whose root is right if leaf ``index`` were ``claimed_hex``."""
+    def _signed_with(self, index: int, claimed_hex: object, leaf: bytes) -> int | None:
+        """The size of a validly signed head whose root is right if leaf ``index`` (the last one added) were
+        ``claimed_hex`` and the next leaf ``leaf``: only heads of size ``index + 1`` or ``index + 2`` qualify."""
         if self.heads_source is None or not isinstance(claimed_hex, str) or len(claimed_hex) != 64:
             return None
         try:
             claimed = bytes.fromhex(claimed_hex)
         except ValueError:
             return None
-        candidate = [*leaves[:index], claimed, *leaves[index + 1 :]]
+        if self.range.size != index + 1:
+            return None
+        candidate = self._undo_last()  # index >= first_seq: the last leaf came through the entries' loop
+        candidate.append(claimed)
+        roots = {index + 1: candidate.root()}
+        candidate.append(leaf)
+        roots[index + 2] = candidate.root()
         for h in self.heads_source():
-            if not index < h.tree_size <= len(candidate):
+            if h.tree_size not in roots:
                 continue
             if not h.verifies(self.public_key):
                 continue
-            if root_from_leaf_hashes(candidate[: h.tree_size]) == h.root_hash:
+            if roots[h.tree_size] == h.root_hash:
                 return h.tree_size
         return None
 
     # -- tree heads -----------------------------------------------------------------------------------------
-    def check_heads(self, heads: Iterable[SignedHead]) -> None:
-        leaves = self.leaves
-        n = len(leaves)
-        tree = MerkleTree(leaves)
-        prev: SignedHead | None = None
-        for h in sorted(heads, key=lambda h: (h.tree_size, h.signed_at_ms)):
-            label = f"tree head at size {h.tree_size}"
-            if not h.verifies(self.public_key):
-                raise VerificationFailure(None, f"{label}: bad signature")
-            if h.tree_size < 0:
-                raise VerificationFailure(None, f"{label}: a negative tree size")
-            if h.tree_size > n:
-                missing = h.tree_size - n
-                raise VerificationFailure(
-                    n,
-                    f"entry {n}: missing ({label} covers {missing} more entr{'y' if missing == 1 else 'ies'} than "
-                    f"there are: deleted)",
-                )
-            root = tree.root(h.tree_size)
-            if root != h.root_hash:
-                lo = prev.tree_size if prev is not None else 0
-                where = f"entry {lo}" if h.tree_size - lo == 1 else f"entries {lo}–{h.tree_size - 1}"
-                raise VerificationFailure(
-                    lo if h.tree_size - lo == 1 else None,
-                    f"{label}: root does not match the entries (signed root {h.root_hash.hex()}, recomputed "
-                    f"{root.hex()}); the change is among {where}",
-                )
-            if prev is not None:
-                if h.signed_at_ms < prev.signed_at_ms:
-                    raise VerificationFailure(
-                        None,
-                        f"{label}: signed at {_ms_iso(h.signed_at_ms)}, before the head at size {prev.tree_size} "
-                        f"(signed at {_ms_iso(prev.signed_at_ms)})",
-                    )
-                if prev.tree_size > 0:
-                    try:
-                        verify_consistency(
-                            prev.tree_size,
-                            h.tree_size,
-                            tree.consistency_proof(prev.tree_size, h.tree_size),
-                            prev.root_hash,
-                            h.root_hash,
-                        )
-                    except (ProofError, ValueError):
-                        raise VerificationFailure(
-                            None, f"tree heads {prev.tree_size} → {h.tree_size}: consistency proof does not verify"
-                        ) from None
-            prev = h
-            self.heads_checked += 1
-            self.signed_size = max(self.signed_size, h.tree_size)
+    def start_heads(self, heads: Iterable[SignedHead]) -> None:
+        self.heads = sorted(heads, key=lambda h: (h.tree_size, h.signed_at_ms))
+
+    def _heads_at(self, size: int) -> None:
+        """Check every pending head of at most ``size`` leaves (the range holds exactly ``size`` leaves)."""
+        heads = self.heads
+        while self.next_head < len(heads) and heads[self.next_head].tree_size <= size:
+            h = heads[self.next_head]
+            self.next_head += 1
+            try:
+                self._check_head(h, size)
+            except VerificationFailure as fail:
+                self.head_failure = fail
+                self.next_head = len(heads)  # later heads are not reported: the first bad one is
+
+    def replay(self) -> None:
+        """Recompute the range from the kept leaves, checking every head on the way."""
+        assert self.leaves is not None
+        self.range = CompactRange()
+        self._heads_at(0)
+        for leaf in self.leaves:
+            self._add(leaf)
+
+    def finish_heads(self) -> None:
+        """After the last entry: report a head that failed, then check the heads beyond the log."""
+        if self.head_failure is not None:
+            raise self.head_failure
+        n = self.range.size
+        for h in self.heads[self.next_head :]:
+            self._check_head(h, n)
+
+    def _check_head(self, h: SignedHead, n: int) -> None:
+        label = f"tree head at size {h.tree_size}"
+        if not h.verifies(self.public_key):
+            raise VerificationFailure(None, f"{label}: bad signature")
+        if h.tree_size < 0:
+            raise VerificationFailure(None, f"{label}: a negative tree size")
+        if h.tree_size > n:
+            missing = h.tree_size - n
+            raise VerificationFailure(
+                n,
+                f"entry {n}: missing ({label} covers {missing} more entr{'y' if missing == 1 else 'ies'} than "
+                f"there are: deleted)",
+            )
+        root = self.range.root()
+        prev = self.prev_head
+        if root != h.root_hash:
+            lo = prev.tree_size if prev is not None else 0
+            where = f"entry {lo}" if h.tree_size - lo == 1 else f"entries {lo}–{h.tree_size - 1}"
+            raise VerificationFailure(
+                lo if h.tree_size - lo == 1 else None,
+                f"{label}: root does not match the entries (signed root {h.root_hash.hex()}, recomputed "
+                f"{root.hex()}); the change is among {where}",
+            )
+        if prev is not None and h.signed_at_ms < prev.signed_at_ms:
+            raise VerificationFailure(
+                None,
+                f"{label}: signed at {_ms_iso(h.signed_at_ms)}, before the head at size {prev.tree_size} "
+                f"(signed at {_ms_iso(prev.signed_at_ms)})",
+            )
+        # Both roots were recomputed from the same leaves, so the RFC 9162 consistency proof between consecutive
+        # heads (a proof built from those leaves) holds by construction: each head is a prefix of the next.
+        self.prev_head = h
+        self.heads_checked += 1
+        self.signed_size = max(self.signed_size, h.tree_size)
 
 
 def check_log(
@@ -347,21 +455,69 @@ def check_log(
     base_leaves: Sequence[bytes],
     hook: EntryHook | None = None,
 ) -> tuple[VerifyReport, list[bytes]]:
-    """Verify entries and heads; return the report and base leaves + recomputed leaves of every entry that passed.
+    """Verify entries and heads; return the report and base + recomputed leaves of every entry that passed.
 
-    ``heads`` may be a callable (read again when a broken link is explained by a signed root)."""
+    ``heads`` may be a callable (read again when a broken link is explained by a signed root). This keeps every
+    leaf (an export or archive returns them); :func:`stream_log` checks the same in O(log n) memory."""
+    report, v = _run(rows, heads, public_key, first_seq, prev_of_first, base_leaves, hook, True, None, ())
+    assert v.leaves is not None
+    return report, v.leaves
+
+
+def stream_log(
+    rows: Iterable[EntryRow],
+    heads: Iterable[SignedHead] | Callable[[], Iterable[SignedHead]],
+    public_key: Ed25519PublicKey,
+    first_seq: int,
+    prev_of_first: str,
+    base_leaves: Sequence[bytes],
+    hook: EntryHook | None = None,
+    leaf_at: Callable[[int], bytes | None] | None = None,
+    roots_at: Iterable[int] = (),
+) -> tuple[VerifyReport, int, dict[int, bytes]]:
+    """:func:`check_log` without keeping the leaves: memory O(log n) beyond ``base_leaves`` and the heads.
+
+    Returns the report, the number of leaves recomputed (base included) and the roots of the prefixes whose sizes
+    are in ``roots_at`` (for a witnessed checkpoint). ``leaf_at(i)`` gives the leaf hash of an already checked
+    entry ``i`` (its stored leaf hash, which equals the recomputed one): only needed to name a duplicated or
+    inserted entry precisely."""
+    report, v = _run(rows, heads, public_key, first_seq, prev_of_first, base_leaves, hook, False, leaf_at, roots_at)
+    return report, v.range.size, v.roots
+
+
+def _run(
+    rows: Iterable[EntryRow],
+    heads: Iterable[SignedHead] | Callable[[], Iterable[SignedHead]],
+    public_key: Ed25519PublicKey,
+    first_seq: int,
+    prev_of_first: str,
+    base_leaves: Sequence[bytes],
+    hook: EntryHook | None,
+    keep_leaves: bool,
+    leaf_at: Callable[[int], bytes | None] | None,
+    roots_at: Iterable[int],
+) -> tuple[VerifyReport, _Verifier]:
     started = time.perf_counter()
-    v = _Verifier(public_key, first_seq, prev_of_first, base_leaves, hook)
-    if callable(heads):
-        v.heads_source = heads
-    else:
-        head_list = list(heads)
-        v.heads_source = lambda: head_list
+    v = _Verifier(public_key, first_seq, prev_of_first, base_leaves, hook, keep_leaves, leaf_at, roots_at)
     report = VerifyReport(ok=True, first_seq=first_seq, key_fingerprint=key_fingerprint(public_key))
     try:
-        v.check_base()
-        v.check_entries(rows)
-        v.check_heads(v.heads_source())
+        if callable(heads):
+            v.heads_source = heads
+        else:
+            head_list = list(heads)
+            v.heads_source = lambda: head_list
+        if keep_leaves:
+            # An export's heads follow its entries in the file (its source fills as the rows are read): check
+            # the entries, then the heads over the kept leaves.
+            v.check_base()
+            v.check_entries(rows)
+            v.start_heads(v.heads_source())
+            v.replay()
+        else:
+            v.start_heads(v.heads_source())
+            v.check_base()
+            v.check_entries(rows)
+        v.finish_heads()
     except VerificationFailure as fail:
         report.ok = False
         report.first_bad_seq = fail.seq
@@ -371,7 +527,7 @@ def check_log(
     report.signed_size = v.signed_size
     report.last_seq = first_seq + v.entries_checked - 1 if v.entries_checked else None
     report.seconds = time.perf_counter() - started
-    return report, v.leaves
+    return report, v
 
 
 def verify_log(
@@ -396,12 +552,20 @@ def checkpoint_problem(leaves: Sequence[bytes], tree_size: int, root_hash: bytes
     """Compare the log's recomputed ``leaves`` with a (witnessed) checkpoint: None if the log extends it, else
     (first bad seq, problem). A log shorter than the checkpoint was shortened after it was witnessed."""
     n = len(leaves)
+    recomputed = root_from_leaf_hashes(leaves[:tree_size]) if n >= tree_size else None
+    return checkpoint_root_problem(n, recomputed, tree_size, root_hash)
+
+
+def checkpoint_root_problem(
+    n: int, recomputed: bytes | None, tree_size: int, root_hash: bytes
+) -> tuple[int, str] | None:
+    """:func:`checkpoint_problem` from the log's size ``n`` and its recomputed root at ``tree_size`` (streaming)."""
     if n < tree_size:
         return n, (
             f"entries {n}–{tree_size - 1} are missing: the log was shortened after a checkpoint of size "
             f"{tree_size} was witnessed"
         )
-    if root_from_leaf_hashes(leaves[:tree_size]) != root_hash:
+    if (recomputed if tree_size else EMPTY_ROOT) != root_hash:
         return 0, (
             f"the first {tree_size} entries do not match the witnessed checkpoint of size {tree_size}: "
             "the log was rewritten (or shortened and refilled) after it was witnessed"

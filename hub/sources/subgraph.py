@@ -49,9 +49,10 @@ from hub.sources.contract import (
     schema_problems,
 )
 from hub.sources.values import columns_read, row_type, select_matching, value_from_json
-from hub.upstream.bounded import DEFAULT_MAX_BYTES, AnswerTooLarge, post_json
+from hub.upstream.bounded import DEFAULT_MAX_BYTES, AnswerTooLarge
 from hub.upstream.breaker import CircuitBreaker
 from hub.upstream.guard import HTTP_FAILURES, guarded
+from hub.upstream.http1 import JsonPoster
 
 log = logging.getLogger("hub.sources")
 
@@ -141,25 +142,24 @@ class SubgraphSource:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._ssl = ssl.create_default_context() if url.startswith("https://") else None
-        # one connection pool per event loop: a new httpx client per call would build a TLS context each time
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        # one connection pool per event loop (asyncio streams belong to their loop); a lean HTTP/1.1 client, not
+        # httpx: its pool and models were half the gateway's CPU per federated request (docs/federation.md)
+        self._posters: dict[asyncio.AbstractEventLoop, JsonPoster] = {}
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self) -> JsonPoster:
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None or client.is_closed:
-            client = self._clients[loop] = httpx.AsyncClient(
-                timeout=self.timeout,
-                verify=self._ssl if self._ssl is not None else False,  # plain http: no TLS
-            )
-        return client
+        poster = self._posters.get(loop)
+        if poster is None:
+            for old in [lp for lp in self._posters if lp.is_closed()]:
+                del self._posters[old]
+            poster = self._posters[loop] = JsonPoster(self.url, self._ssl)
+        return poster
 
     def close(self) -> None:
         self._pending.clear()
-        for loop, client in list(self._clients.items()):
-            if not loop.is_closed() and loop.is_running():
-                loop.create_task(client.aclose())
-        self._clients.clear()
+        for poster in self._posters.values():
+            poster.close()
+        self._posters.clear()
 
     # -- schema check ------------------------------------------------------------------------------------------
     def _check(self, payload: Any) -> None:
@@ -337,15 +337,13 @@ class SubgraphSource:
         async with guarded(self.breaker, self.timeout, f"department {self.code}", failures=HTTP_FAILURES):
             return await self._entities(batch)
 
-    async def _post(self, client: httpx.AsyncClient, query: str, variables: dict[str, Any], hop: Any) -> Any:
+    async def _post(self, client: JsonPoster, query: str, variables: dict[str, Any], hop: Any) -> Any:
         body = {"query": query, "variables": variables}
         token = self.signer.token(self.code, hop, body)  # bound to this body, used once
         self.statements += 1
-        r, payload = await post_json(
-            client, self.url, json_body=body, headers={"authorization": f"Bearer {token}"}, max_bytes=self.max_bytes
-        )
-        if r.status_code >= 400 and not (isinstance(payload, dict) and payload.get("errors")):
-            raise ValueError(f"HTTP {r.status_code}")
+        status, payload = await client.post(body, {"authorization": f"Bearer {token}"}, self.max_bytes)
+        if status >= 400 and not (isinstance(payload, dict) and payload.get("errors")):
+            raise ValueError(f"HTTP {status}")
         return payload
 
     async def _entities(self, batch: _Batch) -> _Found:

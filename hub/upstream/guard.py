@@ -16,6 +16,7 @@ hub's own: whatever a department's database, a subgraph or another region's hub 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,17 @@ log = logging.getLogger("hub.sources")
 
 # What a peer reached over HTTP (a subgraph, another region's hub) can do wrong: transport errors, an answer
 # that is too large, not JSON or not shaped as asked (ValueError, KeyError, TypeError), or an error it reports.
-HTTP_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, ValueError, KeyError, TypeError, UpstreamUnavailable)
+# ``OSError``/``EOFError`` and ``asyncio.LimitOverrunError``: the connection, for hub.upstream.http1.
+HTTP_FAILURES: tuple[type[Exception], ...] = (
+    httpx.HTTPError,
+    OSError,
+    EOFError,
+    asyncio.LimitOverrunError,
+    ValueError,
+    KeyError,
+    TypeError,
+    UpstreamUnavailable,
+)
 
 
 @asynccontextmanager
