@@ -171,19 +171,27 @@ def build_schema(code: str, engine: Engine, drop: Sequence[str] = ()) -> strawbe
     def department() -> str:
         return code
 
-    described = strawberry.field(resolver=department, description="The department this subgraph serves.")
+    # every department subgraph declares these root fields and the feed's type: shareable, so a supergraph of
+    # several departments composes (Apollo, Hive); the feed is the hub's, kept out of a supergraph's API
+    described = strawberry.federation.field(
+        resolver=department, description="The department this subgraph serves.", shareable=True
+    )
     fields: dict[str, Any] = {"department": described}
     if code in OUTBOXES:
-        fields["change_events"] = strawberry.field(
+        fields["change_events"] = strawberry.federation.field(
             resolver=_feed_resolver(engine, OUTBOXES[code]),
             name=FEED_FIELD,
             description="This department's change events after a sequence number, oldest first (the outbox).",
+            shareable=True,
+            inaccessible=True,
         )
     query = strawberry.type(type("Query", (), fields))
     return strawberry.federation.Schema(query=query, types=entities)
 
 
-@strawberry.type(description="One change event: what changed for whom and when, never the data itself.")
+@strawberry.federation.type(
+    description="One change event: what changed for whom and when, never the data itself.", shareable=True
+)
 class ChangeEvent:
     seq: int
     id_number: str
