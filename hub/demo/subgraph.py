@@ -361,7 +361,7 @@ def create_subgraph_app(
                 "errors": len(result.errors or []),
             }
             print(json.dumps(line, ensure_ascii=False), flush=True)
-        if feed:
+        if feed and (context["residents"] or result.errors):  # a poll that found nothing disclosed nothing
             act = claims.get("act") or {}
             line = {
                 "event": "change_events",
