@@ -38,19 +38,18 @@ from hub.schema.people import (
     PS,
     RECORD_FIELDS,
     Household,
-    _predicate_condition,
     household_scope,
     load_household,
     person_columns,
+    register_loads,
     resident_scope,
+    settle,
 )
 from hub.schema.records import (
     Selected,
     build,
-    predicates,
     record_selections,
     row_columns,
-    row_fields,
     selection_here,
 )
 
@@ -134,40 +133,14 @@ async def record_views(c: HubContext, info: Any, rows: Sequence[Any]) -> list[Pe
     plans = []
     for gql_name, selected in wanted.items():
         _, cls = RECORD_FIELDS[gql_name]
-        provider, table = d.RECORD_TABLES[cls]
+        provider = d.RECORD_TABLES[cls][0]
         refused = c.refusals(scopes, provider, len(rows))
         allowed = [r.id_number for r, e in zip(rows, refused, strict=True) if e is None]
-        rows_future = None
-        if allowed and not row_fields(cls).isdisjoint(selected.names):
-            rows_future = c.rows_many(provider, table, "id_number", allowed, columns=row_columns(cls, selected))
-        asked: dict[str, Awaitable[list[bool]] | HubError] = {}
-        for node in selected.nodes:
-            field = node.name.value
-            if allowed and field in predicates(cls) and field not in asked:
-                try:
-                    name, condition = _predicate_condition(c, info, cls, field, node, variables)
-                    asked[field] = c.predicates(provider, predicates(cls)[field].table, name, condition, allowed)
-                except HubError as exc:
-                    asked[field] = exc
+        rows_future, asked = register_loads(c, info, cls, selected, allowed, variables)
         plans.append((gql_name, refused, rows_future, asked))
     done: list[tuple[str, list[Record]]] = []
     for gql_name, refused, rows_future, asked in plans:
-        loaded: list[list[Any]] | None = None
-        failure: HubError | None = None
-        if rows_future is not None:
-            try:
-                loaded = await rows_future
-            except HubError as exc:
-                failure = exc
-        answered: dict[str, list[bool] | HubError] = {}
-        for field, pending in asked.items():
-            if isinstance(pending, HubError):
-                answered[field] = pending
-                continue
-            try:
-                answered[field] = await pending
-            except HubError as exc:
-                answered[field] = exc
+        loaded, failure, answered = await settle(rows_future, asked)
         out: list[Record] = []
         i = 0
         for refusal in refused:

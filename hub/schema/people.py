@@ -175,6 +175,55 @@ RECORD_FIELDS: dict[str, tuple[str, type]] = {
 }
 
 
+Asked = dict[str, Awaitable[list[bool]] | HubError]
+
+
+def register_loads(
+    c: HubContext, info: Any, cls: type, selected: Any, allowed: list[str], variables: Any
+) -> tuple[Awaitable[list[list[Any]]] | None, Asked]:
+    """One department record's loads for the residents ``allowed``, registered before any is awaited (so they go
+    out together, one batch per department and predicate): its rows, only if a field computed from them is
+    selected (and only the columns those fields read), and one query per selected predicate."""
+    provider, table = d.RECORD_TABLES[cls]
+    rows_future = None
+    if allowed and not row_fields(cls).isdisjoint(selected.names):
+        rows_future = c.rows_many(provider, table, "id_number", allowed, columns=row_columns(cls, selected))
+    asked: Asked = {}
+    for node in selected.nodes:
+        field = node.name.value
+        if allowed and field in predicates(cls) and field not in asked:
+            try:
+                name, condition = _predicate_condition(c, info, cls, field, node, variables)
+                asked[field] = c.predicates(provider, predicates(cls)[field].table, name, condition, allowed)
+            except HubError as exc:  # a bad argument
+                asked[field] = exc
+    return rows_future, asked
+
+
+async def settle(
+    rows_future: Awaitable[list[list[Any]]] | None, asked: Asked
+) -> tuple[list[list[Any]] | None, HubError | None, dict[str, list[bool] | HubError]]:
+    """What :func:`register_loads` registered, awaited: (rows, the department's failure, each predicate's answers
+    or its error). A department that is down becomes the error its records hold; nothing raises."""
+    loaded: list[list[Any]] | None = None
+    failure: HubError | None = None
+    if rows_future is not None:
+        try:
+            loaded = await rows_future
+        except HubError as exc:
+            failure = exc
+    answered: dict[str, list[bool] | HubError] = {}
+    for field, pending in asked.items():
+        if isinstance(pending, HubError):
+            answered[field] = pending
+            continue
+        try:
+            answered[field] = await pending
+        except HubError as exc:
+            answered[field] = exc
+    return loaded, failure, answered
+
+
 async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> list[Person]:
     """``Person`` objects for public-security rows, with the department records selected below ``info``'s
     field attached. Per department, for all the residents at once: one authorization lookup, one batched load
@@ -196,39 +245,12 @@ async def people_from_rows(c: HubContext, info: Info, rows: Sequence[Any]) -> li
         allowed = [r.id_number for r, e in zip(rows, refused, strict=True) if e is None]
         # 2. register every department load (rows only if a field computed from them is selected; one query
         # per predicate) before awaiting any: they go out together, one batch per department and predicate
-        rows_future = None
-        if allowed and not row_fields(cls).isdisjoint(selected.names):
-            columns = row_columns(cls, selected)  # only what the selected fields read
-            rows_future = c.rows_many(provider, table, "id_number", allowed, columns=columns)
-        asked: dict[str, Awaitable[list[bool]] | HubError] = {}
-        for node in selected.nodes:
-            field = node.name.value
-            if allowed and field in predicates(cls) and field not in asked:
-                try:
-                    name, condition = _predicate_condition(c, info, cls, field, node, variables)
-                    asked[field] = c.predicates(provider, predicates(cls)[field].table, name, condition, allowed)
-                except HubError as exc:  # a bad argument
-                    asked[field] = exc
+        rows_future, asked = register_loads(c, info, cls, selected, allowed, variables)
         plans.append((attr, cls, selected, refused, rows_future, asked))
     # 3. collect; a department that is down nulls its records (rows) or its predicate fields, with the error
     done: list[tuple[str, list[Any]]] = []
     for attr, cls, chosen, refused, rows_future, asked in plans:
-        loaded: list[list[Any]] | None = None
-        failure: HubError | None = None
-        if rows_future is not None:
-            try:
-                loaded = await rows_future
-            except HubError as exc:
-                failure = exc
-        answered: dict[str, list[bool] | HubError] = {}
-        for field, pending in asked.items():
-            if isinstance(pending, HubError):
-                answered[field] = pending
-                continue
-            try:
-                answered[field] = await pending
-            except HubError as exc:
-                answered[field] = exc
+        loaded, failure, answered = await settle(rows_future, asked)
         out: list[Any] = []
         i = 0
         for r, refusal in zip(rows, refused, strict=True):
