@@ -182,7 +182,10 @@ async def test_remote_answer_is_bounded(evil_hub: tuple[Hostile, str], hub_e: Fe
     elapsed = time.monotonic() - started
     body = r.json()
     assert body["data"] == {"person": None} and body["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
-    assert elapsed < (1.5 if kind == "huge" else 3.0), elapsed
+    # huge: refused (a valid 20 MB answer read whole would have been accepted), so the cap stopped it; drip: the
+    # whole-call deadline (2 s) ended it, not the 120 s the drip takes. Room for a loaded machine: a bound near
+    # the deadline failed once under load 17.
+    assert elapsed < 10.0, elapsed
     assert hub_e.audit(r.headers["x-request-id"])["upstream_failures"] == ["hub:evil"]
 
 
@@ -334,4 +337,7 @@ async def test_subgraph_answer_is_bounded(fed: Fed, evil_edu: tuple[Hostile, str
     body = r.json()
     assert body["data"]["person"]["name"] and body["data"]["person"]["education"] is None
     assert body["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
-    assert elapsed < (1.5 if kind == "huge" else 3.0), elapsed
+    # huge: refused (a valid 20 MB answer read whole would have been accepted), so the cap stopped it; drip: the
+    # whole-call deadline (2 s) ended it, not the 120 s the drip takes. Room for a loaded machine: a bound near
+    # the deadline failed once under load 17.
+    assert elapsed < 10.0, elapsed
