@@ -43,6 +43,7 @@ from hub.schema.people import (
     person_columns,
     register_loads,
     resident_scope,
+    residents_by_id,
     settle,
 )
 from hub.schema.records import (
@@ -109,16 +110,7 @@ async def _gather(*aws: Awaitable[Any]) -> list[Any]:
 
 async def people_views(c: HubContext, info: Any, id_numbers: Sequence[str]) -> list[PersonView | None]:
     """``load_people``'s steps: residents by ID number, in order (None where not found or out of scope)."""
-    where, name = resident_scope(c)
-    columns = person_columns(selection_here(c.selections, info))
-    found = await c.rows_many(PS, residents, "id_number", id_numbers, where, name, columns)
-    rows = []
-    for id_number, rs in zip(id_numbers, found, strict=True):
-        if rs:
-            c.subjects.add(id_number)
-            rows.append(rs[0])
-        else:
-            c.not_found.add(id_number)
+    found, rows = await residents_by_id(c, info, id_numbers)
     people = iter(await record_views(c, info, rows))
     return [next(people) if rs else None for rs in found]
 

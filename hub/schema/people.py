@@ -53,9 +53,10 @@ def household_scope(c: HubContext) -> tuple[ColumnElement[bool] | None, str]:
     return _scope(c, households)
 
 
-async def load_people(c: HubContext, info: Info, id_numbers: Sequence[str]) -> list[Person | None]:
-    """Residents by ID number, in order (None where not found or outside the caller's area), each with the
-    department records the query selects below it."""
+async def residents_by_id(c: HubContext, info: Any, id_numbers: Sequence[str]) -> tuple[list[Any], list[Any]]:
+    """The public-security rows of ``id_numbers`` in the caller's scope, one batched read: (per ID number, its
+    rows, empty where not found or out of scope; the rows found, in order). Found residents become the request's
+    subjects, the others its not-found (for the audit entry and the lookup rules)."""
     where, name = resident_scope(c)
     columns = person_columns(selection_here(c.selections, info))
     found = await c.rows_many(PS, residents, "id_number", id_numbers, where, name, columns)
@@ -66,6 +67,13 @@ async def load_people(c: HubContext, info: Info, id_numbers: Sequence[str]) -> l
             rows.append(rs[0])
         else:
             c.not_found.add(id_number)
+    return found, rows
+
+
+async def load_people(c: HubContext, info: Info, id_numbers: Sequence[str]) -> list[Person | None]:
+    """Residents by ID number, in order (None where not found or outside the caller's area), each with the
+    department records the query selects below it."""
+    found, rows = await residents_by_id(c, info, id_numbers)
     people = iter(await people_from_rows(c, info, rows))
     return [next(people) if rs else None for rs in found]
 
