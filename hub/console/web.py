@@ -191,6 +191,17 @@ class Console:
         given = str(form.get("csrf", ""))
         return bool(expected) and hmac.compare_digest(expected, given), form
 
+    async def posted(self, request: Request) -> tuple[Officer, Any] | Response:
+        """A form posted by a signed-in officer with this session's CSRF token: (officer, form); otherwise the
+        answer to send instead (to the sign-in page, or "the form expired")."""
+        officer = self.officer(request)
+        if officer is None:
+            return RedirectResponse("/console/login", status_code=303)
+        ok, form = await self.csrf_ok(request)
+        if not ok:
+            return self.expired(request)
+        return officer, form
+
     # -- the audit entry of a page view ------------------------------------------------------------------
     async def record(
         self, request: Request, officer: str, department: str, view: str, decision: str, status: int, **extra: Any
@@ -464,12 +475,10 @@ class Console:
     async def find(self, request: Request) -> Response:
         """The resident form: the ID number is posted (never in a URL, so never in an access log), turned into
         the pseudonym here, and the officer is sent to the search or the timeline for that pseudonym."""
-        officer = self.officer(request)
-        if officer is None:
-            return RedirectResponse("/console/login", status_code=303)
-        ok, form = await self.csrf_ok(request)
-        if not ok:
-            return self.expired(request)
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        officer, form = posted
         id_number = str(form.get("id_number", "")).strip().upper()
         problem = id_problem(id_number)
         if problem:
@@ -592,12 +601,10 @@ class Console:
         return Page("entry.html", values, details={"seq": seq})
 
     async def sign_now(self, request: Request) -> Response:
-        officer = self.officer(request)
-        if officer is None:
-            return RedirectResponse("/console/login", status_code=303)
-        ok, form = await self.csrf_ok(request)
-        if not ok:
-            return self.expired(request)
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        officer, form = posted
         head = await anyio.to_thread.run_sync(self.state.audit.sign_head)
         await self.record(
             request, officer.name, officer.department, "sign_head", "allow", 200, tree_size=head.tree_size
@@ -721,12 +728,10 @@ class Console:
     async def operation_action(self, request: Request) -> Response:
         """POST /console/operations/approve|retire: the desk's approve or retire, by the signed-in officer. The desk
         writes the audit entry (route ``operations``, the officer named); a refusal is shown and audited too."""
-        officer = self.officer(request)
-        if officer is None:
-            return RedirectResponse("/console/login", status_code=303)
-        ok, form = await self.csrf_ok(request)
-        if not ok:
-            return self.expired(request)
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        officer, form = posted
         action = request.path_params["action"]
         if action not in ("approve", "retire"):
             return self.render(request, "error.html", 404, code="NOT_FOUND", message="approve or retire")
