@@ -8,8 +8,6 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +15,6 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
@@ -26,11 +23,11 @@ from hub.db import alert_history, alerts, monitor_cursors, monitor_events, upgra
 from hub.demo.events import emit_event
 from hub.demo.generate import GenerateResult
 from hub.departments import OUTBOXES
-from hub.localpg import free_port
 from hub.settings import Settings
 from tests.conftest import POLICIES
 from tests.monitor.test_monitor import GOLDEN
 from tests.pgserver import new_server
+from tests.processes import serve_hubs, stop_hubs
 
 pytestmark = pytest.mark.postgres
 
@@ -59,35 +56,11 @@ def cluster(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.Tem
         "HUB_MONITOR_INTERVAL": "0.05",
         "HUB_MONITOR_BATCH": "1",  # one event a batch: the kill lands in the middle of the stream, however fast
     }
-    procs = []
+    served = serve_hubs(root, env)
     try:
-        for i in range(2):
-            port = free_port()
-            with (root / f"serve-{i}.log").open("wb") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "hub", "serve", "--port", str(port)],
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if procs[-1].poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"hub serve did not start:\n{(root / f'serve-{i}.log').read_text()[-3000:]}")
-                time.sleep(0.1)
-        yield {"url": url, "root": root, "procs": procs}
+        yield {"url": url, "root": root, "procs": [p for p, _ in served]}
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                p.wait(10)
+        stop_hubs(served)
         pg.cleanup()
 
 

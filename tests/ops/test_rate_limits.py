@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -18,12 +16,12 @@ from sqlalchemy import select
 
 from hub.db import audit_entries, upgrade
 from hub.demo.generate import GenerateResult
-from hub.localpg import free_port
 from hub.ratelimit import RateLimiter
 from hub.settings import Settings
 from hub.store.clients import ClientStore
 from tests.conftest import POLICIES, Hub, make_settings, working_clock
 from tests.ops.conftest import OwnHub
+from tests.processes import serve_hubs, stop_hubs
 
 QUERY = "query($id: String!) { person(idNumber: $id) { name } }"
 
@@ -96,13 +94,6 @@ async def test_bucket_is_one_atomic_statement(hub: Hub) -> None:
     assert limiter.take(key) > 0
 
 
-def _serve(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    log = (root / f"serve-{port}.log").open("wb")
-    cmd = [sys.executable, "-m", "hub", "serve", "--port", str(port)]
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), port
-
-
 def test_the_limit_holds_across_two_hub_processes(dept_data: tuple[Path, GenerateResult], tmp_path: Path) -> None:
     (tmp_path / "departments").symlink_to(dept_data[0] / "departments")
     settings: Settings = make_settings(tmp_path)
@@ -117,19 +108,9 @@ def test_the_limit_holds_across_two_hub_processes(dept_data: tuple[Path, Generat
         "HUB_RATE_LIMIT": "1",  # one a minute: nothing comes back during the test
         "HUB_RATE_BURST": "3",
     }
-    procs = [_serve(tmp_path, env) for _ in range(2)]
+    procs = serve_hubs(tmp_path, env, ready="/readyz")
     try:
         urls = [f"http://127.0.0.1:{port}" for _, port in procs]
-        deadline = time.monotonic() + 60
-        for url in urls:
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "hub serve did not start"
-                time.sleep(0.2)
         token = httpx.post(
             f"{urls[0]}/oauth/token", data={"grant_type": "client_credentials"}, auth=("ca", secret)
         ).json()["access_token"]
@@ -145,6 +126,4 @@ def test_the_limit_holds_across_two_hub_processes(dept_data: tuple[Path, Generat
         refused = httpx.post(f"{urls[1]}/graphql", json=body, headers=headers)
         assert int(refused.headers["retry-after"]) > 50  # about a minute for one request to come back
     finally:
-        for proc, _ in procs:
-            proc.terminate()
-            proc.wait(10)
+        stop_hubs(procs)

@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +18,10 @@ from sqlalchemy import create_engine, select
 from hub.audit.entry import GENESIS, entry_leaf
 from hub.db import audit_entries, upgrade
 from hub.demo.generate import GenerateResult
-from hub.localpg import free_port
 from hub.store.clients import ClientStore
 from tests.conftest import POLICIES
 from tests.pgserver import new_server
+from tests.processes import serve_hubs, stop_hubs
 
 QUERY = "query($id: String!) { person(idNumber: $id) { name civilAffairs { tier } } }"
 
@@ -38,39 +36,10 @@ def cluster(dept_data: tuple[Path, GenerateResult], tmp_path_factory: pytest.Tem
     store = ClientStore(create_engine(url))
     _, secret = store.add("ca", "civil_affairs", "330113", ["CASE"])
     env = {**os.environ, "HUB_DATA_DIR": str(root), "HUB_DATABASE_URL": url, "HUB_POLICY_DIR": str(POLICIES)}
-    procs, ports, logs = [], [], []
-    for i in range(2):
-        port = free_port()
-        logs.append(root / f"serve-{i}.log")
-        with logs[-1].open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "hub", "serve", "--port", str(port)],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        ports.append(port)
-    deadline = time.monotonic() + 60
-    for proc, port, log_path in zip(procs, ports, logs, strict=True):
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                for p in procs:
-                    if p.poll() is None:
-                        p.kill()
-                pytest.fail(f"hub serve on port {port} did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+    served = serve_hubs(root, env)
+    procs, ports = [p for p, _ in served], [port for _, port in served]
     yield {"pg": pg, "url": url, "ports": ports, "procs": procs, "secret": secret, "root": root}
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            p.wait(10)
+    stop_hubs(served)
     pg.cleanup()
 
 
