@@ -39,3 +39,12 @@ async def browser() -> AsyncIterator[Any]:
             yield b
         finally:
             await b.close()
+
+
+async def follow(page: Any, selector: str) -> None:
+    """Click something that loads a new page (a link, a form's submit) and wait until that page has loaded.
+
+    A bare ``page.click`` returns once the click is dispatched; reading the page straight after it can read the old
+    page (a form posted to the same URL, a slow answer on a loaded machine), so every navigating click goes here."""
+    async with page.expect_navigation(wait_until="load"):
+        await page.click(selector)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import CHROMIUM, MISSING, SHOTS
+from tests.browser import CHROMIUM, MISSING, SHOTS, follow
 from tests.console.conftest import OFFICER, PASSWORD, ConsoleHub
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING)
@@ -32,16 +32,16 @@ async def test_an_officer_signs_in_finds_the_golden_resident_checks_a_proof_and_
     await page.screenshot(path=SHOTS / "login.png", full_page=True)
     await page.fill("input[name=name]", OFFICER)
     await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
+    await follow(page, "button[type=submit]")
     assert page.url == f"{hub.url}/console/"
     assert await page.inner_text("h1") == "概览 Overview"
     assert int(await page.inner_text("#total")) >= 2
     await page.screenshot(path=SHOTS / "overview.png", full_page=True)
 
     # search by the resident's ID number: the URL carries the pseudonym, never the number
-    await page.click("text=检索 Search")
+    await follow(page, "text=检索 Search")
     await page.fill("#id_number", hub.golden_id)
-    await page.click("#find-button")
+    await follow(page, "#find-button")
     pseudonym = hub.app.state.hub.audit.pseudonym(hub.golden_id)  # type: ignore[attr-defined]
     assert page.url == f"{hub.url}/console/search?subject={pseudonym}"
     rows = page.locator("#results tr")
@@ -60,10 +60,10 @@ async def test_an_officer_signs_in_finds_the_golden_resident_checks_a_proof_and_
     assert len(golden) == 1 and ",linping-ca,officer-wang,CASE,CASE-2026-0117,allow," in golden[0]
 
     # open the golden entry; sign a head if none covers it yet; the server checks its proof
-    await page.click(f"a.entry-link:text-is('{hub.golden_seq}')")
+    await follow(page, f"a.entry-link:text-is('{hub.golden_seq}')")
     assert page.url == f"{hub.url}/console/entry/{hub.golden_seq}?subject={pseudonym}"
     if await page.locator("#sign-now").count():
-        await page.click("#sign-now")
+        await follow(page, "#sign-now")
     status = await page.inner_text("#proof-status")
     assert status.startswith("已验证") and "Verified: this entry is in the signed tree" in status
     assert "the resident you searched for" in await page.inner_text("#residents")
@@ -79,10 +79,10 @@ async def test_an_officer_signs_in_finds_the_golden_resident_checks_a_proof_and_
     await page.emulate_media(media="screen")
 
     # the policy matrix, read-only
-    await page.click("text=策略 Policies")
+    await follow(page, "text=策略 Policies")
     await page.select_option("#consumer", "civil_affairs")
     await page.select_option("#purpose", "CASE")
-    await page.click("text=显示 Explain")
+    await follow(page, "text=显示 Explain")
     assert "TaxRecord." in await page.inner_text("#matrix")
     visible, total = (int(x) for x in (await page.inner_text("#visible-count")).split(" / "))
     assert 0 < visible < total
@@ -102,7 +102,7 @@ async def test_a_consumer_clients_token_cannot_open_a_console_page(browser: Any,
     # nor can its client id and secret sign in as a person
     await page.fill("input[name=name]", "linping-ca")
     await page.fill("input[name=password]", console_hub.secrets["linping-ca"])
-    await page.click("button[type=submit]")
+    await follow(page, "button[type=submit]")
     assert "Wrong name or password, or not an officer account." in await page.inner_text("#login-error")
     await page.screenshot(path=SHOTS / "refused.png", full_page=True)
     assert all(u.startswith(f"{console_hub.url}/") for u in requested)
@@ -122,24 +122,24 @@ async def test_an_officer_reads_the_alerts_and_approves_a_pending_document(
     await page.goto(f"{hub.url}/console/login")
     await page.fill("input[name=name]", OFFICER)
     await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
+    await follow(page, "button[type=submit]")
 
-    await page.click("text=告警 Alerts")
+    await follow(page, "text=告警 Alerts")
     assert alert.id in await page.inner_text("#alerts")
     assert hub.golden_id not in await page.content()
     await page.screenshot(path=SHOTS / "alerts.png", full_page=True)
-    await page.click(f"a[href='/console/alerts/{alert.id}']")
+    await follow(page, f"a[href='/console/alerts/{alert.id}']")
     assert await page.inner_text("#alert-rule") == "M2"
     await page.screenshot(path=SHOTS / "alert.png", full_page=True)
 
-    await page.click("text=审批 Approvals")
+    await follow(page, "text=审批 Approvals")
     assert doc[:23] in await page.inner_text("#operations")
     await page.screenshot(path=SHOTS / "operations.png", full_page=True)
-    await page.click(f"a:has-text('{doc[:23]}')")
+    await follow(page, f"a:has-text('{doc[:23]}')")
     assert await page.inner_text("#op-status") == "pending"
     assert "The policies allow it" in await page.inner_text("#op-plan")
     await page.screenshot(path=SHOTS / "operation-pending.png", full_page=True)
-    await page.click("#approve")
+    await follow(page, "#approve")
     assert await page.inner_text("#op-status") == "approved"
     assert (await page.inner_text("#op-approved")).startswith(OFFICER)
     await page.screenshot(path=SHOTS / "operation-approved.png", full_page=True)
