@@ -4,11 +4,12 @@ operation before any source is touched, and no path (aliases, fragments, variabl
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from hub.clock import CHINA
 from hub.schema import build_schema, catalog_of
 from tests.conftest import Hub, without_receipt
 from tests.policy.expected import EXPECTED
@@ -151,7 +152,13 @@ async def test_bands_and_predicates_exact(hub: Hub) -> None:
     for t in (23500, 23501):  # only the thresholds the grant lists may be asked (tests/test_inference.py)
         r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id, "t": t})
         assert r.status_code == 403 and r.json()["data"] is None
-    r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id, "t": 20000})
+    # the golden certificate changed on 2026-10-20 (the demo data's fixed dates): ask 43 days and 366 days later,
+    # on the hub's clock, so the answer does not depend on the day the suite runs
+    with hub.at(datetime(2026, 12, 2, 10, 0, tzinfo=CHINA)):
+        r = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id, "t": 20000})
+    with hub.at(datetime(2027, 10, 21, 10, 0, tzinfo=CHINA)):
+        later = await hub.query(q, purpose="MON", variables={"id": hub.data.golden_id, "t": 20000})
+    assert later.json()["data"]["person"]["disability"] == {"isSevere": True, "changedWithinDays": False}
     assert "20000" not in json.dumps(r.json()["data"])  # the predicate never returns the compared value
     assert without_receipt(r.json()) == {
         "data": {
