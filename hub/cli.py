@@ -79,6 +79,19 @@ def cmd_demo_event(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_monitor_install_trigger(args: argparse.Namespace) -> int:
+    from hub.monitor.notify import TRIGGER_SQL, install_trigger
+
+    if args.sql:
+        print(";\n\n".join(TRIGGER_SQL) + ";")
+        return 0
+    if not args.url:
+        raise ConfigError("give the department database's URL (postgresql+psycopg://...), or --sql to print the SQL")
+    install_trigger(args.url)
+    print("installed: each new change_events row now NOTIFYs hub_change_events with its sequence number only")
+    return 0
+
+
 def cmd_monitor_sweep(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -458,6 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--rule", action="append", help="only this rule (repeatable)")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(fn=cmd_monitor_sweep)
+    tr = mo.add_parser(
+        "install-trigger",
+        help="add the NOTIFY trigger to a PostgreSQL department's change_events outbox (with the department's rights)",
+    )
+    tr.add_argument("url", nargs="?", help="the department database's URL, as a role that may create triggers")
+    tr.add_argument("--sql", action="store_true", help="print the SQL for the department's DBA instead")
+    tr.set_defaults(fn=cmd_monitor_install_trigger)
 
     sc = sub.add_parser("schema", help="schema commands").add_subparsers(dest="sub", required=True)
     e = sc.add_parser("export", help="print the schema (SDL)")
@@ -586,7 +606,7 @@ READS_HUB_DATA: dict[str, frozenset[str] | None] = {
     "clients": frozenset({"list", "disable", "enable", "update", "rotate-secret"}),
     "authorizations": frozenset({"list", "revoke"}),
     "operations": None,
-    "monitor": None,
+    "monitor": frozenset({"sweep"}),
     "console": frozenset({"list-officers", "disable-officer"}),
 }
 DEMO_DIR = Path(".hub-demo")  # where `hub demo` writes by default

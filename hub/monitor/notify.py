@@ -19,6 +19,9 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from hub.errors import ConfigError
 
 log = logging.getLogger("hub.monitor")
 
@@ -38,12 +41,27 @@ END $$""",
 
 def install_trigger(url: str) -> None:
     """Add the NOTIFY trigger to a PostgreSQL department's outbox (run by the department, with its own rights;
-    the hub's connection is read-only)."""
+    the hub's connection is read-only). ``hub monitor install-trigger URL`` runs this; ``--sql`` prints
+    :data:`TRIGGER_SQL` for a DBA instead. Idempotent: run again, it replaces the function and the trigger."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    if not is_postgres(url):
+        raise ConfigError(
+            f"{shown} is not PostgreSQL: only a PostgreSQL department can NOTIFY; the hub polls the others' "
+            "outboxes every HUB_MONITOR_INTERVAL seconds, with no trigger needed"
+        )
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
+            if conn.execute(text("SELECT to_regclass('change_events')")).scalar() is None:
+                raise ConfigError(
+                    f"{shown} has no change_events table: the department's outbox comes first "
+                    "(docs/monitoring.md, 'Change events'); then install the trigger"
+                )
             for stmt in TRIGGER_SQL:
                 conn.execute(text(stmt))
+    except DBAPIError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise ConfigError(f"could not install the trigger at {shown}: {first}") from None
     finally:
         engine.dispose()
 

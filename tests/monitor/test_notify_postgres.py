@@ -13,13 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from hub.app import create_app
+from hub.cli import main
 from hub.demo.events import emit_event
 from hub.demo.generate import GenerateResult
 from hub.departments import DEPARTMENTS, OUTBOX_METADATA, OUTBOXES
 from hub.localpg import PgServer
-from hub.monitor.notify import CHANNEL, install_trigger
+from hub.monitor.notify import CHANNEL, TRIGGER_SQL
 from tests.conftest import Hub, make_settings, working_clock
 from tests.monitor.test_monitor import GOLDEN
 from tests.pgserver import copy_department
@@ -38,7 +40,7 @@ def disability_pg(dept_data: tuple[Path, GenerateResult]) -> Iterator[str]:
         source = dept_data[0] / "departments" / "disability.sqlite"
         copy_department(source, md, url)
         copy_department(source, OUTBOX_METADATA["disability"], url)
-        install_trigger(url)
+        assert main(["monitor", "install-trigger", url]) == 0  # as the department would, with its rights
         yield url
     finally:
         server.cleanup()
@@ -150,3 +152,31 @@ async def test_a_lost_notification_is_picked_up_by_the_poll(slow: Hub, disabilit
     _, seq = emit_event(slow.settings, "disability_changed", GOLDEN, category=4, grade=1, clock=slow.clock)
     await reached(slow, seq, within=5)
     assert monitor.hints == hints + 1
+
+
+def test_install_trigger_says_what_is_wrong_and_prints_the_sql(
+    disability_pg: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = make_url(disability_pg)
+    # a database without the outbox: nothing installed, the outbox named
+    empty = url.set(database="postgres").render_as_string(hide_password=False)
+    assert main(["monitor", "install-trigger", empty]) == 2
+    err = capsys.readouterr().err
+    assert "error [CONFIG_ERROR]:" in err and "has no change_events table" in err
+    assert _sql(empty, "SELECT count(*) FROM pg_proc WHERE proname = 'hub_change_events_notify'") == 0
+    # a wrong password: the server's refusal, never the password
+    wrong = url.set(password="s3cret-wrong", username="nobody").render_as_string(hide_password=False)
+    assert main(["monitor", "install-trigger", wrong]) == 2
+    err = capsys.readouterr().err
+    assert "could not install the trigger at" in err and "s3cret-wrong" not in err and "***" in err
+    # SQLite departments are polled: no trigger to install
+    assert main(["monitor", "install-trigger", "sqlite:///dept.sqlite"]) == 2
+    assert "is not PostgreSQL" in capsys.readouterr().err
+    assert main(["monitor", "install-trigger"]) == 2
+    assert "or --sql to print the SQL" in capsys.readouterr().err
+    # installed twice: still one trigger (the fixture installed it once)
+    assert main(["monitor", "install-trigger", disability_pg]) == 0
+    assert _sql(disability_pg, "SELECT count(*) FROM pg_trigger WHERE tgname = 'change_events_notify'") == 1
+    capsys.readouterr()
+    assert main(["monitor", "install-trigger", "--sql"]) == 0
+    assert capsys.readouterr().out == ";\n\n".join(TRIGGER_SQL) + ";\n"
