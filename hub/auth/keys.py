@@ -177,6 +177,11 @@ class KeyRing:
         """32 random bytes that sign the privacy officers' console session cookies (hub/console/)."""
         return self._random_key("console-session.key")
 
+    def totp_seal_key(self) -> bytes:
+        """32 random bytes (AES-256-GCM) that seal the console officers' TOTP secrets in the hub database, so a copy
+        of the database alone does not give an attacker the second factor (hub/store/officers.py)."""
+        return self._random_key("totp-seal.key")
+
     def perturbation_key(self) -> bytes:
         return self._random_key("perturbation.key")
 

@@ -19,7 +19,10 @@ def _store(args: argparse.Namespace) -> OfficerStore:
     from hub.db import open_hub_db
 
     s = Settings.from_env().with_data_dir(getattr(args, "data_dir", None))
-    store = OfficerStore(open_hub_db(s.database_url), scrypt_n=s.client_secret_scrypt_n)
+    from hub.auth.keys import KeyRing
+
+    seal = KeyRing(s.key_dir).totp_seal_key()
+    store = OfficerStore(open_hub_db(s.database_url), scrypt_n=s.client_secret_scrypt_n, seal_key=seal)
     legacy = s.data_dir / "console" / "officers.json"
     if legacy.exists():  # the accounts of a hub before 0007 (also done by the hub at start)
         for login in store.import_json(legacy):

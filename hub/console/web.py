@@ -118,7 +118,7 @@ class Console:
     def __init__(self, state: HubState) -> None:
         self.state = state
         s = state.settings
-        self.officers = OfficerStore(state.engine, state.clock, s.client_secret_scrypt_n)
+        self.officers = OfficerStore(state.engine, state.clock, s.client_secret_scrypt_n, state.keys.totp_seal_key())
         legacy = s.data_dir / "console" / "officers.json"
         if legacy.exists():  # accounts of a hub before migration 0007: moved into the hub database once, at start
             imported = self.officers.import_json(legacy)

@@ -6,7 +6,10 @@ the same function as client secrets (``hub.store.clients.hash_secret``), an opti
 optional identity-provider subject (OIDC sign-in maps a claim to the account) and a disabled flag.
 
 A TOTP code is accepted for the current 30-second step or the one before (clock drift), and never for a step at
-or before the last one accepted, so a code seen once (or an older one) does not sign in again.
+or before the last one accepted, so a code seen once (or an older one) does not sign in again. The TOTP secret is
+stored sealed (AES-256-GCM, the key ``<key dir>/totp-seal.key``, the login as associated data, so a sealed secret
+copied to another account's row does not open); a secret stored in the clear by an earlier hub is sealed at its
+account's next TOTP check.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ import base64
 import builtins
 import hmac
 import json
+import logging
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from sqlalchemy import Engine, insert, select, update
@@ -29,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from hub.clock import Clock, system_clock
 from hub.db import officers
 from hub.departments import DEPARTMENTS
-from hub.errors import RequestError
+from hub.errors import ConfigError, RequestError
 from hub.store.clients import SCRYPT_N, check_secret, hash_secret
 
 OFFICER_ROLE = "officer"  # a privacy officer: opens the console
@@ -38,6 +44,8 @@ MIN_PASSWORD = 12
 TOTP_STEP = 30
 TOTP_DIGITS = 6
 TOTP_ISSUER = "hub console"
+log = logging.getLogger("hub.console")
+SEALED = "sealed:v1:"  # a sealed TOTP secret: this prefix, then base64url(12-byte nonce + AES-GCM ciphertext)
 _LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
@@ -95,9 +103,36 @@ def check_login(login: str) -> str:
 
 
 class OfficerStore:
-    def __init__(self, engine: Engine, clock: Clock = system_clock, scrypt_n: int = SCRYPT_N) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock = system_clock, scrypt_n: int = SCRYPT_N, seal_key: bytes | None = None
+    ) -> None:
+        """``seal_key``: the key ring's ``totp_seal_key()``; without it the store manages accounts and passwords
+        but can neither enrol nor check a TOTP secret."""
         self.engine, self.clock, self.scrypt_n = engine, clock, scrypt_n
+        self._aead = AESGCM(seal_key) if seal_key is not None else None
         self._dummy = hash_secret(secrets.token_urlsafe(16), scrypt_n)  # same time for unknown logins
+
+    def _sealer(self) -> AESGCM:
+        if self._aead is None:
+            raise ConfigError("TOTP secrets are sealed with the key folder's totp-seal.key: open the store with it")
+        return self._aead
+
+    def _seal(self, login: str, secret_b32: str) -> str:
+        nonce = secrets.token_bytes(12)
+        sealed = self._sealer().encrypt(nonce, secret_b32.encode(), login.encode())
+        return SEALED + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def _unseal(self, login: str, stored: str) -> str:
+        if not stored.startswith(SEALED):
+            return stored  # stored in the clear by a hub before sealing; sealed at the next check
+        raw = base64.urlsafe_b64decode(stored.removeprefix(SEALED))
+        try:
+            return self._sealer().decrypt(raw[:12], raw[12:], login.encode()).decode()
+        except InvalidTag:
+            raise ConfigError(
+                f"officer {login}'s TOTP secret does not open with this key folder's totp-seal.key (another hub's "
+                "key, or the secret was moved from another account): enrol again with `hub officers totp`"
+            ) from None
 
     def _hash(self, password: str) -> str:
         if len(password) < MIN_PASSWORD:
@@ -187,20 +222,37 @@ class OfficerStore:
     def enrol_totp(self, login: str) -> str:
         """A new TOTP secret for the account (replacing any earlier one): the ``otpauth://`` URI to show once."""
         secret = base64.b32encode(secrets.token_bytes(20)).decode()
-        self._update(login, totp_secret=secret, totp_last_step=0)
+        self._update(login, totp_secret=self._seal(login, secret), totp_last_step=0)
         return _totp(secret).get_provisioning_uri(login, TOTP_ISSUER)
 
     def remove_totp(self, login: str) -> None:
         self._update(login, totp_secret="", totp_last_step=0)
 
     def totp_secret(self, login: str) -> str:
+        """The account's TOTP secret (base32), unsealed; "" when it has none. A secret still in the clear is
+        sealed now."""
         with self.engine.connect() as conn:
-            return str(conn.execute(select(officers.c.totp_secret).where(officers.c.login == login)).scalar() or "")
+            stored = str(conn.execute(select(officers.c.totp_secret).where(officers.c.login == login)).scalar() or "")
+        if not stored:
+            return ""
+        secret = self._unseal(login, stored)
+        if not stored.startswith(SEALED):
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(officers)
+                    .where(officers.c.login == login, officers.c.totp_secret == stored)
+                    .values(totp_secret=self._seal(login, secret))
+                )
+        return secret
 
     def check_totp(self, login: str, code: str) -> bool:
         """Whether ``code`` is the account's code for this step or the one before, not used before (the step is
         then marked used, atomically, so two sign-ins with one code cannot both pass)."""
-        secret = self.totp_secret(login)
+        try:
+            secret = self.totp_secret(login)
+        except ConfigError as exc:  # the operator's to fix (logged); the sign-in is refused like a wrong code
+            log.error("TOTP check for officer %s: %s", login, exc.message)
+            return False
         code = code.strip()
         if not secret or not (len(code) == TOTP_DIGITS and code.isdigit()):
             return False

@@ -4,6 +4,7 @@ computed codes at the hub's (injected) clock, and the session cookie, CSRF and C
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
@@ -14,10 +15,13 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import select, update
 
 from hub.cli import main
 from hub.clock import CHINA
 from hub.console.web import CSP
+from hub.db import officers
+from hub.errors import ConfigError
 from hub.store.clients import hash_secret
 from hub.store.officers import OfficerStore, totp_code
 from tests.conftest import POLICIES, WORKING_HOUR
@@ -120,10 +124,13 @@ def test_totp_sign_in_with_a_real_code_and_refused_with_a_wrong_replayed_or_old_
     console_hub: ConsoleHub, clock_at_t0: Any
 ) -> None:
     state = console_hub.app.state.hub  # type: ignore[attr-defined]
-    store = OfficerStore(state.engine, state.clock, state.settings.client_secret_scrypt_n)
+    store = OfficerStore(state.engine, state.clock, state.settings.client_secret_scrypt_n, state.keys.totp_seal_key())
     store.add("officer-totp", PASSWORD)
     uri = store.enrol_totp("officer-totp")
     secret = parse_qs(urlparse(uri).query)["secret"][0]
+    with state.engine.connect() as conn:  # the database holds the secret sealed, not in the clear
+        stored = conn.execute(select(officers.c.totp_secret).where(officers.c.login == "officer-totp")).scalar()
+    assert stored.startswith("sealed:v1:") and secret not in stored
     now_code = totp_code(secret, T0)
 
     def attempt(code: str) -> int:
@@ -198,3 +205,36 @@ def test_the_login_audit_names_the_totp_failure_like_a_wrong_password(console_hu
     )
     with httpx.Client(base_url=console_hub.url) as c:
         assert sign_in(c).status_code == 303
+
+
+def test_a_totp_secret_is_sealed_to_its_account_and_a_clear_one_is_sealed_at_its_next_check(
+    console_hub: ConsoleHub, clock_at_t0: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = console_hub.app.state.hub  # type: ignore[attr-defined]
+    store = OfficerStore(state.engine, state.clock, state.settings.client_secret_scrypt_n, state.keys.totp_seal_key())
+    for login in ("officer-a", "officer-b"):
+        store.add(login, PASSWORD)
+    secret_a = parse_qs(urlparse(store.enrol_totp("officer-a")).query)["secret"][0]
+    store.enrol_totp("officer-b")
+
+    def stored(login: str) -> str:
+        with state.engine.connect() as conn:
+            return str(conn.execute(select(officers.c.totp_secret).where(officers.c.login == login)).scalar())
+
+    # a's sealed secret copied into b's row does not open for b: b's sign-in is refused, the operator told why
+    with state.engine.begin() as conn:
+        conn.execute(update(officers).where(officers.c.login == "officer-b").values(totp_secret=stored("officer-a")))
+    with caplog.at_level(logging.ERROR, logger="hub.console"):
+        assert store.authenticate("officer-b", PASSWORD, totp_code(secret_a, T0)) is None
+    assert "officer-b's TOTP secret does not open" in caplog.text and secret_a not in caplog.text
+    # another key folder's key does not open a's secret either
+    other = OfficerStore(state.engine, state.clock, state.settings.client_secret_scrypt_n, b"k" * 32)
+    assert other.authenticate("officer-a", PASSWORD, totp_code(secret_a, T0)) is None
+    # a secret left in the clear by an earlier hub still signs in, and is sealed by that check
+    with state.engine.begin() as conn:
+        conn.execute(update(officers).where(officers.c.login == "officer-a").values(totp_secret=secret_a))
+    assert store.authenticate("officer-a", PASSWORD, totp_code(secret_a, T0)) is not None
+    assert stored("officer-a").startswith("sealed:v1:") and secret_a not in stored("officer-a")
+    # without the key, the store cannot enrol
+    with pytest.raises(ConfigError, match="totp-seal.key"):
+        OfficerStore(state.engine).enrol_totp("officer-a")
