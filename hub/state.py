@@ -148,6 +148,10 @@ class HubState:
         self.tracing = Tracing(settings.otlp_endpoint, span_exporter)
         sql = [s.engine for s in self.sources.values() if isinstance(s, SqlSource)]
         self.tracing.instrument_engines([self.engine, *sql])
+        if self.tracing.enabled:  # a client span per department subgraph POST (hub/tracing.py, traced_post)
+            for source in self.sources.values():
+                if isinstance(source, SubgraphSource):
+                    source.tracer = self.tracing.provider.get_tracer("hub.upstream")
         if self.tracing.enabled:  # traced statements are SQLAlchemy's: no inline reads (hub/sources/sql.py)
             self.clients.inline = self.operations.inline = self.misses.inline = None
             for source in self.sources.values():

@@ -2,8 +2,9 @@
 
 One tracer provider per app (never the global one), so two hubs in one process trace apart. Instrumented:
 Starlette (a server span per HTTP request), the hub database's and the SQL departments' SQLAlchemy engines (a
-span per statement: the statement with its ``?``/``%(name)s`` placeholders, never the bound values), httpx
-(subgraph and remote-hub calls; process-wide, so only when exporting), and one span per gateway step, made
+span per statement: the statement with its ``?``/``%(name)s`` placeholders, never the bound values), the
+department subgraph calls (a client span per POST, ``traced_post``, carrying the W3C ``traceparent`` to the
+subgraph), httpx (remote-hub calls; process-wide, so only when exporting), and one span per gateway step, made
 after the request from the times the gateway marked (``hub.step.authenticate``, ``hub.step.plan``, ...).
 
 No span attribute holds a variable's value, a resident's ID number, an officer, a case reference or a query
@@ -33,6 +34,29 @@ def _path_only(span: Any, scope: dict[str, Any]) -> None:
     for key in URL_ATTRIBUTES:
         span.set_attribute(key, path)
     span.set_attribute("url.query", "")
+
+
+async def traced_post(
+    tracer: Any, department: str, client: Any, body: Any, headers: dict[str, str], max_bytes: int
+) -> tuple[int, Any]:
+    """One department subgraph POST (``hub.upstream.http1.JsonPoster``) as a client span: method, server, path
+    (never the query string or body) and status; a failure marks the span as an error. The trace context goes to
+    the subgraph in ``traceparent``."""
+    from opentelemetry.propagate import inject
+    from opentelemetry.trace import SpanKind
+
+    attributes = {
+        "http.request.method": "POST",
+        "server.address": client.host,
+        "server.port": client.port,
+        "url.path": client.path.split("?", 1)[0],
+        "hub.department": department,
+    }
+    with tracer.start_as_current_span("POST", kind=SpanKind.CLIENT, attributes=attributes) as span:
+        inject(headers)
+        status, payload = await client.post(body, headers, max_bytes)
+        span.set_attribute("http.response.status_code", status)
+        return int(status), payload
 
 
 class Tracing:

@@ -247,8 +247,8 @@ def audit_entry(engine: Any, request_id: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[FedHub]:
-    app = create_app(settings, sign_interval=3600, clock=working_clock())
+async def running(settings: Settings, span_exporter: Any = None) -> AsyncIterator[FedHub]:
+    app = create_app(settings, sign_interval=3600, clock=working_clock(), span_exporter=span_exporter)
     store: ClientStore = app.state.hub.clients
     secrets = {}
     for cid, (dept, area, purposes) in {

@@ -307,7 +307,13 @@ def create_subgraph_app(
     engine = readonly_engine(f"sqlite:///{db}")
     schema = build_schema(code, engine, drop)
     verifier = Verifier(jwks, issuer, code)
-    stats: dict[str, Any] = {"requests": 0, "entity_requests": 0, "representations": 0, "last_hop": None}
+    stats: dict[str, Any] = {
+        "requests": 0,
+        "entity_requests": 0,
+        "representations": 0,
+        "last_hop": None,
+        "last_traceparent": None,
+    }
 
     async def graphql(request: Request) -> Response:
         stats["requests"] += 1
@@ -344,6 +350,7 @@ def create_subgraph_app(
             stats["entity_requests"] += 1
             stats["representations"] += len(variables.get("r") or variables.get("representations") or [])
             stats["last_hop"] = claims
+            stats["last_traceparent"] = request.headers.get("traceparent")  # the hub's trace, when it traces
             act = claims.get("act") or {}
             line = {
                 "event": "entities",

@@ -49,6 +49,7 @@ from hub.sources.contract import (
     schema_problems,
 )
 from hub.sources.values import columns_read, row_type, select_matching, value_from_json
+from hub.tracing import traced_post
 from hub.upstream.bounded import DEFAULT_MAX_BYTES, AnswerTooLarge
 from hub.upstream.breaker import CircuitBreaker
 from hub.upstream.guard import HTTP_FAILURES, guarded
@@ -145,6 +146,9 @@ class SubgraphSource:
         # one connection pool per event loop (asyncio streams belong to their loop); a lean HTTP/1.1 client, not
         # httpx: its pool and models were half the gateway's CPU per federated request (docs/federation.md)
         self._posters: dict[asyncio.AbstractEventLoop, JsonPoster] = {}
+        # an OpenTelemetry tracer when the hub traces (hub/tracing.py): a client span per POST, since httpx's
+        # instrumentation does not see this client
+        self.tracer: Any = None
 
     def _client(self) -> JsonPoster:
         loop = asyncio.get_running_loop()
@@ -341,7 +345,11 @@ class SubgraphSource:
         body = {"query": query, "variables": variables}
         token = self.signer.token(self.code, hop, body)  # bound to this body, used once
         self.statements += 1
-        status, payload = await client.post(body, {"authorization": f"Bearer {token}"}, self.max_bytes)
+        headers = {"authorization": f"Bearer {token}"}
+        if self.tracer is None:
+            status, payload = await client.post(body, headers, self.max_bytes)
+        else:
+            status, payload = await traced_post(self.tracer, self.code, client, body, headers, self.max_bytes)
         if status >= 400 and not (isinstance(payload, dict) and payload.get("errors")):
             raise ValueError(f"HTTP {status}")
         return payload

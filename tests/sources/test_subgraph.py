@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 
 from hub.app import create_app
@@ -170,6 +172,36 @@ async def test_hop_token_names_who_is_asking(fed: Fed, sub_hub: FedHub) -> None:
         client_token = sub_hub.tokens[FED_CLIENT]
         r = await c.post(url, json=query, headers={"authorization": f"Bearer {client_token}"})
         assert r.status_code == 401
+
+
+async def test_a_traced_hub_has_a_client_span_per_subgraph_post_and_passes_its_trace_on(fed: Fed) -> None:
+    exporter = InMemorySpanExporter()
+    settings = fed.settings("traced", department_urls={"education": fed.url("edu")})
+    async with running(settings, span_exporter=exporter) as hub:
+        pid = _ids(fed, 1)[0]
+        query = f'{{ person(idNumber: "{pid}") {{ education {{ isFullTimeStudent }} }} }}'
+        assert "errors" not in (await hub.query(query, officer="officer-zhao", case="CASE-2026-0042")).json()
+        exporter.clear()
+        r = await hub.query(query, officer="officer-zhao", case="CASE-2026-0042")
+        assert r.status_code == 200 and "errors" not in r.json(), r.text
+        spans = list(exporter.get_finished_spans())
+        [server] = [s for s in spans if s.kind == SpanKind.SERVER]
+        [post] = [s for s in spans if s.kind == SpanKind.CLIENT and s.name == "POST"]
+        port = int(fed.url("edu").split(":")[2].split("/")[0])
+        assert dict(post.attributes or {}) == {
+            "http.request.method": "POST",
+            "server.address": "127.0.0.1",
+            "server.port": port,
+            "url.path": "/graphql",
+            "hub.department": "education",
+            "http.response.status_code": 200,
+        }
+        assert post.context.trace_id == server.context.trace_id and post.status.is_ok
+        # the subgraph received the trace context of that span
+        traceparent = (await _stats(fed))["last_traceparent"]
+        assert traceparent.startswith(f"00-{post.context.trace_id:032x}-{post.context.span_id:016x}-")
+        text = "\n".join(f"{k}={v}" for s in spans for k, v in (s.attributes or {}).items())
+        assert pid not in text and "officer-zhao" not in text and "CASE-2026-0042" not in text
 
 
 async def test_hop_token_is_bound_to_its_request_and_used_once(fed: Fed, sub_hub: FedHub) -> None:
