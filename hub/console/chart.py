@@ -39,7 +39,7 @@ def bars(days: list[date], counts: dict[tuple[date, str], int], width: int = 760
         if len(days) <= 16 or i % 2 == 0:
             out.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{height - 12}" text-anchor="middle" font-size="10">'
-                f"{d.month}-{d.day}</text>"
+                f"{d.month:02d}-{d.day:02d}</text>"
             )
     out.append("</svg>")
     return "".join(out)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hub.demo.generate import GenerateResult
 from tests.browser import CHROMIUM, MISSING, SHOTS, follow
 from tests.console.conftest import OFFICER, PASSWORD, ConsoleHub
 
@@ -147,3 +148,44 @@ async def test_an_officer_reads_the_alerts_and_approves_a_pending_document(
     assert (op.status, op.approved_by) == ("approved", OFFICER)
     assert requested and all(u.startswith(f"{hub.url}/") for u in requested), sorted(set(requested))
     await ctx.close()
+
+
+async def test_an_officer_signs_in_through_the_organisations_provider_on_another_site(
+    browser: Any, dept_data: tuple[Path, GenerateResult], tmp_path: Path
+) -> None:
+    """The OIDC flow in a real browser, the provider on another site (``localhost`` against the console's
+    ``127.0.0.1``): its redirect back is a cross-site navigation, so the state cookie must be ``SameSite=Lax`` and
+    the ``Strict`` session cookie set by the callback must reach the console on the next page."""
+    from hub.app import create_app
+    from hub.store.officers import OfficerStore
+    from tests.conftest import make_settings, serve, working_clock
+    from tests.console.test_console_oidc import CLIENT_ID, CLIENT_SECRET, Provider
+
+    provider = Provider()
+    with serve(provider.app()) as idp:
+        provider.url = idp.replace("127.0.0.1", "localhost")
+        (tmp_path / "departments").symlink_to(dept_data[0] / "departments")
+        settings = make_settings(
+            tmp_path, oidc_issuer=provider.url, oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET
+        )
+        app = create_app(settings, sign_interval=3600, clock=working_clock())
+        state = app.state.hub
+        OfficerStore(state.engine, state.clock, settings.client_secret_scrypt_n).add(
+            "zhao-min", None, display_name="赵敏", oidc_subject="u-1001"
+        )
+        with serve(app) as url:
+            ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+            page = await ctx.new_page()
+            visited: list[str] = []
+            page.on("framenavigated", lambda f: visited.append(f.url) if f == page.main_frame else None)
+            await page.goto(f"{url}/console/login")
+            await follow(page, "#oidc-login")
+            await page.wait_for_url(f"{url}/console/")  # through the provider, the callback and its refresh
+            assert await page.inner_text("h1") == "概览 Overview"
+            assert "zhao-min" in await page.content()
+            await page.screenshot(path=SHOTS / "oidc-overview.png", full_page=True)
+            assert any(u.startswith(f"{url}/console/oidc/callback?") for u in visited), visited
+            assert provider.seen and provider.seen[-1]["redirect_uri"] == f"{url}/console/oidc/callback"
+            cookies = {c["name"]: c for c in await ctx.cookies(f"{url}/console/")}
+            assert cookies["hub_console"]["sameSite"] == "Strict" and cookies["hub_console"]["httpOnly"]
+            await ctx.close()
