@@ -25,6 +25,7 @@ class AlertFeed:
     def __init__(self, store: AlertStore, interval: float) -> None:
         self.store, self.interval = store, interval
         self._wakes: set[asyncio.Event] = set()
+        self.following = 0  # followers whose cursor is set: an alert committed from now on reaches them
 
     def announce(self, alert: NewAlert | None = None) -> None:
         """A monitor listener (called in the event loop, after the alert is committed)."""
@@ -38,8 +39,10 @@ class AlertFeed:
         """Alerts in ``area`` created after ``after`` (an alert id; None: from now on), oldest first, forever."""
         wake = asyncio.Event()
         self._wakes.add(wake)
+        counted = False
         try:
             cursor = after if after else await anyio.to_thread.run_sync(self.store.latest, area)
+            self.following, counted = self.following + 1, True
             pending: deque[Alert] = deque()
             while True:
                 if not pending:
@@ -54,3 +57,5 @@ class AlertFeed:
                 yield pending.popleft()
         finally:
             self._wakes.discard(wake)
+            if counted:
+                self.following -= 1

@@ -96,8 +96,14 @@ async def wait_caught_up(served: Served) -> None:
 
 async def test_golden_alert_reaches_linping_not_xihu(served: Served) -> None:
     await wait_caught_up(served)  # the demo's own events are handled before anyone subscribes
+    feed = served.app.state.hub.alert_feed
+    already = feed.following
     linping, xihu = await subscribed(served, "linping-cw"), await subscribed(served, "xihu-cw")
-    await asyncio.sleep(0.3)  # both subscriptions are following (their start is audited)
+    for _ in range(200):  # both subscriptions are following: their cursors are set
+        if feed.following >= already + 2:
+            break
+        await asyncio.sleep(0.05)
+    assert feed.following == already + 2
     before = served.last_seq()
     state = served.app.state.hub
     emit_event(state.settings, "disability_changed", GOLDEN, category=4, grade=2, clock=state.clock)
@@ -123,7 +129,10 @@ async def test_golden_alert_reaches_linping_not_xihu(served: Served) -> None:
 async def test_subscription_started_is_audited_and_denied_without_role(served: Served) -> None:
     before = served.last_seq()
     ws = await subscribed(served, "xihu-cw")
-    await asyncio.sleep(0.3)
+    for _ in range(200):  # the start is audited before the subscription follows
+        if any(e.get("subscription") == "started" for e in served.entries(before)):
+            break
+        await asyncio.sleep(0.05)
     [started] = [e for e in served.entries(before) if e.get("subscription") == "started"]
     assert (started["client_id"], started["decision"], started["purpose"]) == ("xihu-cw", "allow", "MON")
     await ws.close()
