@@ -78,13 +78,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`--reverse` runs the tests in reverse order; every test that needs PostgreSQL is marked, so
-    `pytest -m "not postgres"` runs the SQLite half alone (the PostgreSQL parameter of the shared fixtures, and the
-    tests under tests/pg/)."""
+    `pytest -m "not postgres"` runs the SQLite half alone (the PostgreSQL parameter of the shared fixtures, the
+    tests under tests/pg/, and the files named ``*_postgres.py``)."""
     if config.getoption("--reverse"):
         items.reverse()
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "postgres" in params.values() or "/tests/pg/" in str(item.path):
+        if "postgres" in params.values() or "/tests/pg/" in str(item.path) or item.path.stem.endswith("_postgres"):
             item.add_marker(pytest.mark.postgres)
 
 
