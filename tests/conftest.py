@@ -23,8 +23,8 @@ from hub.settings import Settings
 from hub.store.clients import ClientStore
 from tests.browser import browser as browser  # the web pages' tests' fixture (Debian chromium)
 
-# real subgraph and hub processes (tests/sources/, tests/federation/)
-pytest_plugins = ["tests.live"]
+# real subgraph and hub processes (tests/sources/, tests/federation/); the workers' groups (pytest-xdist)
+pytest_plugins = ["tests.live", "tests.grouping"]
 
 
 def _temporary_files_in_memory() -> None:
@@ -75,31 +75,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`--reverse` runs the tests in reverse order; every test that needs PostgreSQL is marked, so
-    `pytest -m "not postgres"` runs the SQLite half alone (the PostgreSQL parameter of the shared fixtures, and the
-    tests under tests/pg/)."""
+    `pytest -m "not postgres"` runs the SQLite half alone (the PostgreSQL parameter of the shared fixtures, the
+    tests under tests/pg/, and the files named ``*_postgres.py``)."""
     if config.getoption("--reverse"):
         items.reverse()
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "postgres" in params.values() or "/tests/pg/" in str(item.path):
+        if "postgres" in params.values() or "/tests/pg/" in str(item.path) or item.path.stem.endswith("_postgres"):
             item.add_marker(pytest.mark.postgres)
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
-
-
-def xdist_group(item: pytest.Item) -> str:
-    """Under pytest-xdist (``--dist loadgroup``), the tests of one group run in one worker, in order: one file per
-    group (its module fixtures are built once), except that the tests of an expensive session fixture are one
-    group, so only one worker builds it: the live subgraph and hub processes (``tests/live.py``) and the demo's
-    default-size data (``demo_data``)."""
-    fixtures = getattr(item, "fixturenames", ())
-    if "fed" in fixtures:
-        return "live"
-    if "demo_data" in fixtures:
-        return "demo-data"
-    return str(item.path.relative_to(REPO))
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import graphql
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.strategies._internal import core as hypothesis_core
 from hypothesis_graphql import Mode, queries
 
 from hub.app import create_app
@@ -45,6 +47,30 @@ SCALARS = {
     "Date": st.dates().map(lambda d: graphql.StringValueNode(value=d.isoformat())),
     "DateTime": st.datetimes().map(lambda d: graphql.StringValueNode(value=d.isoformat())),
 }
+
+
+def _check_composites_once_per_code() -> None:
+    """hypothesis-graphql 0.13 defines an ``@st.composite`` function each time it draws a field's arguments, and
+    hypothesis checks each such function uses its ``draw`` by reading its source (``inspect.getsource``,
+    ``ast.parse``): about a tenth of this file's time, the same answer every time. Asked once per code object."""
+    check = getattr(hypothesis_core, "is_first_param_referenced_in_function", None)
+    if check is None or hasattr(check, "answers"):
+        return
+    answers: dict[CodeType, bool] = {}
+
+    def once_per_code(f: Any) -> bool:
+        code = getattr(f, "__code__", None)
+        if code is None:
+            return bool(check(f))
+        if code not in answers:
+            answers[code] = bool(check(f))
+        return answers[code]
+
+    once_per_code.answers = answers  # type: ignore[attr-defined]
+    hypothesis_core.is_first_param_referenced_in_function = once_per_code
+
+
+_check_composites_once_per_code()
 
 
 def fuzz(n: int) -> settings:
