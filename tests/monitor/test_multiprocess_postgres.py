@@ -74,7 +74,7 @@ def test_two_processes_each_event_once_and_sigkill(cluster: Any) -> None:
         with engine.connect() as conn:
             return int(conn.execute(select(func.coalesce(func.sum(monitor_cursors.c.position), 0))).scalar_one())
 
-    def wait_until(n: int, stalled: float = 60) -> None:
+    def wait_until(n: int, stalled: float = 120) -> None:
         """Until ``n`` events are handled; fails when none is handled for ``stalled`` seconds (a loaded machine is
         slow, a stuck monitor makes no progress)."""
         last, since = handled(), time.monotonic()
