@@ -133,7 +133,9 @@ def build(cls: type[T], rows: list[Any] | None, selected: Selected | None = None
 @dataclass(frozen=True)
 class Predicate:
     """A yes/no field answered by the department's own query: ``condition(context, **arguments)`` checks the
-    arguments and returns the batch name (which must identify the condition) and the SQL condition."""
+    arguments and returns the batch name (which must identify the condition) and the SQL condition. It may read
+    the arguments and ``context.today`` only: its answer is kept for (field, arguments, today) across requests
+    (``hub.schema.people``)."""
 
     table: Table
     condition: Callable[..., tuple[str, ColumnElement[bool]]]
