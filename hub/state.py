@@ -151,6 +151,7 @@ class HubState:
         self.tracing.instrument_engines([self.engine, *sql])
         if self.tracing.enabled:  # traced statements are SQLAlchemy's: no inline reads (hub/sources/sql.py)
             self.clients.inline = self.operations.inline = self.misses.inline = None
+            self.audit.raw_sqlite = False  # its appends through SQLAlchemy too (hub/audit/log.py)
             for source in self.sources.values():
                 if isinstance(source, SqlSource):
                     source.inline = None
