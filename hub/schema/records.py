@@ -95,9 +95,22 @@ def row_fields(cls: type) -> frozenset[str]:
     return found
 
 
+_COLUMNS: dict[Any, tuple[str, ...]] = {}  # row_columns' answers, by type and selection (bounded: emptied when full)
+
+
 def row_columns(cls: type, selected: Selected) -> tuple[str, ...]:
     """The department columns read by the selected ``value`` fields of ``cls`` (and, for a list of items, by
     the item fields selected below it)."""
+    key = (cls, selected.names, frozenset(selected.nested.items()))
+    found = _COLUMNS.get(key)
+    if found is None:
+        if len(_COLUMNS) >= 4096:
+            _COLUMNS.clear()
+        found = _COLUMNS[key] = _row_columns(cls, selected)
+    return found
+
+
+def _row_columns(cls: type, selected: Selected) -> tuple[str, ...]:
     out: set[str] = set()
     for _, name, g in getters(cls):
         if name not in selected.names:
