@@ -23,6 +23,7 @@ answer that carries no error (a department that is down does not count against t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -34,13 +35,14 @@ from graphql import (
     OperationDefinitionNode,
     value_from_ast_untyped,
 )
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from hub.clock import Clock, system_clock
 from hub.db import lookup_misses
 from hub.errors import ForbiddenError
 from hub.graphql_walk import Walker, with_defaults
 from hub.sources.sql import bind_value, hub_inline, try_query
+from hub.store.prefetch import prefetched
 
 SINGLE = {"person": "idNumber", "household": "householdId"}  # root fields that look up one resident or household
 MIN_MISSES = 2  # a single mistyped ID number is not refused; two or more misses out of a mostly-missing list are
@@ -116,10 +118,10 @@ class MissLedger:
         self.clock = clock
         self.inline = hub_inline(engine)  # the request path's read of the budget spent, on SQLite (``before``)
 
-    def spent(self, client_id: str) -> int:
+    def spent(self, client_id: str, conn: Connection | None = None) -> int:
         since = self.clock() - self.window
-        with self.engine.connect() as conn:
-            total = conn.execute(
+        with self.engine.connect() if conn is None else nullcontext(conn) as c:
+            total = c.execute(
                 select(func.coalesce(func.sum(lookup_misses.c.misses), 0)).where(
                     lookup_misses.c.client_id == client_id, lookup_misses.c.at > since
                 )
@@ -132,9 +134,13 @@ class MissLedger:
 
     async def before(self, client_id: str) -> int:
         """Refuse before execution when the budget is spent; return what is spent."""
-        since = bind_value(lookup_misses.c.at, self.clock() - self.window)
-        found = try_query(self.inline, SPENT_SQL, (client_id, since))
-        spent = int(found[0][0]) if found is not None else await anyio.to_thread.run_sync(self.spent, client_id)
+        pre = prefetched(client_id)  # read with the client's row (PostgreSQL, hub/store/prefetch.py)
+        if pre is not None:
+            spent = pre.spent
+        else:
+            since = bind_value(lookup_misses.c.at, self.clock() - self.window)
+            found = try_query(self.inline, SPENT_SQL, (client_id, since))
+            spent = int(found[0][0]) if found is not None else await anyio.to_thread.run_sync(self.spent, client_id)
         if spent >= self.budget:
             raise LookupBudgetExhausted(
                 f"client {client_id} has used its budget of {self.budget} ID numbers not found or out of area; "

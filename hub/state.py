@@ -48,8 +48,9 @@ from hub.sources.contract import is_subgraph_url
 from hub.sources.sql import SqlSource
 from hub.sources.subgraph import SubgraphSource, check_subgraphs
 from hub.store.authorizations import AuthorizationStore
-from hub.store.clients import ClientStore
+from hub.store.clients import Client, ClientStore
 from hub.store.operations import OperationStore
+from hub.store.prefetch import PREFETCHED, Prefetched
 from hub.tracing import Tracing
 from hub.upstream.breaker import CircuitBreaker
 
@@ -154,12 +155,29 @@ class HubState:
                     source.tracer = self.tracing.provider.get_tracer("hub.upstream")
         if self.tracing.enabled:  # traced statements are SQLAlchemy's: no inline reads (hub/sources/sql.py)
             self.clients.inline = self.operations.inline = self.misses.inline = None
+            self.audit.raw_sqlite = False  # its appends through SQLAlchemy too (hub/audit/log.py)
             for source in self.sources.values():
                 if isinstance(source, SqlSource):
                     source.inline = None
         # token endpoint: failed client authentications per client id and per address (hub/auth/attempts.py)
         self.failed_by_client = FailedAttempts(settings.token_failures_per_client, settings.token_failure_window)
         self.failed_by_address = FailedAttempts(settings.token_failures_per_address, settings.token_failure_window)
+
+    def _read_together(self, client_id: str) -> tuple[Client | None, Prefetched]:
+        with self.engine.connect() as conn:
+            client = self.clients.get(client_id, conn)
+            reads = Prefetched(client_id, self.operations.mode(client_id, conn), self.misses.spent(client_id, conn))
+        return client, reads
+
+    async def _client(self, client_id: str) -> Client | None:
+        """The client's row, read on every request. On PostgreSQL (nothing read inline) with this request's
+        operations mode and lookup-miss budget, in one worker-thread hand-off (hub/store/prefetch.py)."""
+        PREFETCHED.set(None)
+        if self.clients.inline is not None:
+            return await self.clients.aget(client_id)
+        client, reads = await anyio.to_thread.run_sync(self._read_together, client_id)
+        PREFETCHED.set(reads)
+        return client
 
     async def authenticate(self, token: str) -> Actor:
         s = self.settings
@@ -173,7 +191,7 @@ class HubState:
             self.keys, token, issuer=s.issuer, audience=s.audience, external=external, cache=self.verified_tokens
         )
         try:
-            client = await self.clients.aget(str(claims["client_id"]))
+            client = await self._client(str(claims["client_id"]))
         except SQLAlchemyError:
             log.exception("client registry lookup failed")
             raise AuditUnavailable(

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import Any
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Connection, Engine, func, insert, select, text
+from sqlalchemy import Connection, Dialect, Engine, Table, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from hub.audit.checkpoint import Checkpoint
@@ -108,6 +109,23 @@ def no_archives() -> Iterable[bytes]:
     return ()
 
 
+LAST_ENTRY = select(audit_entries.c.seq, audit_entries.c.leaf_hash).order_by(audit_entries.c.seq.desc()).limit(1)
+LAST_ENTRY_SQL = "SELECT seq, leaf_hash FROM audit_entries ORDER BY seq DESC LIMIT 1"
+
+
+class _RawInsert:
+    """An INSERT of every column of ``table`` as the dialect's compiler writes it, with its bind processors (a
+    datetime as SQLite's text form), for rows given as dicts."""
+
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        compiled = insert(table).compile(dialect=dialect)
+        self.sql = compiled.string
+        self.columns = [(n, table.c[n].type._cached_bind_processor(dialect)) for n in compiled.positiontup or ()]
+
+    def params(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[n] if f is None else f(row[n]) for n, f in self.columns)
+
+
 class AuditLog:
     """Appends entries, keeps the Merkle tree over them and signs its heads.
 
@@ -142,6 +160,10 @@ class AuditLog:
         self._flushing = False
         self._task: asyncio.Task[None] | None = None
         self._tree = MerkleTree()
+        # appends on SQLite go through the DB-API connection (``_write_sqlite``); off when the engine is traced
+        # (hub/tracing.py: its spans come from SQLAlchemy's execution layer)
+        self.raw_sqlite = engine.dialect.name == "sqlite"
+        self._raw: dict[str, _RawInsert] | None = None
 
     def pseudonym(self, id_number: str) -> str:
         return pseudonym(self.pseudonym_key, id_number)
@@ -167,7 +189,7 @@ class AuditLog:
         for attempt in range(5):
             try:
                 return self._write_once(records, sound)
-            except IntegrityError:  # another process took the same seq: retry after its commit
+            except (IntegrityError, sqlite3.IntegrityError):  # another process took the same seq: retry after it
                 if attempt == 4:
                     raise
                 time.sleep(0.01 * (attempt + 1))
@@ -176,54 +198,93 @@ class AuditLog:
     def _write_once(
         self, records: Sequence[tuple[dict[str, Any], list[str]]], sound: bool = False
     ) -> list[tuple[int, bytes]]:
+        if self.raw_sqlite:
+            return self._write_sqlite(records, sound)
         with self.engine.begin() as conn:
             self._lock(conn)
-            last = conn.execute(
-                select(audit_entries.c.seq, audit_entries.c.leaf_hash).order_by(audit_entries.c.seq.desc()).limit(1)
-            ).first()
-            seq = 0 if last is None else last.seq + 1
-            prev = GENESIS if last is None else last.leaf_hash.hex()
-            rows: list[dict[str, Any]] = []
-            subject_rows: list[dict[str, Any]] = []
-            seqs: list[tuple[int, bytes]] = []
-            for raw_body, raw_subjects in records:
-                if sound:
-                    body, subjects = dict(raw_body), list(raw_subjects)
-                else:
-                    body, subjects, _ = sound_record(raw_body, raw_subjects)
-                if "refused_subjects" in body:  # v2: residents named in a refused request, indexed for their report
-                    body["refused_subjects"] = [
-                        s for s in _subject_list(_as_list(body["refused_subjects"])) if s not in set(subjects)
-                    ]
-                at = self.clock()
-                entry = dict(body, seq=seq, prev=prev, at=at.isoformat(timespec="milliseconds"), subjects=subjects)
-                entry_text = canonical(entry).decode("utf-8")
-                leaf = entry_leaf(entry_text)
-                rows.append(
-                    {
-                        "seq": seq,
-                        "request_id": body["request_id"],
-                        "at": at,
-                        "client_id": body["client_id"],
-                        "department": body["department"],
-                        "officer": body["officer"],
-                        "purpose": body["purpose"],
-                        "case_ref": body["case_ref"],
-                        "decision": body["decision"],
-                        "entry": entry_text,
-                        "leaf_hash": leaf,
-                    }
-                )
-                refused = body.get("refused_subjects")
-                indexed = sorted(subjects + refused) if refused else subjects
-                subject_rows.extend({"seq": seq, "subject": s} for s in indexed)
-                seqs.append((seq, leaf))
-                prev = leaf.hex()
-                seq += 1
+            last = conn.execute(LAST_ENTRY).first()
+            rows, subject_rows, seqs = self._rows(records, sound, last)
             conn.execute(insert(audit_entries), rows)
             if subject_rows:
                 conn.execute(insert(audit_subjects), subject_rows)
         return seqs
+
+    def _write_sqlite(
+        self, records: Sequence[tuple[dict[str, Any], list[str]]], sound: bool
+    ) -> list[tuple[int, bytes]]:
+        """``_write_once`` on SQLite through the pool's DB-API connection (its pragmas: WAL, synchronous=FULL): the
+        same statements in the same transaction, without SQLAlchemy's execution layer, which cost more CPU than
+        the rest of the write (issue 16). The engine's cursor events still fire (observers, tests' faults)."""
+        if self._raw is None:
+            self._raw = {t.name: _RawInsert(t, self.engine.dialect) for t in (audit_entries, audit_subjects)}
+        entries, subjects_insert = self._raw["audit_entries"], self._raw["audit_subjects"]
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            self._execute(cursor, LAST_ENTRY_SQL, (), False)
+            last = cursor.fetchone()
+            rows, subject_rows, seqs = self._rows(records, sound, last)
+            self._execute(cursor, entries.sql, [entries.params(r) for r in rows], True)
+            if subject_rows:
+                self._execute(cursor, subjects_insert.sql, [subjects_insert.params(r) for r in subject_rows], True)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()  # back to the pool
+        return seqs
+
+    def _execute(self, cursor: Any, sql: str, params: Any, many: bool) -> None:
+        events = self.engine.dispatch
+        events.before_cursor_execute(None, cursor, sql, params, None, many)
+        (cursor.executemany if many else cursor.execute)(sql, params)
+        events.after_cursor_execute(None, cursor, sql, params, None, many)
+
+    def _rows(
+        self, records: Sequence[tuple[dict[str, Any], list[str]]], sound: bool, last: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[int, bytes]]]:
+        """The rows of ``records`` after ``last`` (the log's last (seq, leaf hash), None when it is empty)."""
+        seq = 0 if last is None else last[0] + 1
+        prev = GENESIS if last is None else bytes(last[1]).hex()
+        rows: list[dict[str, Any]] = []
+        subject_rows: list[dict[str, Any]] = []
+        seqs: list[tuple[int, bytes]] = []
+        for raw_body, raw_subjects in records:
+            if sound:
+                body, subjects = dict(raw_body), list(raw_subjects)
+            else:
+                body, subjects, _ = sound_record(raw_body, raw_subjects)
+            if "refused_subjects" in body:  # v2: residents named in a refused request, indexed for their report
+                body["refused_subjects"] = [
+                    s for s in _subject_list(_as_list(body["refused_subjects"])) if s not in set(subjects)
+                ]
+            at = self.clock()
+            entry = dict(body, seq=seq, prev=prev, at=at.isoformat(timespec="milliseconds"), subjects=subjects)
+            entry_text = canonical(entry).decode("utf-8")
+            leaf = entry_leaf(entry_text)
+            rows.append(
+                {
+                    "seq": seq,
+                    "request_id": body["request_id"],
+                    "at": at,
+                    "client_id": body["client_id"],
+                    "department": body["department"],
+                    "officer": body["officer"],
+                    "purpose": body["purpose"],
+                    "case_ref": body["case_ref"],
+                    "decision": body["decision"],
+                    "entry": entry_text,
+                    "leaf_hash": leaf,
+                }
+            )
+            refused = body.get("refused_subjects")
+            indexed = sorted(subjects + refused) if refused else subjects
+            subject_rows.extend({"seq": seq, "subject": s} for s in indexed)
+            seqs.append((seq, leaf))
+            prev = leaf.hex()
+            seq += 1
+        return rows, subject_rows, seqs
 
     async def append(self, body: dict[str, Any], subjects: list[str]) -> tuple[int, bytes]:
         """Append one entry and wait until it is durably committed; return its (seq, leaf hash).

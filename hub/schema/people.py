@@ -34,14 +34,24 @@ from hub.schema.records import (
 PS = "public_security"
 
 
+# Conditions kept across requests: a SQLAlchemy condition is immutable, and one built once keeps its cache key and
+# its compiled text (``hub.sources.sql.Inline``), where building it again for each request cost about a tenth of a
+# request's CPU (issue 16). Bounded: emptied when full.
+MAX_CONDITIONS = 4096
+_SCOPES: dict[tuple[str, str], ColumnElement[bool]] = {}
+_CONDITIONS: dict[Any, tuple[str, Any]] = {}
+
+
 def _scope(c: HubContext, table: Table) -> tuple[ColumnElement[bool] | None, str]:
-    """The row scope (the caller's area prefix) as a condition on ``table``, built once per request."""
+    """The row scope (the caller's area prefix) as a condition on ``table``, built once per (table, area)."""
     if c.area_prefix is None:
         return None, ""
-    key = ("scope", table.name)
-    found: ColumnElement[bool] | None = c.selections.get(key)
+    key = (table.name, c.area_prefix)
+    found = _SCOPES.get(key)
     if found is None:
-        found = c.selections[key] = table.c.area_code.startswith(c.area_prefix, autoescape=True)
+        if len(_SCOPES) >= MAX_CONDITIONS:
+            _SCOPES.clear()
+        found = _SCOPES[key] = table.c.area_code.startswith(c.area_prefix, autoescape=True)
     return found, c.area_prefix
 
 
@@ -284,10 +294,22 @@ def _predicate_condition(
         schema = resolve_info(info).schema
         definition = schema.get_type(cls.__strawberry_definition__.name).fields[field]  # type: ignore[attr-defined, union-attr]
         arguments = {to_snake_case(k): v for k, v in get_argument_values(definition, node, variables).items()}
+        # a predicate's condition reads its arguments and the request's date only (``Predicate``): kept per both
+        shared: tuple[Any, ...] | None = (cls, field, c.today, *sorted(arguments.items()))
         try:
-            found = predicates(cls)[field].condition(c, **arguments)
-        except HubError as exc:
-            found = exc
+            found = _CONDITIONS.get(shared)
+        except TypeError:  # an argument that cannot be a key (a list): built for this request alone
+            shared, found = None, None
+        if found is None:
+            try:
+                found = predicates(cls)[field].condition(c, **arguments)
+            except HubError as exc:
+                found = exc
+            else:
+                if shared is not None:
+                    if len(_CONDITIONS) >= MAX_CONDITIONS:
+                        _CONDITIONS.clear()
+                    _CONDITIONS[shared] = found
         c.selections[key] = found
     if isinstance(found, HubError):
         raise found

@@ -95,9 +95,22 @@ def row_fields(cls: type) -> frozenset[str]:
     return found
 
 
+_COLUMNS: dict[Any, tuple[str, ...]] = {}  # row_columns' answers, by type and selection (bounded: emptied when full)
+
+
 def row_columns(cls: type, selected: Selected) -> tuple[str, ...]:
     """The department columns read by the selected ``value`` fields of ``cls`` (and, for a list of items, by
     the item fields selected below it)."""
+    key = (cls, selected.names, frozenset(selected.nested.items()))
+    found = _COLUMNS.get(key)
+    if found is None:
+        if len(_COLUMNS) >= 4096:
+            _COLUMNS.clear()
+        found = _COLUMNS[key] = _row_columns(cls, selected)
+    return found
+
+
+def _row_columns(cls: type, selected: Selected) -> tuple[str, ...]:
     out: set[str] = set()
     for _, name, g in getters(cls):
         if name not in selected.names:
@@ -133,7 +146,9 @@ def build(cls: type[T], rows: list[Any] | None, selected: Selected | None = None
 @dataclass(frozen=True)
 class Predicate:
     """A yes/no field answered by the department's own query: ``condition(context, **arguments)`` checks the
-    arguments and returns the batch name (which must identify the condition) and the SQL condition."""
+    arguments and returns the batch name (which must identify the condition) and the SQL condition. It may read
+    the arguments and ``context.today`` only: its answer is kept for (field, arguments, today) across requests
+    (``hub.schema.people``)."""
 
     table: Table
     condition: Callable[..., tuple[str, ColumnElement[bool]]]

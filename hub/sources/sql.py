@@ -59,6 +59,9 @@ class Inline:
         self._local = threading.local()  # one connection per thread (sqlite3 connections stay on their thread)
         self._statements: dict[Any, tuple[str, Any, list[Any]]] = {}
         self._conditions: dict[Any, SQLCompiler] = {}
+        # by the condition object itself (kept alive here, so its id is not reused): a condition kept across
+        # requests (hub.schema.people) gives the same shape, text and values every time
+        self._bound: dict[int, tuple[ColumnElement[bool], tuple[Any, str, list[Any]]]] = {}
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -78,6 +81,9 @@ class Inline:
         """The condition's shape (its SQLAlchemy cache key without values), its SQL and its values."""
         if where is None:
             return None, "", []
+        bound = self._bound.get(id(where))
+        if bound is not None and bound[0] is where:
+            return bound[1]
         key = where._generate_cache_key()
         if key is None:  # a condition SQLAlchemy cannot cache: read it the ordinary way
             raise Busy
@@ -88,7 +94,11 @@ class Inline:
             found = self._conditions[key.key] = where.compile(dialect=_DIALECT, cache_key=key)
         values = found.construct_params(extracted_parameters=key.bindparams, _check=False)
         processors = found._bind_processors
-        return key.key, found.string, [_bind(processors, n, values[n]) for n in found.positiontup or ()]
+        result = key.key, found.string, [_bind(processors, n, values[n]) for n in found.positiontup or ()]
+        if len(self._bound) >= MAX_SHAPES:
+            self._bound.clear()
+        self._bound[id(where)] = (where, result)
+        return result
 
     def _statement(
         self, table: Table, key: str, columns: Sequence[str] | None, where: Any, where_sql: str, n: int, distinct: bool

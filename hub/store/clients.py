@@ -9,11 +9,12 @@ import hashlib
 import hmac
 import json
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from sqlalchemy import Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from hub.clock import Clock, system_clock
 from hub.db import clients, from_row
@@ -137,9 +138,10 @@ class ClientStore:
         assert client is not None
         return client, secret
 
-    def get(self, client_id: str) -> Client | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(clients).where(clients.c.client_id == client_id)).first()
+    def get(self, client_id: str, conn: Connection | None = None) -> Client | None:
+        """The client's row (on ``conn`` when given: the request path's reads taken together, hub/store/prefetch.py)."""
+        with self.engine.connect() if conn is None else nullcontext(conn) as c:
+            row = c.execute(select(clients).where(clients.c.client_id == client_id)).first()
         return _row_to_client(row) if row else None
 
     async def aget(self, client_id: str) -> Client | None:

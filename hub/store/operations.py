@@ -10,17 +10,19 @@ from __future__ import annotations
 import builtins
 import hashlib
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from hub.clock import Clock, system_clock
 from hub.db import from_row, operation_modes, operations
 from hub.errors import RequestError
 from hub.sources.sql import hub_inline, try_inline
+from hub.store.prefetch import prefetched
 
 MODES = ("off", "log", "require")
 DOCUMENT_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -133,14 +135,17 @@ class OperationStore:
 
     async def amode(self, client_id: str) -> str:
         """``mode`` for the request path: read on every request (a change counts at once), inline on SQLite."""
+        pre = prefetched(client_id)  # read with the client's row (PostgreSQL, hub/store/prefetch.py)
+        if pre is not None:
+            return pre.mode
         rows = try_inline(self.inline, operation_modes, "client_id", client_id, ("mode",))
         if rows is not None:
             return str(rows[0].mode or "off") if rows else "off"
         return await anyio.to_thread.run_sync(self.mode, client_id)
 
-    def mode(self, client_id: str) -> str:
-        with self.engine.connect() as conn:
-            mode = conn.execute(select(operation_modes.c.mode).where(operation_modes.c.client_id == client_id)).scalar()
+    def mode(self, client_id: str, conn: Connection | None = None) -> str:
+        with self.engine.connect() if conn is None else nullcontext(conn) as c:
+            mode = c.execute(select(operation_modes.c.mode).where(operation_modes.c.client_id == client_id)).scalar()
         return str(mode or "off")
 
     def set_mode(self, client_id: str, mode: str) -> None:

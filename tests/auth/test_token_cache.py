@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from hub.auth.keys import KeyRing
 from hub.auth.tokens import VerifiedTokens, issue_token, verify_token
 from hub.db import hub_engine
 from hub.errors import AuthenticationError
 from hub.store.clients import ClientStore
+from hub.store.operations import OperationStore
 from tests.conftest import TEST_SCRYPT_N, Hub
 
 QUERY = "{ catalog { coordinate } }"
@@ -59,6 +60,41 @@ async def test_a_purpose_removed_by_another_process_counts_at_once(hub: Hub, oth
     ClientStore(other_process, scrypt_n=TEST_SCRYPT_N).update("cache-purpose", purposes=["VER"])
     r = await hub.query(QUERY, token=token)  # the hub's default purpose header is CASE
     assert _code(r) == (403, "PURPOSE_NOT_REGISTERED")
+
+
+async def test_an_operations_mode_set_by_another_process_counts_at_once(hub: Hub, other_process: Engine) -> None:
+    """The mode is read with the client's row (on PostgreSQL in the same hand-off, hub/store/prefetch.py), for
+    that request alone: the next request reads it again."""
+    token = await _client(hub, "cache-mode")
+    OperationStore(other_process).set_mode("cache-mode", "require")
+    try:
+        r = await hub.query(QUERY, token=token)
+        assert _code(r) == (403, "OPERATION_NOT_APPROVED")
+    finally:
+        OperationStore(other_process).set_mode("cache-mode", "off")
+    assert (await hub.query(QUERY, token=token)).status_code == 200
+
+
+async def test_the_request_path_reads_take_one_connection(hub: Hub) -> None:
+    """The client's row, its operations mode and its lookup-miss budget: on SQLite read inline (no connection from
+    the pool), on PostgreSQL together, in one worker-thread hand-off on one connection; the audit append takes
+    one more. (Before issue 16's change, PostgreSQL took four: one per read.)"""
+    engine = hub.app.state.hub.engine
+    person = "query($id: String!) { person(idNumber: $id) { name } }"
+    variables = {"id": hub.data.golden_id}
+    assert (await hub.query(person, variables=variables)).status_code == 200  # the token, the validated document
+    checkouts: list[int] = []
+
+    def seen(*_: Any) -> None:
+        checkouts.append(1)
+
+    event.listen(engine, "checkout", seen)
+    try:
+        r = await hub.query(person, variables=variables)
+    finally:
+        event.remove(engine, "checkout", seen)
+    assert r.status_code == 200 and r.json()["data"]["person"]["name"], r.text
+    assert len(checkouts) == (1 if engine.dialect.name == "sqlite" else 2)
 
 
 async def test_a_rotated_secret_is_refused_at_once(hub: Hub, other_process: Engine) -> None:
