@@ -32,7 +32,7 @@ from hub.auth.hop import HopIdentity
 from hub.auth.tokens import issue_token
 from hub.clock import china_date
 from hub.departments import OUTBOXES, assistance
-from hub.errors import HubError, UpstreamUnavailable
+from hub.errors import HubError, RequestError, UpstreamUnavailable
 from hub.gateway import Exchange, audit_body, handle
 from hub.monitor.alerts import AlertStore, Claim, NewAlert, Verdict
 from hub.monitor.events import Event, check
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from hub.state import HubState
 
 log = logging.getLogger("hub.monitor")
+START_RETRY = 5.0  # seconds between attempts to register the monitoring client at start
 
 
 class Retry(Exception):
@@ -91,7 +92,11 @@ class Monitor:
         if self._client_ready:
             return
         if self.state.clients.get(self.client_id) is None:
-            self.state.clients.add(self.client_id, "civil_affairs", self.area, ["MON"], [])
+            try:
+                self.state.clients.add(self.client_id, "civil_affairs", self.area, ["MON"], [])
+            except RequestError:  # another hub process on this database registered it first
+                if self.state.clients.get(self.client_id) is None:
+                    raise
         self._client_ready = True
 
     def _bearer(self) -> str:
@@ -406,7 +411,13 @@ class Monitor:
     async def run(self) -> None:
         """The background reader (``HUB_MONITOR=1``): poll every outbox, sleep ``HUB_MONITOR_INTERVAL`` when idle
         (a PostgreSQL NOTIFY or ``wake`` cuts the sleep short)."""
-        await anyio.to_thread.run_sync(self.ensure_client)
+        while True:  # the reader must not end because the hub database was not ready at start
+            try:
+                await anyio.to_thread.run_sync(self.ensure_client)
+                break
+            except Exception:
+                log.exception("monitor: could not register its client; trying again in %.0f s", START_RETRY)
+                await asyncio.sleep(START_RETRY)
         listening = self.start_listeners()
         try:
             await self._loop()

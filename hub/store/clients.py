@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from hub.clock import Clock, system_clock
 from hub.db import clients, from_row
@@ -120,20 +121,23 @@ class ClientStore:
             raise RequestError(f"client {client_id!r} already exists", code="BAD_ARGUMENT")
         secret = secret or secrets.token_urlsafe(32)
         now = self.clock()
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(clients).values(
-                    client_id=client_id,
-                    department=department,
-                    area=area,
-                    purposes=json.dumps(sorted(purposes)),
-                    roles=json.dumps(sorted(roles or [])),
-                    secret_hash=hash_secret(secret, self.scrypt_n),
-                    status="active",
-                    created_at=now,
-                    updated_at=now,
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(clients).values(
+                        client_id=client_id,
+                        department=department,
+                        area=area,
+                        purposes=json.dumps(sorted(purposes)),
+                        roles=json.dumps(sorted(roles or [])),
+                        secret_hash=hash_secret(secret, self.scrypt_n),
+                        status="active",
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-            )
+        except IntegrityError:  # another process registered the same id since the check above
+            raise RequestError(f"client {client_id!r} already exists", code="BAD_ARGUMENT") from None
         client = self.get(client_id)
         assert client is not None
         return client, secret

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from hub.db import open_hub_db
-from hub.errors import ConfigError
+from hub.errors import ConfigError, RequestError
 from hub.settings import Settings
 from hub.store.clients import SCRYPT_N, ClientStore, check_secret, hash_secret
 
@@ -46,3 +47,23 @@ def test_a_cost_that_is_not_a_power_of_two_is_refused() -> None:
     with pytest.raises(ConfigError, match="power of two"):
         Settings(client_secret_scrypt_n=1000)
     assert Settings.from_env({"HUB_CLIENT_SECRET_SCRYPT_N": "1024"}).client_secret_scrypt_n == 1024
+
+
+def test_a_client_registered_by_another_process_between_check_and_insert_is_a_clear_error(tmp_path: Path) -> None:
+    """Two hub processes starting on one database both register the monitoring client: the one that loses the race
+    gets ``already exists`` (which the monitor takes as done), not a database error that ends its reader."""
+    url = f"sqlite:///{tmp_path}/hub.sqlite"
+    mine, theirs = open_hub_db(url), open_hub_db(url)
+    store, other = ClientStore(mine, scrypt_n=2**10), ClientStore(theirs, scrypt_n=2**10)
+
+    raced: list[str] = []
+
+    def the_other_process_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO clients") and not raced:
+            raced.append(statement)
+            other.add("hub-monitor", "civil_affairs", "33", ["MON"])
+
+    event.listen(mine, "before_cursor_execute", the_other_process_first)
+    with pytest.raises(RequestError, match="^client 'hub-monitor' already exists$"):
+        store.add("hub-monitor", "civil_affairs", "33", ["MON"])
+    assert [c.client_id for c in store.list()] == ["hub-monitor"]
