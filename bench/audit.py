@@ -154,6 +154,89 @@ def fill(audit: Any, target: int) -> float:
     return time.perf_counter() - t0
 
 
+def fill_direct(audit: Any, data_dir: Path, target: int, *, sign: bool = True) -> float:
+    """Fill a SQLite log to ``target`` entries fast, for the verify benchmark at 10^6 and 10^7 entries.
+
+    The same rows the writer makes (``AuditLog._write_once``: the body of :func:`body`, ``seq``/``prev``/``at``/
+    ``subjects`` added, the canonical text, its leaf hash, the index columns and ``audit_subjects``), written
+    with ``sqlite3`` directly in large transactions without fsync (``synchronous=OFF``: a benchmark's data,
+    not the hub's), and the Merkle root kept as a compact range instead of the writer's in-memory tree (which
+    holds every leaf: 10^7 leaves would not fit in the bench's memory). A head over the whole log is signed at
+    the end. Entries' ``at`` are a fixed instant plus one millisecond per entry (deterministic, fast)."""
+    import sqlite3
+    from datetime import timedelta
+
+    from hub.audit.entry import GENESIS, canonical, entry_leaf
+    from hub.audit.head import SignedHead
+    from hub.audit.merkle import CompactRange
+    from hub.db import tree_heads
+
+    t0 = time.perf_counter()
+    con = sqlite3.connect(data_dir / "hub.sqlite", isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=OFF")
+    rng = CompactRange()
+    prev = GENESIS
+    for (leaf,) in con.execute("SELECT leaf_hash FROM audit_entries ORDER BY seq"):
+        rng.append(bytes(leaf))
+        prev = bytes(leaf).hex()
+    seq = rng.size
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    sql_e = (
+        "INSERT INTO audit_entries (seq, request_id, at, client_id, department, officer, purpose, case_ref, "
+        "decision, entry, leaf_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    )
+    sql_s = "INSERT INTO audit_subjects (seq, subject) VALUES (?,?)"
+    step = 50_000
+    while seq < target:
+        rows, subj = [], []
+        for i in range(seq, min(seq + step, target)):
+            b = body(i)
+            s = audit.pseudonym(f"33011319{i:010d}")
+            at = start + timedelta(milliseconds=i)
+            e = dict(b, seq=i, prev=prev, at=at.isoformat(timespec="milliseconds"), subjects=[s])
+            text = canonical(e).decode("utf-8")
+            leaf = entry_leaf(text)
+            rows.append(
+                (
+                    i,
+                    b["request_id"],
+                    at.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                    b["client_id"],
+                    b["department"],
+                    b["officer"],
+                    b["purpose"],
+                    b["case_ref"],
+                    b["decision"],
+                    text,
+                    leaf,
+                )
+            )
+            subj.append((i, s))
+            rng.append(leaf)
+            prev = leaf.hex()
+        con.execute("BEGIN")
+        con.executemany(sql_e, rows)
+        con.executemany(sql_s, subj)
+        con.execute("COMMIT")
+        seq += len(rows)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    if sign and rng.size:
+        head = SignedHead.sign(rng.size, rng.root(), datetime.now(UTC), audit.key_id, audit.signing_key)
+        with audit.engine.begin() as conn:
+            conn.execute(
+                tree_heads.insert().values(
+                    tree_size=head.tree_size,
+                    root_hash=head.root_hash,
+                    signed_at=head.signed_at,
+                    key_id=head.key_id,
+                    signature=head.signature,
+                )
+            )
+    return time.perf_counter() - t0
+
+
 def hub_cli_has_verify() -> bool:
     out = subprocess.run([PYTHON, "-m", "hub", "audit", "--help"], capture_output=True, text=True, timeout=60, cwd=REPO)
     return "verify" in out.stdout
