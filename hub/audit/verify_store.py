@@ -81,8 +81,9 @@ def verify_store(store: AuditStore, checkpoint: tuple[int, bytes] | None = None)
         driver = raw.driver_connection
         if postgres:
             raw.rollback()  # a fresh transaction, one snapshot for both reads; server-side cursors stream them
-            with raw.cursor() as cur:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cur = raw.cursor()
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cur.close()
             entries_cur: Any = driver.cursor(name="hub_verify_entries")  # type: ignore[union-attr]
             subjects_cur: Any = driver.cursor(name="hub_verify_subjects")  # type: ignore[union-attr]
             entries_cur.itersize = subjects_cur.itersize = PAGE
