@@ -10,26 +10,20 @@ verifier and the log below it know nothing of settings or of this store.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from itertools import chain
-from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine, delete, func, insert, select
 
 from hub.audit.archive import ARCHIVE_DIR, ArchivedState, ArchiveError, archived_state
-from hub.audit.entry import GENESIS
 from hub.audit.export import ExportResult, check_export, file_sha256, write_export
-from hub.audit.head import SignedHead, public_key_from_pem
+from hub.audit.head import public_key_from_pem
 from hub.audit.log import AuditLog
-from hub.audit.verify import EntryRow, VerifyReport, checkpoint_root_problem, stream_log
+from hub.audit.verify_store import verify_store
 from hub.auth.keys import KeyRing
 from hub.clock import Clock, system_clock
 from hub.db import archives, audit_entries, audit_subjects, hub_engine, tree_heads, upgrade
@@ -127,122 +121,6 @@ def open_audit_store(settings: Settings, public_key_path: Path | None = None, *,
 def open_audit_log(settings: Settings) -> AuditLog:
     """The audit log of a configured hub, for tools and tests (its engine lives as long as the log)."""
     return open_audit_store(settings, writer=True).log()
-
-
-# -- verifying the live store ----------------------------------------------------------------------------------
-_COLUMNS = ("request_id", "client_id", "department", "officer", "purpose", "case_ref", "decision")
-_C0, _C1, _C2, _C3, _C4, _C5, _C6 = _COLUMNS
-_signed_columns = itemgetter(*_COLUMNS)
-_PAGE = 2_000  # rows fetched at a time (a server-side cursor on PostgreSQL): ~2.5 MB of entries in memory
-
-
-def verify_store(store: AuditStore, checkpoint: tuple[int, bytes] | None = None) -> VerifyReport:
-    """Verify the hub database's audit log, starting from its verified archive files (if any).
-
-    The heads are checked against the store's public key (the one given to :func:`open_audit_store`, the key
-    the operator trusts, or else ``<data_dir>/keys/audit-public.pem``). ``checkpoint`` (tree size, root hash),
-    from a checkpoint a witness cosigned and whose signatures the caller checked, must be a prefix of the log.
-    Besides the log itself, the denormalised columns of ``audit_entries`` and the ``audit_subjects`` index are
-    compared with the signed entries, because searches and residents' access reports rely on them.
-    """
-    started = time.perf_counter()
-    engine = store.engine
-    public_key = store.public_key
-    state = store.archived
-    if state.report is not None and not state.report.ok:
-        state.report.seconds = time.perf_counter() - started
-        return state.report
-    first = state.next_seq
-    base = state.leaves
-    t = audit_entries
-    with engine.connect() as conn:
-        # the heads first: every entry a head covers was written before it, so the entries read next include them
-        head_list = [SignedHead.from_row(r) for r in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size))]
-
-    def heads() -> list[SignedHead]:
-        return head_list
-
-    with engine.connect() as conn, engine.connect() as subj_conn:
-        result = conn.execution_options(yield_per=_PAGE).execute(
-            select(t.c.seq, t.c.entry, t.c.leaf_hash, *(t.c[c] for c in _COLUMNS)).order_by(t.c.seq)
-        )
-        subjects = chain.from_iterable(  # a page at a time, as the entries
-            subj_conn.execution_options(yield_per=_PAGE)
-            .execute(
-                select(audit_subjects.c.seq, audit_subjects.c.subject).order_by(
-                    audit_subjects.c.seq, audit_subjects.c.subject
-                )
-            )
-            .partitions()
-        )
-        current: list[Any] = [None]
-        pending: list[Any] = [next(subjects, None)]
-
-        def rows() -> Iterator[EntryRow]:
-            for page in result.partitions():  # a page at a time: less per-row overhead than iterating the result
-                for r in page:
-                    current[0] = r
-                    leaf = r[2]
-                    yield r[0], r[1], leaf if type(leaf) is bytes else bytes(leaf)
-
-        def hook(seq: int, obj: dict[str, Any]) -> str | None:
-            row = current[0]
-            get = obj.get
-            try:
-                signed = _signed_columns(obj)  # one call for the seven (the hot path)
-            except KeyError:
-                signed = (get(_C0), get(_C1), get(_C2), get(_C3), get(_C4), get(_C5), get(_C6))
-            if row[3:10] != signed:
-                col = next(c for c, a, b in zip(_COLUMNS, row[3:10], signed, strict=True) if a != b)
-                return f"the {col} column differs from the signed entry (index tampered)"
-            found = []
-            nxt = pending[0]
-            while nxt is not None and nxt[0] <= seq:
-                if nxt[0] < seq:
-                    return (
-                        f"audit_subjects names entry {nxt[0]} out of order or for an entry that is not "
-                        "there (index tampered)"
-                    )
-                found.append(nxt[1])
-                nxt = next(subjects, None)
-            pending[0] = nxt
-            listed = get("subjects", [])
-            refused = get("refused_subjects")  # entry v2: residents named in a refused request
-            if refused:
-                listed = listed + refused if isinstance(listed, list) and isinstance(refused, list) else None
-            if found == listed:  # the usual case: the gateway writes them sorted
-                return None
-            if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed) or found != sorted(listed):
-                return "its audit_subjects rows differ from the subjects in the signed entry (index tampered)"
-            return None
-
-        def leaf_at(seq: int) -> bytes | None:
-            # only to name a duplicated or inserted entry: entries before the current one have been checked, so
-            # their stored leaf hash is the recomputed one
-            with engine.connect() as c:
-                leaf = c.execute(select(t.c.leaf_hash).where(t.c.seq == seq)).scalar()
-            return None if leaf is None else bytes(leaf)
-
-        prev = base[-1].hex() if base else GENESIS
-        sizes = (checkpoint[0],) if checkpoint is not None else ()
-        report, n, roots = stream_log(rows(), heads, public_key, first, prev, base, hook, leaf_at, sizes)
-        if report.ok and pending[0] is not None:
-            s = pending[0][0]
-            report.ok, report.first_bad_seq = False, s
-            report.problem = f"entry {s}: audit_subjects has rows for it but the entry is not there (index tampered)"
-        if report.ok and checkpoint is not None:
-            bad = checkpoint_root_problem(n, roots.get(checkpoint[0]), *checkpoint)
-            if bad is not None:
-                report.ok, (report.first_bad_seq, report.problem) = False, bad
-    if state.archives:
-        report.first_seq = 0
-        report.archives_checked = len(state.archives)
-        report.archived_entries = first
-        report.entries_checked += first
-        if report.last_seq is None:
-            report.last_seq = first - 1
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 # -- exporting and archiving --------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -43,16 +44,20 @@ from hub.audit.merkle import EMPTY_ROOT, CompactRange, root_from_leaf_hashes
 __all__ = [
     "EntryHook",
     "EntryRow",
+    "IndexedRow",
     "VerificationFailure",
     "VerifyReport",
     "check_log",
     "checkpoint_problem",
     "checkpoint_root_problem",
     "stream_log",
+    "stream_store",
     "verify_log",
 ]
 
 EntryRow = tuple[int, str, bytes]
+IndexedRow = tuple[Any, ...]
+"""A row of the live store for :func:`stream_store`: (seq, entry text as UTF-8 bytes, stored leaf hash, *columns)."""
 EntryHook = Callable[[int, dict[str, Any]], "str | None"]
 """Extra per-entry check: (seq, parsed entry) -> a problem (without the "entry N: " prefix) or None."""
 
@@ -117,6 +122,14 @@ class VerificationFailure(Exception):
         self.problem = problem
 
 
+_NOTHING: tuple[bytes, ...] = ()
+
+
+def _same_leaf(leaf: bytes, stored: object) -> bool:
+    """The stored leaf hash as the driver gave it (bytes, or a memoryview/bytearray) equals ``leaf``."""
+    return isinstance(stored, bytes | bytearray | memoryview) and bytes(stored) == leaf
+
+
 def _peek(it: Iterator[EntryRow]) -> EntryRow | None:
     """The next row, or None at the end or when the next row is itself unreadable."""
     try:
@@ -163,7 +176,7 @@ class _Verifier:
         self.hook = hook
         self.heads_source: Callable[[], Iterable[SignedHead]] | None = None
         self.range = CompactRange()
-        self.folded: list[bytes] = []  # the left siblings the last entry's leaf was folded with
+        self.folded: Sequence[bytes] = []  # the left siblings the last entry's leaf was folded with
         self.heads: list[SignedHead] = []
         self.next_head = 0
         self.prev_head: SignedHead | None = None
@@ -229,7 +242,8 @@ class _Verifier:
         return r
 
     def check_entries(self, rows: Iterable[EntryRow]) -> None:
-        sha = hashlib.sha256
+        leaf_ctx = hashlib.sha256(b"\x00").copy  # as in check_indexed: a copied context, not a new one
+        node_ctx = hashlib.sha256(b"\x01").copy
         loads = orjson.loads  # a ValueError (orjson.JSONDecodeError) for what is not JSON, as json.loads
         leaves = self.leaves
         keep = leaves.append if leaves is not None else None
@@ -249,7 +263,9 @@ class _Verifier:
             for seq, text, stored in it:
                 if seq != expected:
                     self._bad_seq(seq, expected)
-                leaf = sha(b"\x00" + text.encode("utf-8")).digest()
+                hl = leaf_ctx()
+                hl.update(text.encode("utf-8"))
+                leaf = hl.digest()
                 if leaf != stored:
                     raise VerificationFailure(seq, f"entry {seq}: content does not match its leaf hash (modified)")
                 try:
@@ -277,7 +293,9 @@ class _Verifier:
                 while n & 1:
                     left = pop()
                     folded.append(left)
-                    h = sha(b"\x01" + left + h).digest()
+                    hn = node_ctx()
+                    hn.update(left + h)
+                    h = hn.digest()
                     n >>= 1
                 push(h)
                 r.size += 1
@@ -289,6 +307,121 @@ class _Verifier:
                 expected += 1
         finally:
             self.entries_checked = expected - self.first_seq
+
+    def check_indexed(
+        self, rows: Iterable[IndexedRow], subjects: Iterator[tuple[int, str]], columns: Sequence[str]
+    ) -> tuple[int, str] | None:
+        """:meth:`check_entries` for the live store, with its index checks inlined (the hot loop of ``hub audit
+        verify``; the same checks, in the same order, with the same messages, as check_entries with the store's
+        hook): rows are ``(seq, entry bytes, stored leaf hash, *columns)``; each entry's ``columns`` must equal
+        its signed fields, and ``subjects`` (``audit_subjects`` rows ordered by seq, subject) must list exactly
+        its ``subjects`` and ``refused_subjects``. Returns the first ``audit_subjects`` row after the last entry
+        (None when there is none: otherwise it names an entry that is not there)."""
+        # SHA-256 from a copy of a context already fed the 0x00 / 0x01 prefix: OpenSSL 3 makes a new context per
+        # hashlib.sha256() call, about as costly as hashing the ~1 KB entry itself (bench/README.md)
+        leaf_ctx = hashlib.sha256(b"\x00").copy
+        node_ctx = hashlib.sha256(b"\x01").copy
+        loads = orjson.loads
+        signed_columns = itemgetter(*columns)
+        expected = self.first_seq
+        prev_hex = self.prev_of_first
+        r = self.range
+        stack = r._stack
+        pop, push = stack.pop, stack.append
+        wanted = self.roots_at
+        heads = self.heads
+        next_size = heads[self.next_head].tree_size if self.next_head < len(heads) else -1
+        next_subject = next
+        nxt = next_subject(subjects, None)
+        size = r.size
+        folded: Sequence[bytes] = self.folded
+        it = iter(rows)
+        try:
+            for row in it:
+                seq = row[0]
+                if seq != expected:
+                    self._bad_seq(seq, expected)
+                hl = leaf_ctx()
+                hl.update(row[1])
+                leaf = hl.digest()
+                if leaf != row[2] and not _same_leaf(leaf, row[2]):
+                    raise VerificationFailure(seq, f"entry {seq}: content does not match its leaf hash (modified)")
+                try:
+                    obj = loads(row[1])
+                    own = obj["seq"]
+                    prev = obj["prev"]
+                except (ValueError, TypeError, KeyError):
+                    raise VerificationFailure(
+                        seq,
+                        f"entry {seq}: not a JSON object with seq and prev (rewritten together with its leaf hash)",
+                    ) from None
+                if own != seq or type(own) is not int:
+                    self._moved(seq, own, obj, leaf, it)
+                if prev != prev_hex:
+                    self.folded = list(folded)
+                    self._broken_link(seq, leaf, prev, it)
+                # the index: the denormalised columns, then the audit_subjects rows
+                get = obj.get
+                try:
+                    signed = signed_columns(obj)
+                except KeyError:
+                    signed = tuple(get(c) for c in columns)
+                if row[3:] != signed:
+                    col = next(c for c, a, b in zip(columns, row[3:], signed, strict=True) if a != b)
+                    raise VerificationFailure(
+                        seq, f"entry {seq}: the {col} column differs from the signed entry (index tampered)"
+                    )
+                found = []
+                while nxt is not None and nxt[0] <= seq:
+                    if nxt[0] < seq:
+                        raise VerificationFailure(
+                            seq,
+                            f"entry {seq}: audit_subjects names entry {nxt[0]} out of order or for an entry that is "
+                            "not there (index tampered)",
+                        )
+                    found.append(nxt[1])
+                    nxt = next_subject(subjects, None)
+                listed = get("subjects", [])
+                refused = get("refused_subjects")  # entry v2: residents named in a refused request
+                if refused:
+                    listed = listed + refused if isinstance(listed, list) and isinstance(refused, list) else None
+                if found != listed and (
+                    not isinstance(listed, list)
+                    or not all(isinstance(x, str) for x in listed)
+                    or found != sorted(listed)
+                ):
+                    raise VerificationFailure(
+                        seq,
+                        f"entry {seq}: its audit_subjects rows differ from the subjects in the signed entry (index "
+                        "tampered)",
+                    )
+                # the compact range's append, inlined (as in check_entries); ``folded`` is kept in a local and given
+                # to ``self.folded`` only before a failure needs it (``_broken_link``)
+                n = size
+                h = leaf
+                if n & 1:
+                    folded = []
+                    while n & 1:
+                        left = pop()
+                        folded.append(left)
+                        hn = node_ctx()
+                        hn.update(left + h)
+                        h = hn.digest()
+                        n >>= 1
+                else:
+                    folded = _NOTHING
+                push(h)
+                size += 1
+                r.size = size
+                if size == next_size or (wanted and size in wanted):
+                    self.folded = folded
+                    self._reached(size)
+                    next_size = heads[self.next_head].tree_size if self.next_head < len(heads) else -1
+                prev_hex = leaf.hex()
+                expected += 1
+        finally:
+            self.entries_checked = expected - self.first_seq
+        return nxt
 
     def _bad_seq(self, seq: int, expected: int) -> None:
         if seq > expected:
@@ -485,6 +618,32 @@ def stream_log(
     return report, v.range.size, v.roots
 
 
+def stream_store(
+    rows: Iterable[IndexedRow],
+    subjects: Iterator[tuple[int, str]],
+    columns: Sequence[str],
+    heads: Iterable[SignedHead] | Callable[[], Iterable[SignedHead]],
+    public_key: Ed25519PublicKey,
+    first_seq: int,
+    prev_of_first: str,
+    base_leaves: Sequence[bytes],
+    leaf_at: Callable[[int], bytes | None] | None = None,
+    roots_at: Iterable[int] = (),
+) -> tuple[VerifyReport, int, dict[int, bytes], tuple[int, str] | None]:
+    """:func:`stream_log` over the live store's rows with its index checks inlined (:meth:`_Verifier.check_indexed`,
+    the fast path of ``hub audit verify``). Also returns the first ``audit_subjects`` row left after the entries
+    (None when there is none)."""
+    left: list[tuple[int, str] | None] = [None]
+
+    def entries(v: _Verifier) -> None:
+        left[0] = v.check_indexed(rows, subjects, columns)
+
+    report, v = _run(
+        (), heads, public_key, first_seq, prev_of_first, base_leaves, None, False, leaf_at, roots_at, entries
+    )
+    return report, v.range.size, v.roots, left[0]
+
+
 def _run(
     rows: Iterable[EntryRow],
     heads: Iterable[SignedHead] | Callable[[], Iterable[SignedHead]],
@@ -496,6 +655,7 @@ def _run(
     keep_leaves: bool,
     leaf_at: Callable[[int], bytes | None] | None,
     roots_at: Iterable[int],
+    entries: Callable[[_Verifier], None] | None = None,
 ) -> tuple[VerifyReport, _Verifier]:
     started = time.perf_counter()
     v = _Verifier(public_key, first_seq, prev_of_first, base_leaves, hook, keep_leaves, leaf_at, roots_at)
@@ -516,7 +676,10 @@ def _run(
         else:
             v.start_heads(v.heads_source())
             v.check_base()
-            v.check_entries(rows)
+            if entries is not None:
+                entries(v)
+            else:
+                v.check_entries(rows)
         v.finish_heads()
     except VerificationFailure as fail:
         report.ok = False

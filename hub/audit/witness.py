@@ -27,10 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
 from hub.audit.checkpoint import COSIGNATURE_V1, ED25519, Checkpoint, CheckpointError, NoteSignature, Verifier
 from hub.audit.merkle import MerkleTree, ProofError, verify_consistency
@@ -40,6 +36,9 @@ from hub.files import write_private_file
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 log = logging.getLogger("hub.witness")
 
@@ -179,6 +178,11 @@ class Witness:
 
 
 def create_witness_app(witness: Witness) -> Starlette:
+    # starlette here, not at the top: every `hub` command imports this module for its arguments
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
     async def add_checkpoint(request: Request) -> Response:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY:
