@@ -9,7 +9,9 @@ microseconds, handing it to a worker thread and back costs several times that, a
 about as much again (issue 16). The answers are the same rows (a named tuple per row, the column types' own result
 processing applied). A file that is locked by a writer is read in a worker thread as before (the inline
 connection never waits for a lock), and a deadline (the source's timeout) interrupts an inline statement. Large
-batches, aggregates and PostgreSQL departments keep the worker thread.
+batches are read in a worker thread with the same ``sqlite3`` statements (``IN`` lists of at most ``CHUNK`` keys, as
+SQLAlchemy's): a batch of thousands of residents spent most of its loading in SQLAlchemy's row objects and
+parameter expansion (issue 16). A file locked by a writer, aggregates and PostgreSQL departments keep SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -57,22 +59,27 @@ class Inline:
         # the connection and execution context they are given are None
         self.events = engine.dispatch if engine is not None else None
         self._local = threading.local()  # one connection per thread (sqlite3 connections stay on their thread)
-        self._statements: dict[Any, tuple[str, Any, list[Any]]] = {}
+        self._opened: list[sqlite3.Connection] = []  # every thread's, for ``close``
+        self._statements: dict[Any, tuple[str, str, Any, list[Any]]] = {}
         self._conditions: dict[Any, SQLCompiler] = {}
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # timeout=0: never wait for a writer's lock on the event loop (Busy sends the read to a thread)
-            conn = sqlite3.connect(f"file:{self.path}{self.mode}", uri=True, timeout=0, isolation_level=None)
+            # (check_same_thread off only so that ``close`` can close a worker thread's; each is used by its own)
+            conn = sqlite3.connect(
+                f"file:{self.path}{self.mode}", uri=True, timeout=0, isolation_level=None, check_same_thread=False
+            )
             self._local.conn = conn
+            self._opened.append(conn)
         return conn
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        opened, self._opened = self._opened, []
+        for conn in opened:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()
 
     def _condition(self, where: ColumnElement[bool] | None) -> tuple[Any, str, list[Any]]:
         """The condition's shape (its SQLAlchemy cache key without values), its SQL and its values."""
@@ -93,7 +100,8 @@ class Inline:
     def _statement(
         self, table: Table, key: str, columns: Sequence[str] | None, where: Any, where_sql: str, n: int, distinct: bool
     ) -> tuple[str, Any, list[Any]]:
-        shape = (table, key, None if columns is None else tuple(columns), where, n, distinct)
+        """(SQL for ``n`` keys, row type, result processors); the text around the ``IN`` list is kept per shape."""
+        shape = (table, key, None if columns is None else tuple(columns), where, distinct)
         found = self._statements.get(shape)
         if found is None:
             if len(self._statements) >= MAX_SHAPES:
@@ -107,15 +115,15 @@ class Inline:
                 else [col, *(table.c[c] for c in columns if c != key)]
             )
             quote = _DIALECT.identifier_preparer.quote
-            names, marks = ", ".join(quote(c.name) for c in cols), ", ".join("?" * n)
-            sql = f"SELECT {'DISTINCT ' if distinct else ''}{names} FROM {quote(table.name)} "
-            sql += f"WHERE {quote(col.name)} IN ({marks})"
-            if where_sql:
-                sql += f" AND ({where_sql})"
+            names = ", ".join(quote(c.name) for c in cols)
+            head = f"SELECT {'DISTINCT ' if distinct else ''}{names} FROM {quote(table.name)} "
+            head += f"WHERE {quote(col.name)} IN ("
+            tail = f") AND ({where_sql})" if where_sql else ")"
             row = namedtuple("Row", [c.name for c in cols], rename=True)  # type: ignore[misc]
             processors: list[Any] = [c.type._cached_result_processor(_DIALECT, None) for c in cols]
-            found = self._statements[shape] = (sql, row, processors)
-        return found
+            found = self._statements[shape] = (head, tail, row, processors)
+        head, tail, row, processors = found
+        return head + ", ".join("?" * n) + tail, row, processors
 
     def rows(
         self,
@@ -284,6 +292,30 @@ class SqlSource:
         if self.breaker.observe is not None:
             self.breaker.observe(outcome, time.perf_counter() - started)
 
+    def _raw_rows(
+        self,
+        table: Table,
+        key: str,
+        keys: Sequence[str],
+        where: ColumnElement[bool] | None,
+        columns: Sequence[str] | None,
+        distinct: bool = False,
+    ) -> list[Any] | None:
+        """In a worker thread: the rows of a large batch read with ``sqlite3`` (``Inline``'s statements, one per
+        ``CHUNK`` keys, as SQLAlchemy sends them); None when SQLAlchemy must read them (no SQLite file, traced, or
+        the file locked by a writer: SQLAlchemy's connection waits for the lock)."""
+        inline = self.inline
+        if inline is None:
+            return None
+        deadline = time.monotonic() + self.timeout
+        found: list[Any] = []
+        try:
+            for i in range(0, len(keys), CHUNK):
+                found += inline.rows(table, key, keys[i : i + CHUNK], where, columns, deadline, distinct)
+        except Busy:
+            return None
+        return found
+
     def _select_rows(
         self,
         table: Table,
@@ -293,6 +325,12 @@ class SqlSource:
         columns: Sequence[str] | None,
     ) -> dict[str, list[Row[Any]]]:
         out: dict[str, list[Row[Any]]] = defaultdict(list)
+        raw = self._raw_rows(table, key, keys, where, columns)
+        if raw is not None:
+            at = 0 if columns is not None else list(table.c).index(table.c[key])  # where the key column is
+            for row in raw:
+                out[row[at]].append(row)
+            return out
         col = table.c[key]
         what = [table] if columns is None else [col, *(table.c[c] for c in columns if c != key)]
         with self.engine.connect() as conn:
@@ -331,6 +369,9 @@ class SqlSource:
     def _select_predicate(
         self, table: Table, key: str, keys: Sequence[str], condition: ColumnElement[bool]
     ) -> set[str]:
+        raw = self._raw_rows(table, key, keys, condition, None, True)
+        if raw is not None:
+            return {r[0] for r in raw}
         col = table.c[key]
         hits: set[str] = set()
         with self.engine.connect() as conn:
