@@ -13,9 +13,10 @@ output is used only where it provably equals ``json.dumps(..., ensure_ascii=Fals
 * strings: both escape exactly ``"``, ``\\`` and the control characters, with the same short forms and ``\\u00xx``
   (tests/compiled/test_encode.py checks every code point), and write everything else as UTF-8;
 * floats: both write the shortest repr, except that Python writes an exponent (``1e-05``, ``1e+16``) where orjson
-  writes ``0.00001`` or ``1e16``. Every float whose forms differ is below 1e-4 in magnitude or needs an exponent, so
-  orjson's output then holds ``0.0000`` or a digit followed by ``e``: any such bytes (in a float or in a string)
-  send the value to the standard encoder;
+  writes ``0.00001`` or ``1e-5``. Every float whose forms differ is below 1e-4 in magnitude or needs an exponent,
+  so orjson's output then holds ``0.0000`` or a signed exponent (``e+``, ``e-``: orjson always writes the sign):
+  any such bytes (a float's, or the same text inside a string, such as "e-mail") send the value to the standard
+  encoder;
 * what orjson writes and the standard encoder refuses or writes otherwise, and which cannot be seen in the bytes:
   non-finite floats (orjson: ``null``; Python: ``NaN``, or an error where ``allow_nan`` is off) and ``enum.Enum``
   or ``uuid.UUID`` members (orjson: their value; Python: an error). The callers encode only executed GraphQL
@@ -26,13 +27,14 @@ output is used only where it provably equals ``json.dumps(..., ensure_ascii=Fals
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse
 
-_DIFFERS = re.compile(rb"\d[eE]|0\.0000")  # where orjson's float forms may differ from Python's
+# orjson's float forms that may differ from Python's: an exponent (always signed: ``1e+16``, ``1.5e-5``) or a small
+# number written out (``0.00001``). The same bytes inside a string send it to the standard encoder, needlessly.
+_DIFFERS = (b"e+", b"e-", b"0.0000")
 _OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
@@ -45,7 +47,7 @@ def _fast(obj: Any, options: int) -> bytes | None:
         out = orjson.dumps(obj, default=_refuse, option=_OPTIONS | options)
     except TypeError:  # orjson.JSONEncodeError
         return None
-    return None if _DIFFERS.search(out) else out
+    return None if any(d in out for d in _DIFFERS) else out
 
 
 def encode_answer(obj: Any, *, sort_keys: bool = False) -> bytes:

@@ -114,3 +114,15 @@ def test_what_no_graphql_answer_holds_is_where_the_two_differ() -> None:
     is its name): these never reach the encoder from an execution, and are the documented differences."""
     assert encode_answer({"c": Colour.RED}) == b'{"c":"red"}'  # json.dumps: TypeError
     assert encode_answer([math.nan, math.inf]) == b"[null,null]"  # json.dumps: NaN, Infinity
+
+
+def test_strings_that_look_like_exponents_keep_the_fast_path() -> None:
+    """Codes such as a USCC (``91330100MA2E...``) hold digits followed by ``E``: only a signed exponent counts."""
+    obj = {"uscc": "91330100MA2E3K4L5X", "plate": "浙A1E234", "n": [1, 2.5, "3e5"], "x": 0.001}
+    assert encode_answer(obj) == _std(obj)
+    import hub.compiled.encode as encode
+
+    assert encode._fast(obj, 0) is not None
+    assert encode._fast({"mail": "e-mail"}, 0) is None  # needlessly, but the same bytes
+    assert encode._fast({"x": 1.5e-05}, 0) is None and encode._fast([1e-4, 1e16], 0) is None
+    assert encode._fast(1e16, 0) is None and encode._fast(-2e-7, 0) is None
