@@ -283,6 +283,14 @@ async def run_tree(
             raise
         except Exception as exc:  # a getter failed on a value (graphql-core reports it its own way)
             raise Fallback(f"{type(exc).__name__} while assembling") from exc
-    if len(assembler.units) > 1:
-        raise Fallback("errors from more than one awaited unit")
+        if len(assembler.units) > 1:
+            raise Fallback("errors from more than one awaited unit")
+        # What the answer was assembled from is freed now, while the collector is still paused: the request's
+        # loaders (their rows) and what ``load`` found are held in reference cycles (a loader's fetch closes over
+        # the context that holds it; ``load``'s functions over one another), which reference counting alone
+        # never frees. Left to the collector, they were its next collection's work (a third of a million objects
+        # traversed at 1,000 households). Nothing reads them after execution (a later step asks its source).
+        context.loaders.clear()
+        loaded.values.clear()
+        loaded.keep.clear()
     return ExecutionResult(data, assembler.errors or None)
