@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLSchema, OperationDefinitionNode
@@ -122,28 +123,57 @@ async def record_views(c: HubContext, info: Any, rows: Sequence[Any]) -> list[Pe
         return [PersonView(r, _NO_RECORDS) for r in rows]
     variables = info._raw_info.variable_values
     scopes = await c.authorization_scopes([r.household_id for r in rows])
+    everyone = [r.id_number for r in rows]
     plans = []
     for gql_name, selected in wanted.items():
         _, cls = RECORD_FIELDS[gql_name]
         provider = d.RECORD_TABLES[cls][0]
         refused = c.refusals(scopes, provider, len(rows))
-        allowed = [r.id_number for r, e in zip(rows, refused, strict=True) if e is None]
+        # (a refusal is an exception, always true; the same list for every department that refuses nobody)
+        allowed = everyone if not any(refused) else [i for i, e in zip(everyone, refused, strict=True) if e is None]
         rows_future, asked = register_loads(c, info, cls, selected, allowed, variables)
         plans.append((gql_name, refused, rows_future, asked))
-    done: list[tuple[str, list[Record]]] = []
+    names: list[str] = []
+    columns: list[list[Record]] = []
     for gql_name, refused, rows_future, asked in plans:
         loaded, failure, answered = await settle(rows_future, asked)
-        out: list[Record] = []
-        i = 0
-        for refusal in refused:
-            if refusal is not None or failure is not None:
-                out.append(refusal or failure)  # type: ignore[arg-type]
-                continue
-            answers = {f: a if isinstance(a, HubError) else a[i] for f, a in answered.items()}
-            out.append((None if loaded is None else loaded[i], answers))
-            i += 1
-        done.append((gql_name, out))
-    return [PersonView(r, {g: recs[i] for g, recs in done}) for i, r in enumerate(rows)]
+        names.append(gql_name)
+        columns.append(_records(len(rows), refused, loaded, failure, answered))
+    return [
+        PersonView(r, dict(zip(names, recs, strict=True)))
+        for r, recs in zip(rows, zip(*columns, strict=True), strict=True)
+    ]
+
+
+_NO_ANSWERS: dict[str, Any] = {}  # a record's predicate answers when none is selected (only ever read)
+
+
+def _records(
+    n: int,
+    refused: list[HubError | None],
+    loaded: list[list[Any]] | None,
+    failure: HubError | None,
+    answered: dict[str, list[bool] | HubError],
+) -> list[Record]:
+    """One department's record of each of ``n`` residents: its refusal or the department's failure, else (its rows
+    or None when not loaded, its predicates' answers: each a bool, or the predicate's error)."""
+    if failure is None and not any(refused):  # everyone allowed: ``loaded`` and the answers are in their order
+        own: Iterable[Any] = repeat(None, n) if loaded is None else loaded
+        if not answered:
+            return [(r, _NO_ANSWERS) for r in own]
+        fields = list(answered)
+        values = [a if isinstance(a, list) else [a] * n for a in answered.values()]
+        return [(r, dict(zip(fields, v, strict=True))) for r, v in zip(own, zip(*values, strict=True), strict=True)]
+    out: list[Record] = []
+    i = 0
+    for refusal in refused:
+        if refusal is not None or failure is not None:
+            out.append(refusal or failure)  # type: ignore[arg-type]
+            continue
+        answers = {f: a if isinstance(a, HubError) else a[i] for f, a in answered.items()}
+        out.append((None if loaded is None else loaded[i], answers))
+        i += 1
+    return out
 
 
 async def households_by_id(c: HubContext, info: Any, ids: Sequence[str]) -> list[Household | None]:
