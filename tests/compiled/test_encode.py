@@ -126,3 +126,27 @@ def test_strings_that_look_like_exponents_keep_the_fast_path() -> None:
     assert encode._fast({"mail": "e-mail"}, 0) is None  # needlessly, but the same bytes
     assert encode._fast({"x": 1.5e-05}, 0) is None and encode._fast([1e-4, 1e16], 0) is None
     assert encode._fast(1e16, 0) is None and encode._fast(-2e-7, 0) is None
+
+
+def test_a_response_after_its_canonical_data_checks_only_the_rest() -> None:
+    """The canonical check of ``data`` stands for the response's ``data`` (the same object, unchanged); the rest
+    of the body is still checked, and anything else (another answer in between) checks the whole body."""
+    data = {"people": [{"v": 2.5, "s": "x"}]}
+    canonical_answer(data)
+    body = {"data": data, "extensions": {"small": 1.5e-05}}  # the rest needs the standard encoder
+    assert (
+        AnswerResponse(body).body
+        == JSONResponse(body).body
+        == b'{"data":{"people":[{"v":2.5,"s":"x"}]},' + (b'"extensions":{"small":1.5e-05}}')
+    )
+    canonical_answer(data)
+    canonical_answer({"other": 1})  # another request's digest in between
+    odd = {"data": {"n": [1e-5]}}
+    assert AnswerResponse(odd).body == JSONResponse(odd).body
+    canonical_answer({"n": [1e-5]})  # not clean: nothing is remembered
+    assert AnswerResponse({"data": {"n": [1e-5]}}).body == b'{"data":{"n":[1e-05]}}'
+    canonical_answer(data)
+    assert (
+        AnswerResponse({"data": data, "extensions": {"k": "v"}}).body
+        == JSONResponse({"data": data, "extensions": {"k": "v"}}).body
+    )
