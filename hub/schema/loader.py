@@ -38,11 +38,12 @@ class BulkLoader(Generic[K, V]):
         waits: set[asyncio.Future[None]] = set()
         todo: Sequence[K] = keys
         if keys and not self.done and not self.failed and not self._inflight:  # a fresh loader: one new batch
-            self._batch = batch = loop.create_future()  # (what the loop below does, key by key, at C speed)
+            fresh: asyncio.Future[None] = loop.create_future()  # (what the loop below does key by key, at C speed)
+            self._batch = fresh
             loop.call_soon(self._dispatch)
-            self._inflight = dict.fromkeys(keys, batch)
+            self._inflight = dict.fromkeys(keys, fresh)
             self._queued = dict.fromkeys(keys)
-            todo, waits = (), {batch}
+            todo, waits = (), {fresh}
         for k in todo:
             if k in self.done or k in self.failed:
                 continue
@@ -106,6 +107,9 @@ class BulkLoader(Generic[K, V]):
         except Exception as exc:
             self.failed.update(dict.fromkeys(keys, exc))
         finally:
-            for k in keys:
-                self._inflight.pop(k, None)
+            if len(self._inflight) == len(keys):  # only this batch's keys (each key is in one batch at most)
+                self._inflight = {}
+            else:
+                for k in keys:
+                    self._inflight.pop(k, None)
             batch.set_result(None)

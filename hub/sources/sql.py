@@ -332,8 +332,8 @@ class SqlSource:
         keys: Sequence[str],
         where: ColumnElement[bool] | None,
         columns: Sequence[str] | None,
-    ) -> dict[str, list[Row[Any]]]:
-        out: dict[str, list[Row[Any]]] = defaultdict(list)
+    ) -> defaultdict[str, list[Row[Any]]]:
+        out: defaultdict[str, list[Row[Any]]] = defaultdict(list)
         raw = self._raw_rows(table, key, keys, where, columns)
         if raw is not None:
             at = 0 if columns is not None else list(table.c).index(table.c[key])  # where the key column is
@@ -373,7 +373,7 @@ class SqlSource:
             at = 0 if columns is not None else list(table.c).index(table.c[key])  # where the key column is
             for row in rows:
                 found[row[at]].append(row)
-        return [found.get(k, []) for k in keys]
+        return list(map(found.__getitem__, keys))  # (a key with no rows gets an empty list of its own)
 
     def _select_predicate(
         self, table: Table, key: str, keys: Sequence[str], condition: ColumnElement[bool]
