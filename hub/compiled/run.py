@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from itertools import repeat
 from typing import Any
@@ -55,21 +56,30 @@ from hub.schema.records import (
     selection_here,
 )
 
-_paused = 0  # compiled runs under way with the collector paused
+_paused = 0  # requests under way with the collector paused
+_since = 0.0  # when it was paused, or last collected while paused
+MAX_PAUSE = 1.0  # seconds: requests that overlap without end still let the collector run this often
 
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused while compiled runs are under way (reentrant: requests overlap).
+    """The cyclic garbage collector paused while requests are under way (reentrant: requests overlap). The
+    GraphQL endpoint holds it for the whole request (``hub.app.graphql_endpoint``) and a compiled run for its own
+    part (when it is called otherwise).
 
     A large request allocates hundreds of thousands of objects (the departments' rows, the answer) that all stay
     alive until its response is sent: collections in the middle of it free nothing and traverse an ever larger
     heap (a quarter to a third of the time of 1,000 to 4,000 households). Reference counting still frees
-    everything acyclic; cyclic garbage made meanwhile waits for the next collection after the last run ends."""
-    global _paused
+    everything acyclic, and when the pause ends the request's objects are gone (the compiled path breaks the
+    cycles that held its rows); cyclic garbage made meanwhile waits for the next collection after the last request
+    ends, or, when requests overlap for longer than ``MAX_PAUSE``, for a collection of the two younger
+    generations as one of them ends."""
+    global _paused, _since
     if _paused == 0 and not gc.isenabled():
         yield  # paused by someone else (a test, the operator): leave it so
         return
+    if _paused == 0:
+        _since = time.monotonic()
     _paused += 1
     gc.disable()
     try:
@@ -78,6 +88,9 @@ def gc_paused() -> Iterator[None]:
         _paused -= 1
         if _paused == 0:
             gc.enable()
+        elif time.monotonic() - _since > MAX_PAUSE:
+            _since = time.monotonic()
+            gc.collect(1)
 
 
 # A department record of one resident: an error (refused, or its department failed), or its rows (None: not
