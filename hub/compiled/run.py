@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import time
 from collections.abc import Awaitable, Iterable, Iterator, Sequence
@@ -58,33 +59,36 @@ from hub.schema.records import (
 
 _paused = 0  # requests under way with the collector paused
 _since = 0.0  # when it was paused, or last collected while paused
-MAX_PAUSE = 1.0  # seconds: requests that overlap without end still let the collector run this often
+_holding: contextvars.ContextVar[bool] = contextvars.ContextVar("hub_gc_paused", default=False)  # this request
+MAX_PAUSE = 5.0  # seconds: requests that overlap without end still let the collector run this often
 
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """The cyclic garbage collector paused while requests are under way (reentrant: requests overlap). The
-    GraphQL endpoint holds it for the whole request (``hub.app.graphql_endpoint``) and a compiled run for its own
-    part (when it is called otherwise).
+    GraphQL endpoint holds it for the whole request (``hub.app.graphql_endpoint``); a compiled run within it holds
+    nothing more, and holds it for its own part when it runs otherwise.
 
     A large request allocates hundreds of thousands of objects (the departments' rows, the answer) that all stay
     alive until its response is sent: collections in the middle of it free nothing and traverse an ever larger
     heap (a quarter to a third of the time of 1,000 to 4,000 households). Reference counting still frees
     everything acyclic, and when the pause ends the request's objects are gone (the compiled path breaks the
     cycles that held its rows); cyclic garbage made meanwhile waits for the next collection after the last request
-    ends, or, when requests overlap for longer than ``MAX_PAUSE``, for a collection of the two younger
-    generations as one of them ends."""
+    ends, or, when requests overlap without a break for longer than ``MAX_PAUSE``, for a collection of the two
+    younger generations as one of them ends."""
     global _paused, _since
-    if _paused == 0 and not gc.isenabled():
-        yield  # paused by someone else (a test, the operator): leave it so
+    if _holding.get() or (_paused == 0 and not gc.isenabled()):
+        yield  # this request holds it already; or paused by someone else (a test, the operator): leave it so
         return
     if _paused == 0:
         _since = time.monotonic()
     _paused += 1
     gc.disable()
+    token = _holding.set(True)
     try:
         yield
     finally:
+        _holding.reset(token)
         _paused -= 1
         if _paused == 0:
             gc.enable()

@@ -3,6 +3,7 @@ someone else paused it, never paused for long however requests overlap, and held
 
 from __future__ import annotations
 
+import contextvars
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -41,27 +42,34 @@ def test_a_collector_paused_by_someone_else_stays_paused(collector: None) -> Non
 
 
 def test_overlapping_requests_still_let_it_collect(collector: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each request in a context of its own (as asyncio gives each task); one that is nested in another's (a
+    compiled run within the endpoint's pause) adds nothing."""
     collected: list[int] = []
     monkeypatch.setattr(run.gc, "collect", lambda generation=2: collected.append(generation) or 0)
     now = [100.0]
     monkeypatch.setattr(run.time, "monotonic", lambda: now[0])
-    outer = run.gc_paused()
-    outer.__enter__()  # a long request
+
+    def request(seconds: float) -> None:
+        with run.gc_paused():
+            with run.gc_paused():  # nested: nothing more, and no collection however long it took
+                now[0] += seconds
+
+    outer, long = run.gc_paused(), contextvars.Context()
+    long.run(outer.__enter__)  # a long request
     try:
         for _ in range(3):  # others come and go while it runs
-            with run.gc_paused():
-                now[0] += 0.4
-        assert collected == [1]  # once more than MAX_PAUSE had passed since the pause began (at 1.2 s)
-        with run.gc_paused():
-            now[0] += 0.7
-        assert collected == [1]  # 0.7 s since that collection
-        with run.gc_paused():
-            now[0] += 0.4
+            contextvars.Context().run(request, 2.0)
+        assert collected == [1]  # once more than MAX_PAUSE had passed since the pause began (at 6 s)
+        contextvars.Context().run(request, 4.0)
+        assert collected == [1]  # 4 s since that collection
+        contextvars.Context().run(request, 1.5)
         assert collected == [1, 1]
-        assert not gc.isenabled()
+        assert not gc.isenabled() and run._paused == 1
     finally:
-        outer.__exit__(None, None, None)
+        long.run(outer.__exit__, None, None, None)
     assert gc.isenabled() and collected == [1, 1]
+    request(10.0)  # alone, nested: no collection
+    assert collected == [1, 1] and gc.isenabled()
 
 
 async def test_the_collector_is_paused_for_the_whole_graphql_request(
