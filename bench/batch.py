@@ -101,18 +101,18 @@ class Capture:
             event.listen(source.engine, "before_cursor_execute", listener)
 
 
-def replay(statements: list[tuple[str, str, Any]], dept_dir: Path) -> tuple[float, int]:
-    """Run the captured statements with ``sqlite3`` directly, back to back; (seconds, rows fetched)."""
+def replay(statements: list[tuple[str, str, Any]], dept_dir: Path) -> tuple[float, int, float]:
+    """Run the captured statements with ``sqlite3`` directly, back to back; (seconds, rows fetched, CPU seconds)."""
     conns = {
         code: sqlite3.connect(f"file:{dept_dir / (code + '.sqlite')}?mode=ro", uri=True)
         for code in {c for c, _, _ in statements}
     }
     try:
         rows = 0
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for code, sql, params in statements:
             rows += len(conns[code].execute(sql, params).fetchall())
-        return time.perf_counter() - t0, rows
+        return time.perf_counter() - t0, rows, time.process_time() - cpu0
     finally:
         for c in conns.values():
             c.close()
@@ -230,16 +230,21 @@ async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
                     if n == biggest and (n <= 1000 or k == 0):
                         resolver_walls.append(await resolvers_only(ids))
                 statements = list(capture.statements)
-                raw_times = [replay(statements, dept_dir)[0] for _ in range(max(3, repeats))]
-                _, raw_rows = replay(statements, dept_dir)
-                encode = []
-                for _ in range(max(3, repeats)):
-                    t0 = time.perf_counter()
+                replays = [replay(statements, dept_dir) for _ in range(max(5, repeats))]
+                raw_times, raw_rows = [r[0] for r in replays], replays[0][1]
+                raw_cpu = [r[2] for r in replays]
+                encode, encode_cpu = [], []
+                for _ in range(max(5, repeats)):
+                    t0, cpu0 = time.perf_counter(), time.process_time()
                     json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
                     encode.append(time.perf_counter() - t0)
+                    encode_cpu.append(time.process_time() - cpu0)
                 people = body["data"]["people"]
                 members = sum(len(p["household"]["members"]) for p in people if p and p["household"])
                 floor = median(raw_times) + median(encode)
+                # the floor in CPU time too: on a shared machine, the request's CPU time against the floor's is the
+                # ratio other work disturbs least (wall time of both can double under load)
+                floor_cpu = median(raw_cpu) + median(encode_cpu)
                 entry = {
                     "households": n,
                     "residents": members,
@@ -257,6 +262,8 @@ async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
                     "ratio_to_raw_sql": round(median(walls) / median(raw_times), 2),
                     "ratio_to_floor": round(median(walls) / floor, 2),
                     "cpu_ratio_to_floor": round(median(cpus) / floor, 2),
+                    "floor_cpu_s": round(floor_cpu, 4),
+                    "cpu_ratio_to_floor_cpu": round(median(cpus) / floor_cpu, 2),
                     "wall_per_resident_ms": round(median(walls) / members * 1000, 4),
                     "cpu_per_resident_ms": round(median(cpus) / members * 1000, 4),
                     "response_bytes": len(json.dumps(body, ensure_ascii=False).encode()),
@@ -278,7 +285,8 @@ async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
                     f"batch {n:5} households ({members} residents): {entry['wall_s']:.3f} s "
                     f"(CPU {entry['cpu_s']:.3f} s, GC {entry['gc_s']:.3f} s), {entry['statements_total']} statements, "
                     f"floor {floor * 1000:.1f} ms (SQL {entry['raw_sql_s'] * 1000:.1f} + JSON "
-                    f"{entry['json_encode_s'] * 1000:.1f}), {entry['ratio_to_floor']}x floor"
+                    f"{entry['json_encode_s'] * 1000:.1f}), {entry['ratio_to_floor']}x floor; CPU "
+                    f"{entry['cpu_ratio_to_floor_cpu']}x the floor's CPU ({floor_cpu * 1000:.1f} ms)"
                     + (
                         f"; graphql-core {entry['graphql_core_wall_s']:.3f} s (CPU {entry['graphql_core_cpu_s']:.3f} s)"
                         if core_walls
@@ -301,6 +309,7 @@ async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
     thousand = out["sizes"].get("1000")
     if thousand is not None:
         out["targets"]["1,000 households <= 3x the SQL + JSON floor"] = thousand["ratio_to_floor"] <= 3.0
+        out["targets"]["1,000 households <= 3x the floor, in CPU time"] = thousand["cpu_ratio_to_floor_cpu"] <= 3.0
     if thousand is not None and biggest > 1000:
         growth = big["wall_per_resident_ms"] / thousand["wall_per_resident_ms"]
         cpu_growth = big["cpu_per_resident_ms"] / thousand["cpu_per_resident_ms"]

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from hub.audit.receipts import checkpoint_endpoint, receipt_endpoint
 from hub.auth.tokens import issue_token
 from hub.clock import Clock, system_clock
+from hub.compiled.run import gc_paused
 from hub.console import console_app
 from hub.errors import BodyTimeout, BodyTooLarge
 from hub.gateway import handle, read_body
@@ -195,7 +196,8 @@ async def graphql_endpoint(request: Request) -> Response:
             {"data": None, "errors": [{"message": "use POST", "extensions": {"code": "METHOD_NOT_ALLOWED"}}]},
             status_code=405,
         )
-    return await handle(state, request)
+    with gc_paused():  # until the answer's objects are freed (hub/compiled/run.py, docs/performance.md)
+        return await handle(state, request)
 
 
 GC_THRESHOLD = (10_000, 20, 20)  # the youngest generation is collected every 10,000 allocations, not 700

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from operator import mul
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"
@@ -12,7 +13,9 @@ _SHAPE = re.compile(r"^\d{17}[\dX]$")
 
 def check_char(first17: str) -> str:
     """The check character for the first 17 digits of an ID number."""
-    return CHECK_CHARS[sum(int(c) * w for c, w in zip(first17, WEIGHTS, strict=True)) % 11]
+    if len(first17) != len(WEIGHTS):
+        raise ValueError(f"check_char takes 17 digits, got {len(first17)} characters")
+    return CHECK_CHARS[sum(map(mul, map(int, first17), WEIGHTS)) % 11]  # (map, not a generator: a 1,000-ID batch)
 
 
 def id_problem(value: str) -> str | None:

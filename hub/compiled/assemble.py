@@ -12,6 +12,9 @@ Paths are kept as nested pairs ``(parent, key)`` and made into lists only for an
 
 from __future__ import annotations
 
+import keyword
+import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -48,40 +51,110 @@ Assemble = Callable[["Assembler", Any, Any, Any, Path, Any], dict[str, Any]]
 def assembler_of(sel: Selection) -> Assemble:
     """The selection's generated function ``(assembler, first row, rows, extra, path, unit) -> dict``: ``rows`` None
     when the department's rows were not loaded (no field reading them is selected); ``extra``, what the other fields
-    read (a resident's records, a record's predicate answers, a household)."""
+    read (a resident's records, a record's predicate answers, a household).
+
+    The common cases are written out in the function, the rest goes through ``Assembler``'s methods, with the same
+    rules: a value field's getter and coercion (``_value_lines``); a record below a person (its rows or its error:
+    ``Assembler.record``); a predicate's answer (a bool, or its error: ``Assembler.predicate``); a list of items."""
     found: Assemble | None = getattr(sel, "assemble", None)
     if found is not None:
         return found
-    lines = ["def assemble(A, first, rows, extra, path, unit):", "    out = {}"]
-    ns: dict[str, Any] = {"Fallback": Fallback}
+    lines = ["def assemble(A, first, rows, extra, path, unit):"]
+    ns: dict[str, Any] = {"Fallback": Fallback, "Null": _Null, "isfinite": math.isfinite}
     for i, k in enumerate(sel.keys):
         ns[f"K{i}"], ns[f"k{i}"] = k.key, k
         if k.kind is Kind.VALUE:
-            assert k.getter is not None
-            ns[f"f{i}"], ns[f"c{i}"], ns[f"p{i}"] = k.getter.fn, k.coerce, k.plain
-            if k.getter.rows:
-                lines.append(f"    v = None if rows is None else f{i}(rows)")
-            else:
-                lines.append(f"    v = None if rows is None or first is None else f{i}(first)")
-            null = "raise Fallback('null for a non-null field')" if k.non_null else f"out[K{i}] = None"
-            lines += [
-                "    if v is None:",
-                f"        {null}",
-                f"    elif type(v) is p{i}:",
-                f"        out[K{i}] = v",
-                "    else:",
-                f"        out[K{i}] = c{i}(v)",
-            ]
+            lines += _value_lines(i, k, ns)
         elif k.kind is Kind.TYPENAME:
             ns[f"T{i}"] = sel.type_name
-            lines.append(f"    out[K{i}] = T{i}")
+            lines.append(f"    x{i} = T{i}")
+        elif k.kind is Kind.RECORD:
+            assert k.sub is not None
+            ns[f"N{i}"], ns[f"s{i}"] = k.name, assembler_of(k.sub)
+            lines += [
+                f"    v = extra.records[N{i}]",
+                "    if v.__class__ is tuple:",
+                "        own, answers = v",
+                "        try:",
+                f"            x{i} = s{i}(A, own[0] if own else None, own, answers, (path, K{i}), unit)",
+                "        except Null as null:",
+                f"            A.nullable(null, k{i}, path, unit)",
+                f"            x{i} = None",
+                "    else:",
+                f"        x{i} = A.record(k{i}, rows, extra, path, unit)",
+            ]
+        elif k.kind is Kind.PREDICATE:
+            ns[f"N{i}"] = k.name
+            lines += [
+                f"    v = extra[N{i}]",
+                f"    x{i} = v if v is True or v is False else A.predicate(k{i}, rows, extra, path, unit)",
+            ]
+        elif k.kind is Kind.ITEMS:
+            assert k.sub is not None
+            ns[f"s{i}"] = assembler_of(k.sub)
+            lines += [
+                "    if rows is None:",
+                f"        x{i} = None",
+                "    else:",
+                f"        here = (path, K{i})",
+                f"        x{i} = [s{i}(A, r, (), None, (here, j), unit) for j, r in enumerate(rows)]",
+            ]
         else:
-            lines.append(f"    out[K{i}] = A.{k.kind.value}(k{i}, rows, extra, path, unit)")
-    lines.append("    return out")
+            lines.append(f"    x{i} = A.{k.kind.value}(k{i}, rows, extra, path, unit)")
+    # the answer's keys in the selection's order (response keys are GraphQL names: written as literals)
+    keys = [repr(k.key) if k.key.isidentifier() else f"K{i}" for i, k in enumerate(sel.keys)]
+    lines.append("    return {" + ", ".join(f"{key}: x{i}" for i, key in enumerate(keys)) + "}")
     exec("\n".join(lines), ns)  # noqa: S102 (source made here from the schema's own names, never from a request)
     made: Assemble = ns["assemble"]
+    made.__doc__ = "\n".join(lines)  # the generated source, for reading (``help``, a debugger)
     sel.assemble = made  # type: ignore[attr-defined]
     return made
+
+
+def _value_lines(i: int, k: Key, ns: dict[str, Any]) -> list[str]:
+    """A value field: its getter (the disclosure form) on the first row or on all rows, then null, the value as it
+    is when coercion would return it unchanged (``Key.plain``), else the schema's ``coerce_output_value``.
+
+    ``first`` is None when the rows were not loaded (``rows`` None) or there are none; a getter that reads one
+    column as stored (``operator.attrgetter(column)``) is written as the attribute."""
+    assert k.getter is not None
+    fn = k.getter.fn
+    ns[f"f{i}"], ns[f"c{i}"], ns[f"p{i}"] = fn, k.coerce, k.plain
+    if k.getter.rows:
+        lines = [f"    v = None if rows is None else f{i}(rows)"]
+    elif (
+        isinstance(fn, operator.attrgetter)
+        and len(k.getter.columns) == 1
+        and repr(fn) == f"operator.attrgetter({k.getter.columns[0]!r})"
+        and k.getter.columns[0].isidentifier()
+        and not keyword.iskeyword(k.getter.columns[0])
+    ):
+        lines = [f"    v = None if first is None else first.{k.getter.columns[0]}"]
+    else:
+        lines = [f"    v = None if first is None else f{i}(first)"]
+    null = "raise Fallback('null for a non-null field')" if k.non_null else f"x{i} = None"
+    lines += ["    if v is None:", f"        {null}"]
+    if k.plain is int:  # Int: ``coerce_int_from_number`` returns a 32-bit int as it is
+        lines.append("    elif v.__class__ is int and -2147483648 <= v <= 2147483647:")
+    elif k.plain is float:  # Float: ``coerce_float_from_number`` returns a finite float as it is
+        lines.append("    elif v.__class__ is float and isfinite(v):")
+    elif k.plain is not None:
+        lines.append(f"    elif v.__class__ is p{i}:")
+    if k.plain is not None:
+        lines.append(f"        x{i} = v")
+    if k.enum:  # an enum's coercion looks the value up among the enum's values: kept per value
+        ns[f"m{i}"] = {}
+        lines += [
+            "    else:",
+            "        w = (v.__class__, v)",
+            f"        c = m{i}.get(w)",
+            "        if c is None:",
+            f"            c = m{i}[w] = c{i}(v)",
+            f"        x{i} = c",
+        ]
+    else:
+        lines += ["    else:", f"        x{i} = c{i}(v)"]
+    return lines
 
 
 class Assembler:

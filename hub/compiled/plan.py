@@ -25,6 +25,8 @@ from graphql import (
     GraphQLBoolean,
     GraphQLEnumType,
     GraphQLField,
+    GraphQLFloat,
+    GraphQLInt,
     GraphQLObjectType,
     GraphQLScalarType,
     GraphQLSchema,
@@ -51,6 +53,8 @@ from hub.schema.people import RECORD_FIELDS, Household, Person
 from hub.schema.records import Getter, getters, predicates
 
 GraphQLLeafTypes = (GraphQLScalarType, GraphQLEnumType)
+_BUILT_IN = (GraphQLString, GraphQLBoolean, GraphQLInt, GraphQLFloat)
+_PLAIN: dict[str, type] = {"String": str, "Boolean": bool, "Int": int, "Float": float}
 
 
 class Kind(Enum):
@@ -97,7 +101,10 @@ class Key:
     attr: str = ""  # Python attribute (VALUE, RECORD, ITEMS)
     getter: Getter | None = None  # VALUE: the field's getter (its disclosure form), run on the row(s) as ``build`` does
     coerce: Callable[[Any], Any] | None = None  # a leaf's coerce_output_value; None: passed through when str/bool
-    plain: type | None = None  # values of this Python type pass through uncoerced (str for String, bool for Boolean)
+    # values of this Python type pass through uncoerced: str for String, bool for Boolean; int for Int and float for
+    # Float when within what their ``coerce_output_value`` returns unchanged (32 bits; finite)
+    plain: type | None = None
+    enum: bool = False  # an enum: its coerced values are kept by value (the coercion looks the value up each time)
     sub: Selection | None = None
     info: Info | None = None  # for the loading functions (objects below this field)
     args: dict[str, Any] = field(default_factory=dict)  # root fields' arguments
@@ -198,7 +205,8 @@ class _Compiler:
                     raise Unsupported(f"{parent.name}.{name} is not a single leaf")
                 k.attr, k.getter = value_attrs[name]
                 k.coerce = target.coerce_output_value
-                k.plain = str if target is GraphQLString else bool if target is GraphQLBoolean else None
+                k.plain = _PLAIN.get(target.name) if target in _BUILT_IN else None
+                k.enum = isinstance(target, GraphQLEnumType)
             elif name in item_attrs:
                 k.kind, k.attr = Kind.ITEMS, item_attrs[name][0]
                 assert isinstance(target, GraphQLObjectType)

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
-from collections.abc import Awaitable, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLSchema, OperationDefinitionNode
@@ -54,29 +57,44 @@ from hub.schema.records import (
     selection_here,
 )
 
-_paused = 0  # compiled runs under way with the collector paused
+_paused = 0  # requests under way with the collector paused
+_since = 0.0  # when it was paused, or last collected while paused
+_holding: contextvars.ContextVar[bool] = contextvars.ContextVar("hub_gc_paused", default=False)  # this request
+MAX_PAUSE = 5.0  # seconds: requests that overlap without end still let the collector run this often
 
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused while compiled runs are under way (reentrant: requests overlap).
+    """The cyclic garbage collector paused while requests are under way (reentrant: requests overlap). The
+    GraphQL endpoint holds it for the whole request (``hub.app.graphql_endpoint``); a compiled run within it holds
+    nothing more, and holds it for its own part when it runs otherwise.
 
     A large request allocates hundreds of thousands of objects (the departments' rows, the answer) that all stay
     alive until its response is sent: collections in the middle of it free nothing and traverse an ever larger
     heap (a quarter to a third of the time of 1,000 to 4,000 households). Reference counting still frees
-    everything acyclic; cyclic garbage made meanwhile waits for the next collection after the last run ends."""
-    global _paused
-    if _paused == 0 and not gc.isenabled():
-        yield  # paused by someone else (a test, the operator): leave it so
+    everything acyclic, and when the pause ends the request's objects are gone (the compiled path breaks the
+    cycles that held its rows); cyclic garbage made meanwhile waits for the next collection after the last request
+    ends, or, when requests overlap without a break for longer than ``MAX_PAUSE``, for a collection of the two
+    younger generations as one of them ends."""
+    global _paused, _since
+    if _holding.get() or (_paused == 0 and not gc.isenabled()):
+        yield  # this request holds it already; or paused by someone else (a test, the operator): leave it so
         return
+    if _paused == 0:
+        _since = time.monotonic()
     _paused += 1
     gc.disable()
+    token = _holding.set(True)
     try:
         yield
     finally:
+        _holding.reset(token)
         _paused -= 1
         if _paused == 0:
             gc.enable()
+        elif time.monotonic() - _since > MAX_PAUSE:
+            _since = time.monotonic()
+            gc.collect(1)
 
 
 # A department record of one resident: an error (refused, or its department failed), or its rows (None: not
@@ -122,28 +140,57 @@ async def record_views(c: HubContext, info: Any, rows: Sequence[Any]) -> list[Pe
         return [PersonView(r, _NO_RECORDS) for r in rows]
     variables = info._raw_info.variable_values
     scopes = await c.authorization_scopes([r.household_id for r in rows])
+    everyone = [r.id_number for r in rows]
     plans = []
     for gql_name, selected in wanted.items():
         _, cls = RECORD_FIELDS[gql_name]
         provider = d.RECORD_TABLES[cls][0]
         refused = c.refusals(scopes, provider, len(rows))
-        allowed = [r.id_number for r, e in zip(rows, refused, strict=True) if e is None]
+        # (a refusal is an exception, always true; the same list for every department that refuses nobody)
+        allowed = everyone if not any(refused) else [i for i, e in zip(everyone, refused, strict=True) if e is None]
         rows_future, asked = register_loads(c, info, cls, selected, allowed, variables)
         plans.append((gql_name, refused, rows_future, asked))
-    done: list[tuple[str, list[Record]]] = []
+    names: list[str] = []
+    columns: list[list[Record]] = []
     for gql_name, refused, rows_future, asked in plans:
         loaded, failure, answered = await settle(rows_future, asked)
-        out: list[Record] = []
-        i = 0
-        for refusal in refused:
-            if refusal is not None or failure is not None:
-                out.append(refusal or failure)  # type: ignore[arg-type]
-                continue
-            answers = {f: a if isinstance(a, HubError) else a[i] for f, a in answered.items()}
-            out.append((None if loaded is None else loaded[i], answers))
-            i += 1
-        done.append((gql_name, out))
-    return [PersonView(r, {g: recs[i] for g, recs in done}) for i, r in enumerate(rows)]
+        names.append(gql_name)
+        columns.append(_records(len(rows), refused, loaded, failure, answered))
+    return [
+        PersonView(r, dict(zip(names, recs, strict=True)))
+        for r, recs in zip(rows, zip(*columns, strict=True), strict=True)
+    ]
+
+
+_NO_ANSWERS: dict[str, Any] = {}  # a record's predicate answers when none is selected (only ever read)
+
+
+def _records(
+    n: int,
+    refused: list[HubError | None],
+    loaded: list[list[Any]] | None,
+    failure: HubError | None,
+    answered: dict[str, list[bool] | HubError],
+) -> list[Record]:
+    """One department's record of each of ``n`` residents: its refusal or the department's failure, else (its rows
+    or None when not loaded, its predicates' answers: each a bool, or the predicate's error)."""
+    if failure is None and not any(refused):  # everyone allowed: ``loaded`` and the answers are in their order
+        own: Iterable[Any] = repeat(None, n) if loaded is None else loaded
+        if not answered:
+            return [(r, _NO_ANSWERS) for r in own]
+        fields = list(answered)
+        values = [a if isinstance(a, list) else [a] * n for a in answered.values()]
+        return [(r, dict(zip(fields, v, strict=True))) for r, v in zip(own, zip(*values, strict=True), strict=True)]
+    out: list[Record] = []
+    i = 0
+    for refusal in refused:
+        if refusal is not None or failure is not None:
+            out.append(refusal or failure)  # type: ignore[arg-type]
+            continue
+        answers = {f: a if isinstance(a, HubError) else a[i] for f, a in answered.items()}
+        out.append((None if loaded is None else loaded[i], answers))
+        i += 1
+    return out
 
 
 async def households_by_id(c: HubContext, info: Any, ids: Sequence[str]) -> list[Household | None]:
@@ -283,6 +330,14 @@ async def run_tree(
             raise
         except Exception as exc:  # a getter failed on a value (graphql-core reports it its own way)
             raise Fallback(f"{type(exc).__name__} while assembling") from exc
-    if len(assembler.units) > 1:
-        raise Fallback("errors from more than one awaited unit")
+        if len(assembler.units) > 1:
+            raise Fallback("errors from more than one awaited unit")
+        # What the answer was assembled from is freed now, while the collector is still paused: the request's
+        # loaders (their rows) and what ``load`` found are held in reference cycles (a loader's fetch closes over
+        # the context that holds it; ``load``'s functions over one another), which reference counting alone
+        # never frees. Left to the collector, they were its next collection's work (a third of a million objects
+        # traversed at 1,000 households). Nothing reads them after execution (a later step asks its source).
+        context.loaders.clear()
+        loaded.values.clear()
+        loaded.keep.clear()
     return ExecutionResult(data, assembler.errors or None)

@@ -36,7 +36,15 @@ class BulkLoader(Generic[K, V]):
     def _answer(self, keys: Sequence[K], single: bool) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         waits: set[asyncio.Future[None]] = set()
-        for k in keys:
+        todo: Sequence[K] = keys
+        if keys and not self.done and not self.failed and not self._inflight:  # a fresh loader: one new batch
+            fresh: asyncio.Future[None] = loop.create_future()  # (what the loop below does key by key, at C speed)
+            self._batch = fresh
+            loop.call_soon(self._dispatch)
+            self._inflight = dict.fromkeys(keys, fresh)
+            self._queued = dict.fromkeys(keys)
+            todo, waits = (), {fresh}
+        for k in todo:
             if k in self.done or k in self.failed:
                 continue
             batch = self._inflight.get(k)
@@ -64,6 +72,14 @@ class BulkLoader(Generic[K, V]):
         return out
 
     def _resolve(self, out: asyncio.Future[Any], keys: Sequence[K], single: bool) -> None:
+        if not self.failed and not single:  # (the loop below, at C speed)
+            try:
+                values = [self.done[k] for k in keys]
+            except KeyError:  # its batch was cancelled (the request went away)
+                out.cancel()
+                return
+            out.set_result(values)
+            return
         for k in keys:
             if k in self.failed:
                 out.set_exception(self.failed[k])
@@ -91,6 +107,9 @@ class BulkLoader(Generic[K, V]):
         except Exception as exc:
             self.failed.update(dict.fromkeys(keys, exc))
         finally:
-            for k in keys:
-                self._inflight.pop(k, None)
+            if len(self._inflight) == len(keys):  # only this batch's keys (each key is in one batch at most)
+                self._inflight = {}
+            else:
+                for k in keys:
+                    self._inflight.pop(k, None)
             batch.set_result(None)

@@ -9,7 +9,9 @@ microseconds, handing it to a worker thread and back costs several times that, a
 about as much again (issue 16). The answers are the same rows (a named tuple per row, the column types' own result
 processing applied). A file that is locked by a writer is read in a worker thread as before (the inline
 connection never waits for a lock), and a deadline (the source's timeout) interrupts an inline statement. Large
-batches, aggregates and PostgreSQL departments keep the worker thread.
+batches are read in a worker thread with the same ``sqlite3`` statements (``IN`` lists of at most ``CHUNK`` keys, as
+SQLAlchemy's): a batch of thousands of residents spent most of its loading in SQLAlchemy's row objects and
+parameter expansion (issue 16). A file locked by a writer, aggregates and PostgreSQL departments keep SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class Inline:
         # the connection and execution context they are given are None
         self.events = engine.dispatch if engine is not None else None
         self._local = threading.local()  # one connection per thread (sqlite3 connections stay on their thread)
-        self._statements: dict[Any, tuple[str, Any, list[Any]]] = {}
+        self._opened: list[sqlite3.Connection] = []  # every thread's, for ``close``
+        self._statements: dict[Any, tuple[str, str, Callable[[list[Any]], list[Any]]]] = {}
         self._conditions: dict[Any, SQLCompiler] = {}
         # by the condition object itself (kept alive here, so its id is not reused): a condition kept across
         # requests (hub.schema.people) gives the same shape, text and values every time
@@ -67,15 +70,19 @@ class Inline:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # timeout=0: never wait for a writer's lock on the event loop (Busy sends the read to a thread)
-            conn = sqlite3.connect(f"file:{self.path}{self.mode}", uri=True, timeout=0, isolation_level=None)
+            # (check_same_thread off only so that ``close`` can close a worker thread's; each is used by its own)
+            conn = sqlite3.connect(
+                f"file:{self.path}{self.mode}", uri=True, timeout=0, isolation_level=None, check_same_thread=False
+            )
             self._local.conn = conn
+            self._opened.append(conn)
         return conn
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        opened, self._opened = self._opened, []
+        for conn in opened:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()
 
     def _condition(self, where: ColumnElement[bool] | None) -> tuple[Any, str, list[Any]]:
         """The condition's shape (its SQLAlchemy cache key without values), its SQL and its values."""
@@ -102,8 +109,9 @@ class Inline:
 
     def _statement(
         self, table: Table, key: str, columns: Sequence[str] | None, where: Any, where_sql: str, n: int, distinct: bool
-    ) -> tuple[str, Any, list[Any]]:
-        shape = (table, key, None if columns is None else tuple(columns), where, n, distinct)
+    ) -> tuple[str, Callable[[list[Any]], list[Any]]]:
+        """(SQL for ``n`` keys, the function making its rows); the text around the ``IN`` list is kept per shape."""
+        shape = (table, key, None if columns is None else tuple(columns), where, distinct)
         found = self._statements.get(shape)
         if found is None:
             if len(self._statements) >= MAX_SHAPES:
@@ -117,15 +125,15 @@ class Inline:
                 else [col, *(table.c[c] for c in columns if c != key)]
             )
             quote = _DIALECT.identifier_preparer.quote
-            names, marks = ", ".join(quote(c.name) for c in cols), ", ".join("?" * n)
-            sql = f"SELECT {'DISTINCT ' if distinct else ''}{names} FROM {quote(table.name)} "
-            sql += f"WHERE {quote(col.name)} IN ({marks})"
-            if where_sql:
-                sql += f" AND ({where_sql})"
+            names = ", ".join(quote(c.name) for c in cols)
+            head = f"SELECT {'DISTINCT ' if distinct else ''}{names} FROM {quote(table.name)} "
+            head += f"WHERE {quote(col.name)} IN ("
+            tail = f") AND ({where_sql})" if where_sql else ")"
             row = namedtuple("Row", [c.name for c in cols], rename=True)  # type: ignore[misc]
             processors: list[Any] = [c.type._cached_result_processor(_DIALECT, None) for c in cols]
-            found = self._statements[shape] = (sql, row, processors)
-        return found
+            found = self._statements[shape] = (head, tail, _row_builder(row, processors))
+        head, tail, build = found
+        return head + ", ".join("?" * n) + tail, build
 
     def rows(
         self,
@@ -138,11 +146,8 @@ class Inline:
         distinct: bool = False,
     ) -> list[Any]:
         shape, where_sql, values = self._condition(where)
-        sql, row, processors = self._statement(table, key, columns, shape, where_sql, len(keys), distinct)
-        found = self.query(sql, (*keys, *values), deadline)
-        if any(processors):
-            return [row(*(v if f is None else f(v) for f, v in zip(processors, r, strict=True))) for r in found]
-        return [row(*r) for r in found]
+        sql, build = self._statement(table, key, columns, shape, where_sql, len(keys), distinct)
+        return build(self.query(sql, (*keys, *values), deadline))
 
     def query(self, sql: str, params: Sequence[Any], deadline: float) -> list[Any]:
         """``sql`` (a read) with ``params``, as plain tuples; ``Busy`` or ``TimeoutError`` as ``rows``."""
@@ -165,6 +170,18 @@ class Inline:
         finally:
             conn.set_progress_handler(None, 0)
         return found
+
+
+def _row_builder(row: type, processors: list[Any]) -> Callable[[list[Any]], list[Any]]:
+    """A function making ``row`` named tuples of plain ones, each column through its type's result processor (if
+    any): generated per statement shape, as a batch of thousands of rows spent as long building them as reading."""
+    values = ", ".join(f"p{i}(r[{i}])" if f is not None else f"r[{i}]" for i, f in enumerate(processors))
+    ns: dict[str, Any] = {"new": tuple.__new__, "row": row}
+    ns.update((f"p{i}", f) for i, f in enumerate(processors) if f is not None)
+    body = "[new(row, r) for r in found]" if not any(processors) else f"[new(row, ({values},)) for r in found]"
+    exec(f"def build(found):\n    return {body}", ns)  # noqa: S102 (made from column positions, never from a request)
+    made: Callable[[list[Any]], list[Any]] = ns["build"]
+    return made
 
 
 def hub_inline(engine: Engine) -> Inline | None:
@@ -294,6 +311,30 @@ class SqlSource:
         if self.breaker.observe is not None:
             self.breaker.observe(outcome, time.perf_counter() - started)
 
+    def _raw_rows(
+        self,
+        table: Table,
+        key: str,
+        keys: Sequence[str],
+        where: ColumnElement[bool] | None,
+        columns: Sequence[str] | None,
+        distinct: bool = False,
+    ) -> list[Any] | None:
+        """In a worker thread: the rows of a large batch read with ``sqlite3`` (``Inline``'s statements, one per
+        ``CHUNK`` keys, as SQLAlchemy sends them); None when SQLAlchemy must read them (no SQLite file, traced, or
+        the file locked by a writer: SQLAlchemy's connection waits for the lock)."""
+        inline = self.inline
+        if inline is None:
+            return None
+        deadline = time.monotonic() + self.timeout
+        found: list[Any] = []
+        try:
+            for i in range(0, len(keys), CHUNK):
+                found += inline.rows(table, key, keys[i : i + CHUNK], where, columns, deadline, distinct)
+        except Busy:
+            return None
+        return found
+
     def _select_rows(
         self,
         table: Table,
@@ -301,8 +342,14 @@ class SqlSource:
         keys: Sequence[str],
         where: ColumnElement[bool] | None,
         columns: Sequence[str] | None,
-    ) -> dict[str, list[Row[Any]]]:
-        out: dict[str, list[Row[Any]]] = defaultdict(list)
+    ) -> defaultdict[str, list[Row[Any]]]:
+        out: defaultdict[str, list[Row[Any]]] = defaultdict(list)
+        raw = self._raw_rows(table, key, keys, where, columns)
+        if raw is not None:
+            at = 0 if columns is not None else list(table.c).index(table.c[key])  # where the key column is
+            for row in raw:
+                out[row[at]].append(row)
+            return out
         col = table.c[key]
         what = [table] if columns is None else [col, *(table.c[c] for c in columns if c != key)]
         with self.engine.connect() as conn:
@@ -336,11 +383,14 @@ class SqlSource:
             at = 0 if columns is not None else list(table.c).index(table.c[key])  # where the key column is
             for row in rows:
                 found[row[at]].append(row)
-        return [found.get(k, []) for k in keys]
+        return list(map(found.__getitem__, keys))  # (a key with no rows gets an empty list of its own)
 
     def _select_predicate(
         self, table: Table, key: str, keys: Sequence[str], condition: ColumnElement[bool]
     ) -> set[str]:
+        raw = self._raw_rows(table, key, keys, condition, None, True)
+        if raw is not None:
+            return {r[0] for r in raw}
         col = table.c[key]
         hits: set[str] = set()
         with self.engine.connect() as conn:

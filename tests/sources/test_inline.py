@@ -17,6 +17,7 @@ from sqlalchemy import exists, func, select
 from hub.demo.generate import GenerateResult
 from hub.departments import assistance, households, residents
 from hub.errors import UpstreamUnavailable
+from hub.sources import sql
 from hub.sources.sql import SqlSource
 
 
@@ -169,3 +170,56 @@ async def test_the_hub_databases_inline_reads_equal_the_threaded_ones(tmp_path: 
         assert await ledger.before("a") == ledger.spent("a") == 0
     finally:
         engine.dispose()
+
+
+async def test_large_batches_read_with_sqlite3_in_a_thread_equal_sqlalchemys(
+    dept_data: tuple[Path, GenerateResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``INLINE_MAX_KEYS`` keys, a worker thread reads with ``sqlite3`` (``Inline``'s statements, one per
+    ``CHUNK`` keys): the same rows, types, order and statement count as SQLAlchemy's read; every thread's
+    connection closed with the source; a file locked by a writer read by SQLAlchemy, which waits for the lock."""
+    monkeypatch.setattr(sql, "CHUNK", 70)  # three IN lists for 150 keys
+    root, _ = dept_data
+    raw, threaded = (SqlSource("civil_affairs", _url(root, "civil_affairs")) for _ in range(2))
+    threaded.inline = None
+    try:
+        ids = [*_ids(root, 140, "assistance"), *_ids(root, 9), "110101190001010000"]
+        ids += ids[:5]  # asked twice
+        assert len(set(ids)) > sql.INLINE_MAX_KEYS
+        for columns in [("monthly_amount", "start_date"), None]:
+            before, before_threaded = raw.statements, threaded.statements
+            a = await raw.rows_by(assistance, "id_number", ids, None, columns)
+            b = await threaded.rows_by(assistance, "id_number", ids, None, columns)
+            assert raw.statements - before == threaded.statements - before_threaded == 3
+            assert _plain(a) == _plain(b) and sum(map(bool, a)) >= 140 and not a[149]
+            assert isinstance(a[0][0].monthly_amount, Decimal) and isinstance(a[0][0].start_date, date)
+            assert type(a[0][0]) is not type(b[0][0])  # a named tuple, not SQLAlchemy's Row
+        condition = assistance.c.monthly_amount >= Decimal("500")
+        got = await raw.predicate(assistance, "id_number", ids, condition)
+        assert got == await threaded.predicate(assistance, "id_number", ids, condition) and any(got) and not all(got)
+        assert raw.inline is not None and raw.inline._opened  # the worker threads' connections
+        opened = list(raw.inline._opened)
+    finally:
+        raw.close()
+        threaded.close()
+    for conn in opened:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            conn.execute("SELECT 1")
+
+    (tmp_path / "departments").mkdir()
+    shutil.copy(root / "departments" / "public_security.sqlite", tmp_path / "departments" / "public_security.sqlite")
+    source = SqlSource("public_security", _url(tmp_path, "public_security"))
+    ids = _ids(root, 100)
+    expected = _plain(await source.rows_by(residents, "id_number", ids, None, ("name",)))
+    writer = sqlite3.connect(tmp_path / "departments" / "public_security.sqlite", isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        read = asyncio.create_task(source.rows_by(residents, "id_number", ids, None, ("name",)))
+        await asyncio.sleep(0.3)
+        assert not read.done()  # SQLAlchemy's connection waits for the lock (sqlite3's inline one would not)
+        writer.execute("ROLLBACK")
+        assert _plain(await asyncio.wait_for(read, 10)) == expected
+        assert source.breaker.state == "closed"
+    finally:
+        writer.close()
+        source.close()
