@@ -125,6 +125,17 @@ class VerificationFailure(Exception):
 _NOTHING: tuple[bytes, ...] = ()
 
 
+def _seq_and_prev(seq: int, text: str | bytes) -> tuple[dict[str, Any], Any, Any]:
+    """The entry's JSON object with its own ``seq`` and ``prev`` (one call per entry in both verify loops)."""
+    try:
+        obj = orjson.loads(text)
+        return obj, obj["seq"], obj["prev"]
+    except (ValueError, TypeError, KeyError):
+        raise VerificationFailure(
+            seq, f"entry {seq}: not a JSON object with seq and prev (rewritten together with its leaf hash)"
+        ) from None
+
+
 def _same_leaf(leaf: bytes, stored: object) -> bool:
     """The stored leaf hash as the driver gave it (bytes, or a memoryview/bytearray) equals ``leaf``."""
     return isinstance(stored, bytes | bytearray | memoryview) and bytes(stored) == leaf
@@ -244,7 +255,6 @@ class _Verifier:
     def check_entries(self, rows: Iterable[EntryRow]) -> None:
         leaf_ctx = hashlib.sha256(b"\x00").copy  # as in check_indexed: a copied context, not a new one
         node_ctx = hashlib.sha256(b"\x01").copy
-        loads = orjson.loads  # a ValueError (orjson.JSONDecodeError) for what is not JSON, as json.loads
         leaves = self.leaves
         keep = leaves.append if leaves is not None else None
         hook = self.hook
@@ -268,15 +278,7 @@ class _Verifier:
                 leaf = hl.digest()
                 if leaf != stored:
                     raise VerificationFailure(seq, f"entry {seq}: content does not match its leaf hash (modified)")
-                try:
-                    obj = loads(text)
-                    own = obj["seq"]
-                    prev = obj["prev"]
-                except (ValueError, TypeError, KeyError):
-                    raise VerificationFailure(
-                        seq,
-                        f"entry {seq}: not a JSON object with seq and prev (rewritten together with its leaf hash)",
-                    ) from None
+                obj, own, prev = _seq_and_prev(seq, text)
                 if own != seq or type(own) is not int:
                     self._moved(seq, own, obj, leaf, it)
                 if prev != prev_hex:
@@ -321,7 +323,6 @@ class _Verifier:
         # hashlib.sha256() call, about as costly as hashing the ~1 KB entry itself (bench/README.md)
         leaf_ctx = hashlib.sha256(b"\x00").copy
         node_ctx = hashlib.sha256(b"\x01").copy
-        loads = orjson.loads
         signed_columns = itemgetter(*columns)
         expected = self.first_seq
         prev_hex = self.prev_of_first
@@ -346,15 +347,7 @@ class _Verifier:
                 leaf = hl.digest()
                 if leaf != row[2] and not _same_leaf(leaf, row[2]):
                     raise VerificationFailure(seq, f"entry {seq}: content does not match its leaf hash (modified)")
-                try:
-                    obj = loads(row[1])
-                    own = obj["seq"]
-                    prev = obj["prev"]
-                except (ValueError, TypeError, KeyError):
-                    raise VerificationFailure(
-                        seq,
-                        f"entry {seq}: not a JSON object with seq and prev (rewritten together with its leaf hash)",
-                    ) from None
+                obj, own, prev = _seq_and_prev(seq, row[1])
                 if own != seq or type(own) is not int:
                     self._moved(seq, own, obj, leaf, it)
                 if prev != prev_hex:
