@@ -74,8 +74,8 @@ def gc_paused() -> Iterator[None]:
     heap (a quarter to a third of the time of 1,000 to 4,000 households). Reference counting still frees
     everything acyclic, and when the pause ends the request's objects are gone (the compiled path breaks the
     cycles that held its rows); cyclic garbage made meanwhile waits for the next collection after the last request
-    ends, or, when requests overlap without a break for longer than ``MAX_PAUSE``, for a collection of the two
-    younger generations as one of them ends."""
+    ends, or, when requests overlap without a break for longer than ``MAX_PAUSE``, for a full collection as one of
+    them ends (the objects frozen after start-up are not traversed)."""
     global _paused, _since
     if _holding.get() or (_paused == 0 and not gc.isenabled()):
         yield  # this request holds it already; or paused by someone else (a test, the operator): leave it so
@@ -94,7 +94,7 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
         elif time.monotonic() - _since > MAX_PAUSE:
             _since = time.monotonic()
-            gc.collect(1)
+            gc.collect()  # every generation: under load without a break the collector is never enabled again
 
 
 # A department record of one resident: an error (refused, or its department failed), or its rows (None: not
