@@ -321,6 +321,30 @@ class MerkleTree:
         return _consistency(self._subtree, old, self._size(new))
 
 
+_NONE_FOLDED: tuple[bytes, ...] = ()
+
+
+def fold_in(stack: list[bytes], size: int, leaf_hash: bytes) -> Sequence[bytes]:
+    """Append a leaf hash to ``stack``, the right edge of a tree of ``size`` leaves (a compact range: one subtree
+    root per 1 bit of ``size``). Every trailing 1 bit of the old size is a complete subtree the new leaf pairs with;
+    returns those left siblings, in the order they were folded in (the verifier keeps them to rebuild the range
+    without the newest leaf when a failure needs it)."""
+    if not size & 1:
+        stack.append(leaf_hash)
+        return _NONE_FOLDED
+    folded = []
+    h = leaf_hash
+    while size & 1:
+        left = stack.pop()
+        folded.append(left)
+        ctx = _node_ctx()
+        ctx.update(left + h)
+        h = ctx.digest()
+        size >>= 1
+    stack.append(h)
+    return folded
+
+
 class CompactRange:
     """The right edge of a growing tree: the roots of its complete power-of-two subtrees, largest first.
 
@@ -343,15 +367,7 @@ class CompactRange:
         """Add one leaf hash (32 bytes; not re-checked on this hot path beyond its length)."""
         if len(leaf_hash) != HASH_SIZE or not isinstance(leaf_hash, bytes):
             raise ValueError(f"every leaf hash must be {HASH_SIZE} bytes")
-        stack = self._stack
-        n = self.size
-        h = leaf_hash
-        while n & 1:  # every trailing 1 bit of the old size is a complete subtree the new leaf pairs with
-            ctx = _node_ctx()
-            ctx.update(stack.pop() + h)
-            h = ctx.digest()
-            n >>= 1
-        stack.append(h)
+        fold_in(self._stack, self.size, leaf_hash)
         self.size += 1
 
     def copy(self) -> CompactRange:

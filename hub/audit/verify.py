@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.audit.entry import GENESIS
 from hub.audit.head import SignedHead, key_fingerprint
-from hub.audit.merkle import EMPTY_ROOT, CompactRange, root_from_leaf_hashes
+from hub.audit.merkle import EMPTY_ROOT, CompactRange, fold_in, root_from_leaf_hashes
 
 __all__ = [
     "EntryHook",
@@ -120,9 +120,6 @@ class VerificationFailure(Exception):
         super().__init__(problem)
         self.seq = seq
         self.problem = problem
-
-
-_NOTHING: tuple[bytes, ...] = ()
 
 
 def _seq_and_prev(seq: int, text: str | bytes) -> tuple[dict[str, Any], Any, Any]:
@@ -254,17 +251,15 @@ class _Verifier:
 
     def check_entries(self, rows: Iterable[EntryRow]) -> None:
         leaf_ctx = hashlib.sha256(b"\x00").copy  # as in check_indexed: a copied context, not a new one
-        node_ctx = hashlib.sha256(b"\x01").copy
         leaves = self.leaves
         keep = leaves.append if leaves is not None else None
         hook = self.hook
         expected = self.first_seq
         prev_hex = self.prev_of_first
-        # the compact range's append, inlined (the hot loop): ``folded`` keeps the left siblings the newest leaf
+        # the compact range's append on its stack (``fold_in``): ``folded`` keeps the left siblings the newest leaf
         # was hashed with, so that the range without it can be rebuilt when a failure needs it
         r = self.range
         stack = r._stack
-        pop, push = stack.pop, stack.append
         wanted = self.roots_at
         heads = self.heads
         next_size = heads[self.next_head].tree_size if self.next_head < len(heads) else -1
@@ -289,19 +284,8 @@ class _Verifier:
                         raise VerificationFailure(seq, f"entry {seq}: {problem}")
                 if keep is not None:
                     keep(leaf)
-                n = r.size
-                h = leaf
-                folded = []
-                while n & 1:
-                    left = pop()
-                    folded.append(left)
-                    hn = node_ctx()
-                    hn.update(left + h)
-                    h = hn.digest()
-                    n >>= 1
-                push(h)
+                self.folded = fold_in(stack, r.size, leaf)
                 r.size += 1
-                self.folded = folded
                 if r.size == next_size or (wanted and r.size in wanted):
                     self._reached(r.size)
                     next_size = heads[self.next_head].tree_size if self.next_head < len(heads) else -1
@@ -322,13 +306,11 @@ class _Verifier:
         # SHA-256 from a copy of a context already fed the 0x00 / 0x01 prefix: OpenSSL 3 makes a new context per
         # hashlib.sha256() call, about as costly as hashing the ~1 KB entry itself (bench/README.md)
         leaf_ctx = hashlib.sha256(b"\x00").copy
-        node_ctx = hashlib.sha256(b"\x01").copy
         signed_columns = itemgetter(*columns)
         expected = self.first_seq
         prev_hex = self.prev_of_first
         r = self.range
         stack = r._stack
-        pop, push = stack.pop, stack.append
         wanted = self.roots_at
         heads = self.heads
         next_size = heads[self.next_head].tree_size if self.next_head < len(heads) else -1
@@ -388,22 +370,8 @@ class _Verifier:
                         f"entry {seq}: its audit_subjects rows differ from the subjects in the signed entry (index "
                         "tampered)",
                     )
-                # the compact range's append, inlined (as in check_entries); ``folded`` is kept in a local and given
-                # to ``self.folded`` only before a failure needs it (``_broken_link``)
-                n = size
-                h = leaf
-                if n & 1:
-                    folded = []
-                    while n & 1:
-                        left = pop()
-                        folded.append(left)
-                        hn = node_ctx()
-                        hn.update(left + h)
-                        h = hn.digest()
-                        n >>= 1
-                else:
-                    folded = _NOTHING
-                push(h)
+                # ``folded`` is kept in a local and given to ``self.folded`` only before a failure needs it
+                folded = fold_in(stack, size, leaf)
                 size += 1
                 r.size = size
                 if size == next_size or (wanted and size in wanted):
