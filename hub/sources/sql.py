@@ -30,9 +30,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from hub.errors import UpstreamUnavailable
 from hub.upstream.breaker import CircuitBreaker
-from hub.upstream.guard import guarded
+from hub.upstream.guard import guarded, outcome
 
 log = logging.getLogger("hub.sources")
 
@@ -288,28 +287,9 @@ class SqlSource:
         inline = self.inline
         if inline is None or len(keys) > INLINE_MAX_KEYS or self.breaker.state != "closed":
             raise Busy
-        who = f"department {self.code}"
         started = time.perf_counter()
-        try:
-            result = read(inline, time.monotonic() + self.timeout)
-        except Busy:
-            raise
-        except TimeoutError:
-            self.breaker.failure()
-            self._observe("timeout", started)
-            raise UpstreamUnavailable(f"{who} did not answer within {self.timeout}s") from None
-        except Exception as exc:
-            self.breaker.failure()
-            self._observe("failed", started)
-            log.warning("%s failed: %s", who, exc.__class__.__name__)  # its text can hold the parameters
-            raise UpstreamUnavailable(f"{who} is unavailable") from exc
-        self.breaker.success()
-        self._observe("ok", started)
-        return result
-
-    def _observe(self, outcome: str, started: float) -> None:
-        if self.breaker.observe is not None:
-            self.breaker.observe(outcome, time.perf_counter() - started)
+        with outcome(self.breaker, self.timeout, f"department {self.code}", started, detail=False, passes=(Busy,)):
+            return read(inline, time.monotonic() + self.timeout)
 
     def _raw_rows(
         self,

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 import httpx
@@ -60,9 +60,29 @@ async def guarded(
     if not await breaker.admit(timeout):
         _observe(breaker, "circuit_open", started)
         raise UpstreamUnavailable(f"{who} is unavailable (circuit open)")
-    try:
+    with outcome(breaker, timeout, who, started, failures=failures, detail=detail):
         with anyio.fail_after(timeout):  # the whole call, not each read
             yield
+
+
+@contextmanager
+def outcome(
+    breaker: CircuitBreaker,
+    timeout: float,
+    who: str,
+    started: float,
+    *,
+    failures: tuple[type[Exception], ...] = (Exception,),
+    detail: bool = True,
+    passes: tuple[type[Exception], ...] = (),
+) -> Iterator[None]:
+    """The admitted call's outcome to the breaker and the metrics, and its failure mapped (above): the part of
+    ``guarded`` after admission, also used by a call that keeps its own deadline (the SQL source's inline read,
+    which raises ``TimeoutError`` itself). ``passes``: exceptions that leave untouched, counted as nothing."""
+    try:
+        yield
+    except passes:
+        raise
     except TimeoutError:
         breaker.failure()
         _observe(breaker, "timeout", started)
