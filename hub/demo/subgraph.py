@@ -251,6 +251,22 @@ class Verifier(HopVerifier):
 # -- the HTTP app --------------------------------------------------------------------------------------------------
 
 
+def _read_logged(event: str, claims: dict[str, Any], **what: Any) -> None:
+    """One JSON line on stdout per read the hub made: who asked, for whom, why (the department's own record)."""
+    act = claims.get("act") or {}
+    line = {
+        "event": event,
+        "at": time.time(),
+        "requester": claims.get("client_id"),
+        "client_id": act.get("client_id"),
+        "officer": act.get("officer"),
+        "purpose": claims.get("purpose"),
+        "case": claims.get("case"),
+        **what,
+    }
+    print(json.dumps(line, ensure_ascii=False), flush=True)
+
+
 def _error(message: str, code: str, status: int) -> JSONResponse:
     return JSONResponse({"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}, status)
 
@@ -351,38 +367,12 @@ def create_subgraph_app(
             stats["representations"] += len(variables.get("r") or variables.get("representations") or [])
             stats["last_hop"] = claims
             stats["last_traceparent"] = request.headers.get("traceparent")  # the hub's trace, when it traces
-            act = claims.get("act") or {}
-            line = {
-                "event": "entities",
-                "at": time.time(),
-                "requester": claims.get("client_id"),
-                "issuer": claims.get("iss"),
-                "request_id": claims.get("request_id"),
-                "client_id": act.get("client_id"),
-                "department": act.get("department"),
-                "officer": act.get("officer"),
-                "purpose": claims.get("purpose"),
-                "case": claims.get("case"),
-                "fields": fields,
-                "residents": context["residents"],
-                "errors": len(result.errors or []),
-            }
-            print(json.dumps(line, ensure_ascii=False), flush=True)
+            _read_logged("entities", claims, issuer=claims.get("iss"), request_id=claims.get("request_id"),
+                         department=(claims.get("act") or {}).get("department"), fields=fields,
+                         residents=context["residents"], errors=len(result.errors or []))  # fmt: skip
         if feed and (context["residents"] or result.errors):  # a poll that found nothing disclosed nothing
-            act = claims.get("act") or {}
-            line = {
-                "event": "change_events",
-                "at": time.time(),
-                "requester": claims.get("client_id"),
-                "client_id": act.get("client_id"),
-                "officer": act.get("officer"),
-                "purpose": claims.get("purpose"),
-                "case": claims.get("case"),
-                "after": variables.get("after"),
-                "events": context["residents"],
-                "errors": len(result.errors or []),
-            }
-            print(json.dumps(line, ensure_ascii=False), flush=True)
+            _read_logged("change_events", claims, after=variables.get("after"), events=context["residents"],
+                         errors=len(result.errors or []))  # fmt: skip
         out: dict[str, Any] = {"data": result.data}
         if result.errors:
             out["errors"] = [e.formatted for e in result.errors]
