@@ -39,14 +39,6 @@ _DIFFERS = (b"+", b"e-", b"0.0000")
 _OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-class _Checked:
-    """The last answer ``data`` whose canonical bytes held none of ``_DIFFERS`` (held until the next one): its
-    response, which holds the same values, then needs only the rest of the body checked. Two requests between
-    their digest and their response (the audit append awaits) just check the whole body."""
-
-    data: Any = None
-
-
 def _refuse(obj: Any) -> Any:
     raise TypeError(type(obj).__name__)  # not a plain JSON value: the standard encoder decides
 
@@ -77,13 +69,8 @@ def encode_answer(obj: Any, *, sort_keys: bool = False) -> bytes:
 
 
 def canonical_answer(data: Any) -> bytes:
-    """``hub.audit.entry.canonical(data)`` for an answer's ``data`` (which must not change before its response
-    is rendered: the gateway adds only ``extensions`` to the body)."""
-    found = _fast(data, orjson.OPT_SORT_KEYS)
-    _Checked.data = data if found is not None else None
-    if found is not None:
-        return found
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """``hub.audit.entry.canonical(data)`` for an answer's ``data``."""
+    return encode_answer(data, sort_keys=True)
 
 
 class AnswerResponse(JSONResponse):
@@ -91,13 +78,5 @@ class AnswerResponse(JSONResponse):
     reach the fast path, see the module's docstring, and the standard encoder still refuses it)."""
 
     def render(self, content: Any) -> bytes:
-        data, _Checked.data = _Checked.data, None
-        out = _dumps(content, 0)
-        if out is not None:
-            if isinstance(content, dict) and "data" in content and content["data"] is data and data is not None:
-                rest = _dumps({k: v for k, v in content.items() if k != "data"}, 0)
-                if rest is not None and _same(rest):
-                    return out
-            elif _same(out):
-                return out
-        return super().render(content)
+        found = _fast(content, 0)
+        return found if found is not None else super().render(content)
